@@ -1,0 +1,195 @@
+"""Finding and reading released SA3 checkpoints.
+
+A released repo (``stabilityai/stable-audio-3-small-music``...) holds ``model_config.json``,
+``model.safetensors`` and the text encoder in ``t5gemma-b-b-ul2/``. Inside the root file:
+
+    model.model.*               the DiT
+    pretransform.model.*        SAME
+    conditioner.conditioners.*  learned padding + seconds embedder
+
+A standalone SAME repo (``stabilityai/SAME-S``) stores SAME's keys with no prefix.
+
+We read tensors with safetensors only (never pickle), only the ones a component needs,
+straight to the target device and dtype, and load them strictly: a missing, unexpected or
+mis-shaped tensor is an error that names it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+CONFIG_FILE = "model_config.json"
+WEIGHTS_FILE = "model.safetensors"
+TEXT_ENCODER_FOLDER = "t5gemma-b-b-ul2"
+
+# Prefixes of the components inside a full checkpoint.
+DIT_PREFIX = "model.model."
+SAME_PREFIX = "pretransform.model."
+CONDITIONER_PREFIX = "conditioner.conditioners."
+
+# Short names a user may type instead of a repo id.
+REPOS = {
+    "small-music": "stabilityai/stable-audio-3-small-music",
+    "small-sfx": "stabilityai/stable-audio-3-small-sfx",
+    "medium": "stabilityai/stable-audio-3-medium",
+    "small-music-base": "stabilityai/stable-audio-3-small-music-base",
+    "small-sfx-base": "stabilityai/stable-audio-3-small-sfx-base",
+    "medium-base": "stabilityai/stable-audio-3-medium-base",
+    "same-s": "stabilityai/SAME-S",
+    "same-l": "stabilityai/SAME-L",
+}
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be found, fetched or loaded; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint folder on disk, in the released layout."""
+
+    folder: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.folder / CONFIG_FILE
+
+    @property
+    def weights_path(self) -> Path:
+        return self.folder / WEIGHTS_FILE
+
+    @property
+    def text_encoder_folder(self) -> Path:
+        return self.folder / TEXT_ENCODER_FOLDER
+
+
+# --------------------------------------------------------------------------- finding
+
+
+def resolve(name_or_path: str, *, revision: str | None = None, token: str | bool | None = None,
+            text_encoder: bool = True, local_only: bool | None = None) -> Checkpoint:
+    """A short name, a Hugging Face repo id or a local folder -> a local checkpoint folder.
+
+    Downloads through huggingface_hub (its cache, ``revision``, ``token``, its progress bars);
+    ``local_only`` (default: ``HF_HUB_OFFLINE``) uses the cache alone.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return _check_folder(Checkpoint(path))
+    if path.suffix == ".json" or os.sep in name_or_path and not _looks_like_repo_id(name_or_path):
+        raise CheckpointError(f"No checkpoint folder at {name_or_path!r}: the folder does not exist.")
+    repo_id = REPOS.get(name_or_path.lower(), name_or_path)
+    if not _looks_like_repo_id(repo_id):
+        raise CheckpointError(
+            f"Unknown model {name_or_path!r}: use a short name ({', '.join(REPOS)}), "
+            "a Hugging Face repo id like 'stabilityai/stable-audio-3-small-music', or a local folder.")
+    patterns = [CONFIG_FILE, WEIGHTS_FILE]
+    if text_encoder:
+        patterns.append(f"{TEXT_ENCODER_FOLDER}/*")
+    folder = _download(repo_id, patterns, revision=revision, token=token, local_only=local_only)
+    return _check_folder(Checkpoint(Path(folder)))
+
+
+def _looks_like_repo_id(s: str) -> bool:
+    parts = s.split("/")
+    return len(parts) == 2 and all(parts) and not s.startswith((".", "/", "~"))
+
+
+def _download(repo_id, patterns, *, revision, token, local_only) -> str:
+    import huggingface_hub
+    from huggingface_hub import errors
+
+    if local_only is None:
+        local_only = huggingface_hub.constants.HF_HUB_OFFLINE
+    try:
+        return huggingface_hub.snapshot_download(repo_id, revision=revision, token=token,
+                                                 allow_patterns=patterns, local_files_only=local_only)
+    except errors.GatedRepoError as e:
+        raise CheckpointError(
+            f"{repo_id} is a gated model: accept its licence on https://huggingface.co/{repo_id} "
+            "and log in with `hf auth login` (or set HF_TOKEN).") from e
+    except errors.RepositoryNotFoundError as e:
+        raise CheckpointError(
+            f"{repo_id} was not found on Hugging Face (or it is private and no token was given): "
+            "check the name, or log in with `hf auth login`.") from e
+    except errors.RevisionNotFoundError as e:
+        raise CheckpointError(f"{repo_id} has no revision {revision!r}.") from e
+    except errors.LocalEntryNotFoundError as e:
+        raise CheckpointError(
+            f"{repo_id} is not in the local Hugging Face cache and cannot be downloaded "
+            "(no network, or offline mode is on): connect and retry, or pass a local folder.") from e
+    except (OSError, errors.HfHubHTTPError) as e:
+        raise CheckpointError(f"Downloading {repo_id} failed: {e}") from e
+
+
+def _check_folder(ckpt: Checkpoint) -> Checkpoint:
+    for f in (ckpt.config_path, ckpt.weights_path):
+        if not f.is_file():
+            raise CheckpointError(f"{ckpt.folder} is not a complete checkpoint: {f.name} is missing.")
+    return ckpt
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def tensor_names(path: str | Path) -> list[str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return list(f.keys())
+
+
+def read_tensors(path: str | Path, prefix: str = "", device: str | torch.device = "cpu",
+                 dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file whose names start with ``prefix``, prefix stripped.
+
+    Only those tensors are read, straight to ``device``; floating tensors are cast to ``dtype``.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            out = {}
+            for name in f.keys():
+                if name.startswith(prefix):
+                    t = f.get_tensor(name)
+                    if dtype is not None and t.is_floating_point():
+                        t = t.to(dtype)
+                    out[name[len(prefix):]] = t
+            return out
+    except (OSError, SafetensorError) as e:
+        raise CheckpointError(f"Cannot read {path}: {e} (is it a safetensors file?)") from e
+
+
+def load_weights(module: nn.Module, tensors: dict[str, torch.Tensor], what: str) -> nn.Module:
+    """Copy ``tensors`` into ``module`` strictly; errors name every problem tensor.
+
+    Works for modules built on the meta device too (``assign=True`` then takes the tensors).
+    """
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    misshaped = sorted(k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape)
+    problems = []
+    if missing:
+        problems.append(f"missing {_listing(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {_listing(unexpected)}")
+    if misshaped:
+        problems.append("wrong shape " + _listing(
+            [f"{k} {tuple(tensors[k].shape)} (expected {tuple(expected[k].shape)})" for k in misshaped]))
+    if problems:
+        raise CheckpointError(f"{what} does not match this model: " + "; ".join(problems) + ".")
+    on_meta = any(t.is_meta for t in expected.values())
+    module.load_state_dict(tensors, strict=True, assign=on_meta)
+    return module
+
+
+def _listing(names: list[str], limit: int = 8) -> str:
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
