@@ -1,0 +1,131 @@
+import shutil
+
+import pytest
+import torch
+from torch import nn
+
+from models import loading
+from models.loading import CheckpointError, load_weights, read_tensors, resolve
+from tests.conftest import GOLDEN
+
+
+@pytest.fixture
+def full_checkpoint(tmp_path):
+    """A full SA3 checkpoint folder in the released layout (tiny random weights)."""
+    folder = tmp_path / "sa3-small"
+    folder.mkdir()
+    shutil.copy(GOLDEN / "sa3_small_tiny" / "model_config.json", folder)
+    shutil.copy(GOLDEN / "sa3_small_tiny" / "model.safetensors", folder)
+    shutil.copytree(GOLDEN / "t5gemma-b-b-ul2", folder / "t5gemma-b-b-ul2")
+    return folder
+
+
+def test_resolve_local_folder(full_checkpoint):
+    ckpt = resolve(str(full_checkpoint))
+    assert ckpt.folder == full_checkpoint
+    assert ckpt.text_encoder_folder.is_dir()
+
+
+def test_resolve_incomplete_folder_names_the_missing_file(full_checkpoint):
+    (full_checkpoint / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="model.safetensors is missing"):
+        resolve(str(full_checkpoint))
+
+
+def test_resolve_unknown_name():
+    with pytest.raises(CheckpointError, match="Unknown model 'tiny-disco'.*short name"):
+        resolve("tiny-disco")
+
+
+def test_resolve_offline_without_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(CheckpointError, match="not in the local Hugging Face cache"):
+        resolve("small-music", local_only=True)
+
+
+@pytest.mark.parametrize("error, message", [
+    ("GatedRepoError", "gated model: accept its licence"),
+    ("RepositoryNotFoundError", "was not found on Hugging Face"),
+    ("LocalEntryNotFoundError", "cannot be downloaded"),
+])
+def test_hub_errors_become_one_actionable_sentence(monkeypatch, error, message):
+    import huggingface_hub
+    from huggingface_hub import errors
+
+    def fail(*args, **kwargs):
+        cls = getattr(errors, error)
+        if error == "LocalEntryNotFoundError":
+            raise cls("offline")
+        raise cls("nope", response=_FakeResponse())
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fail)
+    with pytest.raises(CheckpointError, match=message):
+        resolve("stabilityai/stable-audio-3-medium")
+
+
+class _FakeResponse:
+    status_code = 403
+    headers = {}
+    url = "https://huggingface.co"
+    request = None
+
+    def json(self):
+        return {}
+
+
+def test_short_names_map_to_repos(monkeypatch, full_checkpoint):
+    seen = {}
+
+    def fake_download(repo_id, **kwargs):
+        seen.update(repo_id=repo_id, **kwargs)
+        return str(full_checkpoint)
+
+    import huggingface_hub
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    ckpt = resolve("small-sfx", revision="abc", token="t", local_only=False)
+    assert ckpt.folder == full_checkpoint
+    assert seen["repo_id"] == "stabilityai/stable-audio-3-small-sfx"
+    assert seen["revision"] == "abc" and seen["token"] == "t"
+    assert "t5gemma-b-b-ul2/*" in seen["allow_patterns"]
+
+
+def test_read_tensors_selects_by_prefix_and_casts(full_checkpoint):
+    path = full_checkpoint / "model.safetensors"
+    same = read_tensors(path, loading.SAME_PREFIX, dtype=torch.bfloat16)
+    assert same and not any(k.startswith("pretransform.") for k in same)
+    assert all(t.dtype == torch.bfloat16 for t in same.values() if t.is_floating_point())
+    names = loading.tensor_names(path)
+    assert len(same) == sum(n.startswith(loading.SAME_PREFIX) for n in names)
+
+
+def test_read_tensors_refuses_a_non_safetensors_file(tmp_path):
+    bad = tmp_path / "model.safetensors"
+    bad.write_bytes(b"\x80\x04pickle")
+    with pytest.raises(CheckpointError, match="Cannot read"):
+        read_tensors(bad)
+
+
+def test_load_weights_is_strict_and_names_every_problem():
+    module = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    good = {k: torch.randn_like(v) for k, v in module.state_dict().items()}
+    load_weights(module, good, "test checkpoint")
+    assert torch.equal(module[0].weight, good["0.weight"])
+
+    bad = dict(good)
+    del bad["1.bias"]
+    bad["2.weight"] = torch.zeros(1)
+    bad["0.weight"] = torch.zeros(5, 3)
+    with pytest.raises(CheckpointError) as e:
+        load_weights(module, bad, "test checkpoint")
+    text = str(e.value)
+    assert "missing 1.bias" in text
+    assert "unexpected 2.weight" in text
+    assert "wrong shape 0.weight (5, 3) (expected (4, 3))" in text
+
+
+def test_load_weights_onto_meta_module_assigns():
+    with torch.device("meta"):
+        module = nn.Linear(3, 4)
+    tensors = {"weight": torch.randn(4, 3), "bias": torch.randn(4)}
+    load_weights(module, tensors, "x")
+    assert not module.weight.is_meta and torch.equal(module.bias, tensors["bias"])
