@@ -1,0 +1,268 @@
+"""Transformer building blocks shared by SAME (models/same.py) and the DiT (models/dit.py).
+
+Facts follow the official ``stable_audio_3/models/transformer.py`` (Attention, FeedForward,
+DynamicTanh, RMSNorm, RotaryEmbedding); the code is ours. Attribute names are the released
+checkpoint keys (``to_qkv``, ``q_norm.gamma``, ``ff.ff.0.proj``...), so weights load strictly.
+
+``attend`` is the single attention entry point: every kernel choice (sdpa, flash-attn,
+local windows) lives there, and every fast path is tested against plain masked sdpa.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# --------------------------------------------------------------------------- norms
+
+
+class RMSNorm(nn.Module):
+    """RMS norm with a learned gain ``gamma`` (no bias); ``force_fp32`` normalises in fp32."""
+
+    def __init__(self, dim: int, eps: float = 1e-5, force_fp32: bool = False):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+        self.force_fp32 = force_fp32
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.force_fp32:
+            return F.rms_norm(x.float(), x.shape[-1:], self.gamma.float(), self.eps).to(x.dtype)
+        return F.rms_norm(x, x.shape[-1:], self.gamma, self.eps)
+
+
+class DynamicTanh(nn.Module):
+    """DyT (Zhu et al. 2025): ``gamma * tanh(alpha * x) + beta``, a norm without statistics."""
+
+    def __init__(self, dim: int, init_alpha: float = 4.0):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.full((1,), init_alpha))
+        self.gamma = nn.Parameter(torch.ones(dim))
+        self.beta = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gamma * torch.tanh(self.alpha * x) + self.beta
+
+
+def make_norm(kind: Literal["rms", "dyt"], dim: int, eps: float = 1e-5, force_fp32: bool = False) -> nn.Module:
+    return DynamicTanh(dim) if kind == "dyt" else RMSNorm(dim, eps, force_fp32)
+
+
+# --------------------------------------------------------------------------- rotary
+
+
+def rotary_inv_freq(dim: int, base: float = 10000.0) -> torch.Tensor:
+    """(dim // 2,) fp32 inverse frequencies of a ``dim``-wide rotary embedding."""
+    return 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary position angles for the first ``dim`` channels of each head.
+
+    ``inv_freq`` is a checkpoint buffer (``rope.inv_freq`` / ``rotary_pos_emb.inv_freq``). The
+    angles are computed from the fp32 formula, which is what the checkpoint stores: a bf16
+    copy of the buffer would shift the angle by radians at positions in the thousands.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+        self.register_buffer("inv_freq", rotary_inv_freq(dim))
+
+    def forward(self, n: int, device: torch.device | None = None) -> torch.Tensor:
+        """Angles (n, dim) in fp32 for positions 0..n-1."""
+        device = self.inv_freq.device if device is None else device
+        inv_freq = rotary_inv_freq(self.dim).to(device)
+        freqs = torch.outer(torch.arange(n, device=device, dtype=torch.float32), inv_freq)
+        return torch.cat((freqs, freqs), dim=-1)
+
+
+def apply_rotary(t: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+    """Rotate the first ``freqs.shape[-1]`` channels of ``t`` (..., n, d) by angles (n, r), in fp32.
+
+    Halves convention (GPT-NeoX / official ``rotate_half``): channel i pairs with i + r/2;
+    channels past r pass through unrotated.
+    """
+    r = freqs.shape[-1]
+    rot, rest = t[..., :r].float(), t[..., r:]
+    x1, x2 = rot.chunk(2, dim=-1)
+    rotated = torch.cat((-x2, x1), dim=-1)
+    rot = rot * freqs.cos() + rotated * freqs.sin()
+    return torch.cat((rot.to(t.dtype), rest), dim=-1)
+
+
+# --------------------------------------------------------------------------- attention kernel
+
+
+def band_mask(n_q: int, n_k: int, window: tuple[int, int], q_offset: int = 0, k_offset: int = 0,
+              device=None) -> torch.Tensor:
+    """(n_q, n_k) bool: key j is visible from query i iff ``-left <= j - i <= right`` (global indices)."""
+    qi = torch.arange(n_q, device=device) + q_offset
+    kj = torch.arange(n_k, device=device) + k_offset
+    delta = kj[None, :] - qi[:, None]
+    return (delta >= -window[0]) & (delta <= window[1])
+
+
+def _flash_attn():
+    try:  # optional CUDA kernel, imported lazily so CPU installs never need it
+        from flash_attn import flash_attn_func
+    except ImportError:
+        return None
+    return flash_attn_func
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask: Optional[torch.Tensor] = None,
+           window: Optional[tuple[int, int]] = None, window_block: int = 256) -> torch.Tensor:
+    """Softmax attention, (B, H, Nq, D) x (B, H, Nk, D) -> (B, H, Nq, D); scale 1/sqrt(D).
+
+    mask: bool, True = attend; broadcastable to (B, H, Nq, Nk) (e.g. (B, 1, 1, Nk) for key
+        padding). Every query must see at least one key.
+    window: (left, right) local band on self-attention: query i sees keys i-left..i+right
+        (flash-attn's ``window_size``; the official SAME-L path). Computed in blocks of
+        ``window_block`` queries with their key halo, so no (N, N) mask is built.
+    """
+    if window is not None:
+        if mask is not None:
+            raise ValueError("attend: window and mask together are not supported")
+        flash = _flash_attn() if q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) else None
+        if flash is not None:
+            out = flash(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), window_size=window)
+            return out.transpose(1, 2)
+        return _windowed_sdpa(q, k, v, window, window_block)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def _windowed_sdpa(q, k, v, window: tuple[int, int], block: int) -> torch.Tensor:
+    """Band attention as one batched sdpa over query blocks and their key halos.
+
+    Query block b covers [b*block, (b+1)*block); its keys are [b*block - left, (b+1)*block + right),
+    zero-padded at the ends and masked out there; the band inside is the same mask for every block.
+    """
+    B, H, N, D = q.shape
+    left, right = window
+    block = min(block, N)
+    nb = math.ceil(N / block)
+    pad_q = nb * block - N
+    span = block + left + right
+    q = F.pad(q, (0, 0, 0, pad_q)).view(B, H, nb, block, D)
+    k = F.pad(k, (0, 0, left, pad_q + right)).unfold(2, span, block).transpose(-1, -2)  # (B, H, nb, span, D)
+    v = F.pad(v, (0, 0, left, pad_q + right)).unfold(2, span, block).transpose(-1, -2)
+    key_pos = torch.arange(nb, device=q.device)[:, None] * block - left + torch.arange(span, device=q.device)
+    valid = (key_pos >= 0) & (key_pos < N)  # (nb, span): keys that exist
+    band = band_mask(block, span, window, q_offset=left, device=q.device)  # (block, span), same in every block
+    mask = band[None] & valid[:, None, :]  # (nb, block, span)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    return out.reshape(B, H, nb * block, D)[:, :, :N]
+
+
+# --------------------------------------------------------------------------- modules
+
+
+class Attention(nn.Module):
+    """Multi-head self- or cross-attention with optional qk-norm, rotary and differential heads.
+
+    Self-attention keys: ``to_qkv`` (dim -> 3 dim, or 5 dim = q, k, v, q_diff, k_diff when
+    ``differential``). Cross-attention (``dim_context`` given): ``to_q`` (dim -> dim or 2 dim)
+    and ``to_kv`` (dim_context -> 2 or 3 dim_context = k, [k_diff,] v). ``to_out`` merges heads.
+    Differential attention (Ye et al. 2024, as the official code does it: no lambda):
+    ``attn(q, k, v) - attn(q_diff, k_diff, v)``.
+    """
+
+    def __init__(self, dim: int, dim_heads: int, *, dim_context: Optional[int] = None,
+                 qk_norm: Optional[Literal["rms", "dyt"]] = None, qk_norm_eps: float = 1e-6,
+                 differential: bool = False):
+        super().__init__()
+        self.num_heads = dim // dim_heads
+        self.differential = differential
+        n = 2 if differential else 1  # query/key sets
+        if dim_context is None:
+            self.to_qkv = nn.Linear(dim, dim * (2 * n + 1), bias=False)
+        else:
+            self.to_q = nn.Linear(dim, dim * n, bias=False)
+            self.to_kv = nn.Linear(dim_context, dim_context * (n + 1), bias=False)
+        self.to_out = nn.Linear(dim, dim, bias=False)
+        if qk_norm is not None:
+            self.q_norm = make_norm(qk_norm, dim_heads, qk_norm_eps)
+            self.k_norm = make_norm(qk_norm, dim_heads, qk_norm_eps)
+        self.qk_norm = qk_norm
+
+    def _heads(self, t: torch.Tensor) -> torch.Tensor:  # (B, N, H*D) -> (B, H, N, D)
+        return t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+
+    def _project(self, x, context):
+        """-> qs, ks (one or two sets, each (B, H, N, D)) and v (B, H, Nk, D)."""
+        if context is None:
+            parts = self.to_qkv(x).chunk(5 if self.differential else 3, dim=-1)
+            q, k, v = parts[:3]
+            qs, ks = ((q, parts[3]), (k, parts[4])) if self.differential else ((q,), (k,))
+        else:
+            qs = self.to_q(x).chunk(2 if self.differential else 1, dim=-1)
+            kv = self.to_kv(context).chunk(3 if self.differential else 2, dim=-1)
+            ks, v = kv[:-1], kv[-1]
+        return [self._heads(t) for t in qs], [self._heads(t) for t in ks], self._heads(v)
+
+    def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None, *,
+                freqs: Optional[torch.Tensor] = None, padding_mask: Optional[torch.Tensor] = None,
+                mask: Optional[torch.Tensor] = None, window: Optional[tuple[int, int]] = None) -> torch.Tensor:
+        """x (B, N, dim), context (B, Nk, dim_context) -> (B, N, dim).
+
+        freqs: rotary angles (N, r) applied to queries and keys (self-attention).
+        padding_mask: (B, Nk) bool, True = valid. As the official non-flash path does (the one
+            the golden fixtures ran), padded keys are handled by ZEROING their values: they
+            still take softmax weight but add nothing. For true masking pass ``mask`` instead.
+        mask / window: passed to ``attend``.
+        """
+        qs, ks, v = self._project(x, context)
+        if self.qk_norm is not None:
+            qs = [self.q_norm(q) for q in qs]
+            ks = [self.k_norm(k) for k in ks]
+        if freqs is not None:
+            qs = [apply_rotary(q, freqs).to(v.dtype) for q in qs]
+            ks = [apply_rotary(k, freqs).to(v.dtype) for k in ks]
+        if padding_mask is not None:
+            v = v * padding_mask[:, None, :, None].to(v.dtype)
+        out = attend(qs[0], ks[0], v, mask=mask, window=window)
+        if self.differential:
+            out = out - attend(qs[1], ks[1], v, mask=mask, window=window)
+        return self.to_out(out.transpose(1, 2).flatten(2))  # (B, N, H*D) -> (B, N, dim)
+
+
+class Sin(nn.Module):
+    """``sin(pi x)``: the gate activation of SAME's sinusoidal feed-forward blocks."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(math.pi * x)
+
+
+class GLU(nn.Module):
+    """``proj`` to 2 x dim_out, then ``value * act(gate)``."""
+
+    def __init__(self, dim_in: int, dim_out: int, activation: nn.Module):
+        super().__init__()
+        self.proj = nn.Linear(dim_in, dim_out * 2)
+        self.act = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        value, gate = self.proj(x).chunk(2, dim=-1)
+        return value * self.act(gate)
+
+
+class FeedForward(nn.Module):
+    """SwiGLU feed-forward (``sinusoidal``: sin(pi x) gate instead of SiLU); inner width dim*mult.
+
+    ``ff`` is a Sequential so the keys are the checkpoint's ``ff.ff.0.proj`` / ``ff.ff.2``; the
+    Identity at index 1 stands where the official code keeps a no-op rearrange.
+    """
+
+    def __init__(self, dim: int, mult: float = 4, sinusoidal: bool = False):
+        super().__init__()
+        inner = int(dim * mult)
+        act = Sin() if sinusoidal else nn.SiLU()
+        self.ff = nn.Sequential(GLU(dim, inner, act), nn.Identity(), nn.Linear(inner, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ff(x)
