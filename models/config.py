@@ -51,7 +51,7 @@ class SameCoderConfig:
     differential: bool = True  # differential attention
     dyt: bool = True  # DynamicTanh norms instead of RMS norms
     variable_stride: bool = False
-    chunk_size: int = 128  # SAME-S: chunked attention, in latent frames
+    chunk_size: Optional[int] = None  # SAME-S: attention chunk in frames; absent: 128 in the network
     chunk_midpoint_shift: bool = False  # SAME-S: alternate blocks shift chunks by half
     sliding_window: Optional[tuple[int, int]] = None  # SAME-L: (left, right) latent frames
     conv_mapping: bool = False  # 3-tap conv instead of 1x1 for the channel mapping
