@@ -119,8 +119,8 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask: Optional[
            window: Optional[tuple[int, int]] = None, window_block: int = 256) -> torch.Tensor:
     """Softmax attention, (B, H, Nq, D) x (B, H, Nk, D) -> (B, H, Nq, D); scale 1/sqrt(D).
 
-    mask: bool, True = attend; broadcastable to (B, H, Nq, Nk) (e.g. (B, 1, 1, Nk) for key
-        padding). Every query must see at least one key.
+    mask: bool, True = attend, or a float bias added to the logits; broadcastable to
+        (B, H, Nq, Nk) (e.g. (B, 1, 1, Nk) for key padding). Every query must see at least one key.
     window: (left, right) local band on self-attention: query i sees keys i-left..i+right
         (flash-attn's ``window_size``; the official SAME-L path). Computed in blocks of
         ``window_block`` queries with their key halo, so no (N, N) mask is built.
@@ -205,9 +205,21 @@ class Attention(nn.Module):
             ks, v = kv[:-1], kv[-1]
         return [self._heads(t) for t in qs], [self._heads(t) for t in ks], self._heads(v)
 
+    def context_kv(self, context: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """Cross-attention keys (qk-normed; one set, two when differential) and values of a
+        context (B, Nk, dim_context), each (B, H, Nk, D). They depend on the context alone, so
+        a caller may compute them once and pass them as ``kv`` to every call (the DiT does,
+        once per generation)."""
+        kv = self.to_kv(context).chunk(3 if self.differential else 2, dim=-1)
+        ks = [self._heads(k) for k in kv[:-1]]
+        if self.qk_norm is not None:
+            ks = [self.k_norm(k) for k in ks]
+        return tuple(ks), self._heads(kv[-1])
+
     def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None, *,
                 freqs: Optional[torch.Tensor] = None, padding_mask: Optional[torch.Tensor] = None,
-                mask: Optional[torch.Tensor] = None, window: Optional[tuple[int, int]] = None) -> torch.Tensor:
+                mask: Optional[torch.Tensor] = None, window: Optional[tuple[int, int]] = None,
+                kv: Optional[tuple[tuple[torch.Tensor, ...], torch.Tensor]] = None) -> torch.Tensor:
         """x (B, N, dim), context (B, Nk, dim_context) -> (B, N, dim).
 
         freqs: rotary angles (N, r) applied to queries and keys (self-attention).
@@ -215,11 +227,17 @@ class Attention(nn.Module):
             the golden fixtures ran), padded keys are handled by ZEROING their values: they
             still take softmax weight but add nothing. For true masking pass ``mask`` instead.
         mask / window: passed to ``attend``.
+        kv: cross-attention only, ``context_kv(context)`` computed earlier, instead of ``context``.
         """
-        qs, ks, v = self._project(x, context)
+        if kv is not None:
+            qs = [self._heads(q) for q in self.to_q(x).chunk(2 if self.differential else 1, dim=-1)]
+            ks, v = kv
+        else:
+            qs, ks, v = self._project(x, context)
+            if self.qk_norm is not None:
+                ks = [self.k_norm(k) for k in ks]
         if self.qk_norm is not None:
             qs = [self.q_norm(q) for q in qs]
-            ks = [self.k_norm(k) for k in ks]
         if freqs is not None:
             qs = [apply_rotary(q, freqs).to(v.dtype) for q in qs]
             ks = [apply_rotary(k, freqs).to(v.dtype) for k in ks]
