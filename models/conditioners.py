@@ -1,0 +1,127 @@
+"""Conditioning of the SA3 DiT: prompt rows, the duration embedding, and their assembly.
+
+The checkpoint keys under ``conditioner.conditioners.`` are
+
+    prompt.padding_embedding                        (D,)     learned padding rows
+    seconds_total.embedder.embedding.1.{weight,bias} (D, 256) Linear after Fourier features
+
+and the attribute names below follow them. The official ``MultiConditioner`` runs each
+conditioner, then ``ConditionedDiffusionModelWrapper.get_conditioning_inputs``
+concatenates the ``cross_attention_cond_ids`` outputs along the sequence (prompt rows,
+then the seconds token) and the ``global_cond_ids`` outputs along channels (AdaLN input).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+from models.config import DiffusionModelConfig, NumberConditionerConfig
+from models.loading import load_weights
+from models.text import TextConditioner, TextEncoder
+
+FOURIER_DIM = 256  # NumberEmbedder's Fourier features (official default)
+
+
+class ExpoFourierFeatures(nn.Module):
+    """t (B,) -> [cos(2 pi f t), sin(2 pi f t)] (B, dim), frequencies f geometric in
+    [min_freq, max_freq] (official ``blocks.ExpoFourierFeatures``), computed in fp32."""
+
+    def __init__(self, dim: int, min_freq: float = 0.5, max_freq: float = 10000.0):
+        super().__init__()
+        self.dim, self.min_freq, self.max_freq = dim, min_freq, max_freq
+
+    def forward(self, t: Tensor) -> Tensor:
+        in_dtype, t = t.dtype, t.float()
+        if t.dim() == 1:
+            t = t.unsqueeze(-1)  # (B, 1)
+        ramp = torch.linspace(0, 1, self.dim // 2, device=t.device, dtype=torch.float32)
+        log_min, log_max = math.log(self.min_freq), math.log(self.max_freq)
+        freqs = torch.exp(ramp * (log_max - log_min) + log_min)  # (dim/2,)
+        args = t * freqs * 2 * math.pi  # (B, dim/2)
+        return torch.cat([torch.cos(args), torch.sin(args)], dim=-1).to(in_dtype)
+
+
+class NumberEmbedder(nn.Module):
+    """x (B,) in [0, 1] -> (B, dim): Fourier features, then Linear."""
+
+    def __init__(self, dim: int, fourier_dim: int = FOURIER_DIM):
+        super().__init__()
+        self.embedding = nn.Sequential(ExpoFourierFeatures(fourier_dim), nn.Linear(fourier_dim, dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.embedding(x)
+
+
+class NumberConditioner(nn.Module):
+    """Numbers (seconds) -> one conditioning token each: (B, 1, D) and a (B, 1) bool mask.
+
+    Values are clamped to [min_val, max_val] and normalised to [0, 1] first
+    (official ``NumberConditioner``).
+    """
+
+    def __init__(self, dim: int, config: NumberConditionerConfig):
+        super().__init__()
+        self.min_val, self.max_val = config.min_val, config.max_val
+        self.embedder = NumberEmbedder(dim)
+
+    def forward(self, values: Union[Sequence[float], Tensor]) -> tuple[Tensor, Tensor]:
+        weight = self.embedder.embedding[1].weight
+        x = torch.tensor([float(v) for v in values], device=weight.device)  # (B,) fp32
+        x = (x.clamp(self.min_val, self.max_val) - self.min_val) / (self.max_val - self.min_val)
+        emb = self.embedder(x.to(weight.dtype)).unsqueeze(1)  # (B, 1, D)
+        return emb, torch.ones(emb.shape[0], 1, dtype=torch.bool, device=emb.device)
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """What the DiT reads besides x and t, for a batch of B items.
+
+    cross_attn_cond: (B, S, D) prompt rows then the seconds token (S = max_length + 1)
+    cross_attn_mask: (B, S) bool, True where a key is real (the learned-padding rows are
+        False; the official code hands the DiT this mask as float 1/0)
+    global_cond: (B, D) the seconds embedding, the AdaLN input
+    """
+
+    cross_attn_cond: Tensor
+    cross_attn_mask: Tensor
+    global_cond: Tensor
+
+
+class Conditioner(nn.Module):
+    """(prompts, seconds) -> ``Conditioning``, as ``MultiConditioner`` + the wrapper's
+    ``get_conditioning_inputs`` build it. Load with the ``conditioner.conditioners.`` keys."""
+
+    def __init__(self, config: DiffusionModelConfig, encoder: TextEncoder):
+        super().__init__()
+        conditioning, diffusion = config.conditioning, config.diffusion
+        ids = sorted(c.id for c in conditioning.configs)
+        if ids != ["prompt", "seconds_total"]:
+            raise ValueError(f"conditioners {ids}: SA3 checkpoints have 'prompt' and 'seconds_total'")
+        self.cross_attention_ids = diffusion.cross_attention_cond_ids
+        self.global_ids = diffusion.global_cond_ids
+        if self.global_ids != ("seconds_total",):
+            raise ValueError(f"global_cond_ids {self.global_ids}: SA3 checkpoints use ('seconds_total',)")
+        self.prompt = TextConditioner(encoder, conditioning.cond_dim)
+        self.seconds_total = NumberConditioner(conditioning.cond_dim, conditioning.by_id("seconds_total").config)
+
+    def load(self, tensors: dict[str, Tensor]) -> "Conditioner":
+        """Strict load of the ``conditioner.conditioners.*`` tensors (prefix stripped)."""
+        load_weights(self, tensors, "conditioner.conditioners")
+        return self
+
+    @torch.no_grad()
+    def forward(self, prompts: Sequence[str], seconds: Sequence[float]) -> Conditioning:
+        if len(prompts) != len(seconds):
+            raise ValueError(f"{len(prompts)} prompts but {len(seconds)} durations")
+        outputs = {"prompt": self.prompt(prompts), "seconds_total": self.seconds_total(seconds)}
+        cross = [outputs[k] for k in self.cross_attention_ids]
+        return Conditioning(
+            cross_attn_cond=torch.cat([emb for emb, _ in cross], dim=1),  # (B, S, D)
+            cross_attn_mask=torch.cat([mask for _, mask in cross], dim=1),  # (B, S)
+            global_cond=outputs["seconds_total"][0].squeeze(1),  # (B, D)
+        )

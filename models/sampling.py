@@ -1,0 +1,275 @@
+"""Timestep schedules and samplers for rectified-flow SA3 checkpoints.
+
+Convention (official ``inference/sampling.py``): ``t = 0`` is data, ``t = 1`` is noise,
+``x_t = (1 - t) * x_0 + t * noise``, and the network predicts the velocity
+``v = noise - x_0``, so ``denoised = x_t - t * v``.
+
+The pieces compose independently, k-diffusion style:
+
+- a *shift* warps a uniform grid of timesteps, depending on the sequence length
+  (``LogSNRShift``, ``FullShift``, ``FluxShift``; official ``distribution_shift.py``);
+- ``build_schedule`` turns (steps, sigma_max, shift, length) into the timesteps;
+- a *sampler* (``sample_pingpong`` for ``rf_denoiser`` checkpoints, ``sample_euler`` for the
+  ``rectified_flow`` -base ones) integrates a model function over a schedule;
+- randomness comes from a *noise source*: a callable ``shape -> standard normal tensor``.
+  ``generator_noise`` draws from one seeded ``torch.Generator``; ``recorded_noise`` replays
+  draws recorded from the official code, in order.
+
+The official code draws ``torch.randn`` for the initial noise and then one
+``torch.randn_like(x)`` per ping-pong step, the last one included (it is multiplied by
+``t = 0``). We make the same draws in the same order, so a CPU generator seeded like
+``torch.manual_seed(seed)`` reproduces an official take draw for draw.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, NamedTuple, Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+
+from models.config import DiffusionConfig, DistributionShiftConfig
+
+SeqLen = Union[int, Tensor]  # one length for all, or (B,) effective lengths in latent frames
+
+
+# --------------------------------------------------------------------------- shifts
+
+
+@dataclass(frozen=True)
+class LogSNRShift:
+    """Timesteps uniform in log-SNR between ``logsnr_end`` and a length-dependent start.
+
+    ``logsnr_start = anchor_logsnr - rate * log2(seq_len / anchor_length)`` ("-1 per
+    doubling"); ``t = sigmoid(-logsnr)``. The released checkpoints sample with ``rate=0``:
+    logSNR uniform in [-6.2, 2.0] whatever the length (official ``LogSNRShift``).
+    """
+
+    anchor_length: float = 2000
+    anchor_logsnr: float = -6.2
+    rate: float = 1.0
+    logsnr_end: float = 2.0
+
+    def __call__(self, t: Tensor, seq_len: SeqLen) -> Tensor:
+        if isinstance(seq_len, Tensor):
+            start = self.anchor_logsnr - self.rate * torch.log2(seq_len.float() / self.anchor_length)
+            t_grid, start = _per_item(t, start.to(t.device))
+        else:
+            start = self.anchor_logsnr - self.rate * math.log2(seq_len / self.anchor_length)
+            t_grid = t
+        logsnr = self.logsnr_end - t_grid * (self.logsnr_end - start)
+        out = torch.sigmoid(-logsnr)
+        out = torch.where(t <= 0, torch.zeros_like(out), out)  # exact endpoints
+        return torch.where(t >= 1, torch.ones_like(out), out)
+
+
+@dataclass(frozen=True)
+class FullShift:
+    """The training-time shift of the configs' ``distribution_shift_options`` (type ``full``).
+
+    ``mu = -(base + (max - base) * (L - Lmin) / (Lmax - Lmin))`` with L clamped to
+    [Lmin, Lmax]; ``t' = 1 - e^mu / (e^mu + t / (1 - t))`` (official ``DistributionShift``).
+    """
+
+    base_shift: float = 0.5
+    max_shift: float = 1.15
+    min_length: float = 256
+    max_length: float = 4096
+
+    def __call__(self, t: Tensor, seq_len: SeqLen) -> Tensor:
+        span = self.max_shift - self.base_shift
+        if isinstance(seq_len, Tensor):
+            length = seq_len.to(t.device).float().clamp(self.min_length, self.max_length)
+            t, length = _per_item(t, length)
+            mu = -(self.base_shift + span * (length - self.min_length) / (self.max_length - self.min_length))
+            e_mu = torch.exp(mu)
+        else:
+            length = min(max(seq_len, self.min_length), self.max_length)
+            mu = -(self.base_shift + span * (length - self.min_length) / (self.max_length - self.min_length))
+            e_mu = math.exp(mu)
+        return 1 - e_mu / (e_mu + (1 / (1 - t) - 1))
+
+    @classmethod
+    def from_config(cls, c: DistributionShiftConfig) -> "FullShift":
+        return cls(c.base_shift, c.max_shift, c.min_length, c.max_length)
+
+
+@dataclass(frozen=True)
+class FluxShift:
+    """``t' = a t / (1 + (a - 1) t)``, ``a`` log-linear in the length between
+    (min_length, alpha_min) and (max_length, alpha_max) (official ``FluxDistributionShift``)."""
+
+    min_length: float = 256
+    max_length: float = 4096
+    alpha_min: float = 1.0
+    alpha_max: float = 1.0
+
+    def alpha(self, seq_len: SeqLen):
+        log_lo, log_hi = math.log(self.min_length), math.log(self.max_length)
+        if log_hi == log_lo:
+            log_hi += 1e-8  # constant alpha
+        log_a_lo, log_a_hi = math.log(max(self.alpha_min, 1e-8)), math.log(max(self.alpha_max, 1e-8))
+        if isinstance(seq_len, Tensor):
+            frac = (torch.log(seq_len.float().clamp(self.min_length, self.max_length)) - log_lo) / (log_hi - log_lo)
+            return torch.exp(log_a_lo + frac * (log_a_hi - log_a_lo))
+        frac = (math.log(max(min(seq_len, self.max_length), self.min_length)) - log_lo) / (log_hi - log_lo)
+        return math.exp(log_a_lo + frac * (log_a_hi - log_a_lo))
+
+    def __call__(self, t: Tensor, seq_len: SeqLen) -> Tensor:
+        a = self.alpha(seq_len)
+        if isinstance(a, Tensor):
+            t, a = _per_item(t, a.to(t.device))
+        return a * t / (1 + (a - 1.0) * t)
+
+
+Shift = Union[LogSNRShift, FullShift, FluxShift]
+
+
+def _per_item(t: Tensor, per_item: Tensor) -> tuple[Tensor, Tensor]:
+    """A (N,) grid and (B,) per-item values -> (1, N) and (B, 1), broadcasting to (B, N).
+
+    Like the official code, a grid that happens to have B points broadcasts elementwise.
+    """
+    if t.dim() == 1 and per_item.dim() == 1 and t.shape[0] != per_item.shape[0]:
+        return t.unsqueeze(0), per_item.unsqueeze(1)
+    return t, per_item
+
+
+def sampling_shift(diffusion: DiffusionConfig) -> Shift:
+    """The shift a checkpoint samples with: ``sampling_distribution_shift_options``, or the
+    official default when the config has none (all released ones): LogSNR, rate 0."""
+    options = diffusion.sampling_distribution_shift_options
+    if options is None:
+        return LogSNRShift(anchor_length=2000, anchor_logsnr=-6.2, rate=0.0, logsnr_end=2.0)
+    return FullShift.from_config(options)
+
+
+def training_shift(diffusion: DiffusionConfig) -> Optional[Shift]:
+    """The shift of ``distribution_shift_options`` (training), or None."""
+    options = diffusion.distribution_shift_options
+    return None if options is None else FullShift.from_config(options)
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+def build_schedule(steps: int, sigma_max: float = 1.0, shift: Optional[Shift] = None,
+                   seq_len: Optional[SeqLen] = None, device: Union[str, torch.device] = "cpu") -> Tensor:
+    """Timesteps from ``sigma_max`` down to 0: (steps + 1,) float32, or (B, steps + 1) when
+    ``seq_len`` is a (B,) tensor and ``shift`` depends on it (official ``build_schedule``
+    with ``include_endpoint=True``).
+
+    The grid is ``linspace(sigma_max, 0)``, warped by ``shift`` at ``seq_len`` (clamped to
+    >= 1; required when ``shift`` is given); the first timestep is then reset to
+    ``sigma_max`` so that it matches how audio-to-audio mixes its init latents.
+    """
+    t = torch.linspace(sigma_max, 0, steps + 1, device=device)
+    if shift is None:
+        return t
+    if seq_len is None:
+        raise ValueError("build_schedule: a shift needs seq_len (latent frames)")
+    seq_len = seq_len.clamp(min=1) if isinstance(seq_len, Tensor) else max(int(seq_len), 1)
+    t = shift(t, seq_len)
+    t[..., 0] = sigma_max
+    return t
+
+
+def effective_seq_len(seconds: Sequence[float], sample_rate: int, downsampling_ratio: int,
+                      device: Union[str, torch.device] = "cpu") -> Tensor:
+    """(B,) float32 latent frames covering each item's ``seconds_total``:
+    ``ceil(int(seconds * sample_rate) / downsampling_ratio)`` (official
+    ``compute_effective_seq_len_from_conditioning``); the schedule's length."""
+    frames = [math.ceil(int(s * sample_rate) / downsampling_ratio) for s in seconds]
+    return torch.tensor(frames, dtype=torch.float32, device=device)
+
+
+# --------------------------------------------------------------------------- noise
+
+NoiseSource = Callable[[Sequence[int]], Tensor]  # shape -> float32 standard normal draw
+
+
+def generator_noise(generator: torch.Generator) -> NoiseSource:
+    """Draws from one seeded generator, on the generator's device."""
+
+    def draw(shape: Sequence[int]) -> Tensor:
+        return torch.randn(tuple(shape), generator=generator, device=generator.device)
+
+    return draw
+
+
+def recorded_noise(draws: Sequence[Tensor]) -> NoiseSource:
+    """Replays ``draws`` in order (e.g. the official code's, from a parity fixture); a
+    draw of another shape, or one too many, is an error."""
+    queue = list(draws)
+
+    def draw(shape: Sequence[int]) -> Tensor:
+        if not queue:
+            raise RuntimeError(f"recorded noise exhausted: all {len(draws)} draws used")
+        d = queue.pop(0)
+        if tuple(d.shape) != tuple(shape):
+            raise RuntimeError(f"recorded draw {len(draws) - len(queue) - 1} has shape "
+                               f"{tuple(d.shape)}, the sampler asked for {tuple(shape)}")
+        return d
+
+    return draw
+
+
+# --------------------------------------------------------------------------- samplers
+
+ModelFn = Callable[[Tensor, Tensor], Tensor]  # (x (B, C, T), t (B,)) -> velocity (B, C, T)
+
+
+class SamplerStep(NamedTuple):
+    """What a sampler reports after each model call (``callback(step)``)."""
+
+    i: int  # 0-based step index
+    steps: int  # number of steps
+    t: Tensor  # (B,) timestep of this call
+    x: Tensor  # (B, C, T) the model's input
+    denoised: Tensor  # (B, C, T) the current estimate of the clean latents
+
+
+def _per_item_schedule(sigmas: Tensor, x: Tensor) -> Tensor:
+    """(N,) or (B, N) -> (B, N) in x's dtype and device (a shared schedule is the same
+    value per item, so this changes no number)."""
+    sigmas = sigmas.to(device=x.device, dtype=x.dtype)
+    return sigmas.expand(x.shape[0], -1) if sigmas.dim() == 1 else sigmas
+
+
+def sample_pingpong(model: ModelFn, x: Tensor, sigmas: Tensor, noise: NoiseSource,
+                    callback: Optional[Callable[[SamplerStep], None]] = None) -> Tensor:
+    """Ping-pong sampling for distilled (``rf_denoiser``) checkpoints.
+
+    Each step denoises fully, then re-noises to the next timestep with a fresh draw:
+    ``x <- (1 - t') * (x - t v) + t' * eps`` (official ``sample_flow_pingpong``).
+    x: (B, C, T) the initial noisy latents; sigmas: (N + 1,) or (B, N + 1). One draw of
+    x's shape per step, the last (t' = 0) included, as the official code does.
+    """
+    t = _per_item_schedule(sigmas, x)
+    steps = t.shape[1] - 1
+    for i in range(steps):
+        t_now, t_next = t[:, i], t[:, i + 1]
+        denoised = x - t_now.view(-1, 1, 1) * model(x, t_now)
+        if callback is not None:
+            callback(SamplerStep(i, steps, t_now, x, denoised))
+        eps = noise(x.shape).to(device=x.device, dtype=x.dtype)
+        x = (1 - t_next.view(-1, 1, 1)) * denoised + t_next.view(-1, 1, 1) * eps
+    return x
+
+
+def sample_euler(model: ModelFn, x: Tensor, sigmas: Tensor,
+                 callback: Optional[Callable[[SamplerStep], None]] = None) -> Tensor:
+    """Euler integration of the flow ODE, for ``rectified_flow`` (-base) checkpoints:
+    ``x <- x + (t' - t) v`` (official ``sample_discrete_euler``). Deterministic; guidance
+    (CFG/APG) belongs to ``model``. x: (B, C, T); sigmas: (N + 1,) or (B, N + 1)."""
+    t = _per_item_schedule(sigmas, x)
+    steps = t.shape[1] - 1
+    for i in range(steps):
+        t_now, t_next = t[:, i], t[:, i + 1]
+        v = model(x, t_now)
+        if callback is not None:
+            callback(SamplerStep(i, steps, t_now, x, x - t_now.view(-1, 1, 1) * v))
+        x = x + (t_next - t_now).view(-1, 1, 1) * v
+    return x
