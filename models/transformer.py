@@ -176,7 +176,7 @@ class Attention(nn.Module):
                  qk_norm: Optional[Literal["rms", "dyt"]] = None, qk_norm_eps: float = 1e-6,
                  differential: bool = False):
         super().__init__()
-        self.num_heads = dim // dim_heads
+        self.dim_heads = dim_heads
         self.differential = differential
         n = 2 if differential else 1  # query/key sets
         if dim_context is None:
@@ -191,7 +191,7 @@ class Attention(nn.Module):
         self.qk_norm = qk_norm
 
     def _heads(self, t: torch.Tensor) -> torch.Tensor:  # (B, N, H*D) -> (B, H, N, D)
-        return t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+        return t.unflatten(-1, (-1, self.dim_heads)).transpose(1, 2)
 
     def _project(self, x, context):
         """-> qs, ks (one or two sets, each (B, H, N, D)) and v (B, H, Nk, D)."""
@@ -203,7 +203,11 @@ class Attention(nn.Module):
             qs = self.to_q(x).chunk(2 if self.differential else 1, dim=-1)
             kv = self.to_kv(context).chunk(3 if self.differential else 2, dim=-1)
             ks, v = kv[:-1], kv[-1]
-        return [self._heads(t) for t in qs], [self._heads(t) for t in ks], self._heads(v)
+        qs, ks, v = [self._heads(t) for t in qs], [self._heads(t) for t in ks], self._heads(v)
+        if v.shape[1] != qs[0].shape[1]:  # fewer context heads: each serves a group of queries
+            group = qs[0].shape[1] // v.shape[1]
+            ks, v = [k.repeat_interleave(group, dim=1) for k in ks], v.repeat_interleave(group, dim=1)
+        return qs, ks, v
 
     def context_kv(self, context: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         """Cross-attention keys (qk-normed; one set, two when differential) and values of a
