@@ -1,0 +1,206 @@
+"""models/dit.py and models/guidance.py: official parity, the exact-math savings, full-size layout."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.config import DiTConfig, load_model_config
+from models.dit import DiT, collapse_rows
+from models.guidance import apg_project, guide, guided, null_context, prepare_guided
+from models.loading import DIT_PREFIX
+from models.parity.core import Fixture
+from models.parity.dit import assemble_context, load_dit, run_cases
+from models.transformer import attend
+from tests.conftest import GOLDEN, REFERENCE
+
+DIT_FIXTURES = sorted(p.parent.name for p in GOLDEN.glob("dit_*/forward.json"))
+
+
+def forward_fixture(name: str) -> Fixture:
+    return Fixture.read(GOLDEN / name / "forward.json")
+
+
+# --------------------------------------------------------------------------- parity
+
+
+@pytest.mark.parametrize("collapse", [True, False], ids=["collapsed", "plain"])
+@pytest.mark.parametrize("folder", DIT_FIXTURES)
+def test_forward_parity(folder, collapse):
+    """Every forward case (outputs, guidance, intermediates, hidden states) within 1e-4 rel."""
+    results = list(run_cases(forward_fixture(folder), collapse_context=collapse))
+    bad = [r.line() for r in results if r.status != "pass"]
+    assert not bad, "\n".join(bad)
+    outputs = [r for r in results if "_out_" in r.name]
+    assert any("_cfg" in r.name for r in outputs) and any("_out_full" in r.name for r in outputs)
+
+
+def test_fixtures_present():
+    assert DIT_FIXTURES == ["dit_medium_tiny", "dit_small_tiny"]
+
+
+# --------------------------------------------------------------------------- savings
+
+
+@pytest.fixture(scope="module", params=DIT_FIXTURES)
+def tiny(request):
+    """(dit, cross_attn_cond, global_cond, local_add_cond, padding_mask) of a tiny fixture."""
+    fx = forward_fixture(request.param)
+    dit = load_dit(fx)
+    cross, _, global_cond = assemble_context(fx)
+    gen = torch.Generator().manual_seed(0)
+    B, T, C = cross.shape[0], 9, dit.cfg.io_channels
+    mask = (torch.rand(B, 1, T, generator=gen) > 0.5).float()
+    local = torch.cat([mask, torch.randn(B, C, T, generator=gen) * mask], dim=1)
+    padding = torch.arange(T)[None] < torch.tensor([T, T - 3])[:, None]
+    return dit, cross, global_cond, local, padding
+
+
+def _steps(dit, gen, B, T):
+    for _ in range(3):
+        yield torch.randn(B, dit.cfg.io_channels, T, generator=gen), torch.rand(B, generator=gen)
+
+
+class CallCounter:
+    def __init__(self, *modules):
+        self.calls = 0
+        self.hooks = [m.register_forward_hook(self._count) for m in modules]
+
+    def _count(self, *_):
+        self.calls += 1
+
+    def remove(self):
+        for h in self.hooks:
+            h.remove()
+
+
+@torch.no_grad()
+def test_prepared_context_equals_plain_path_and_is_not_recomputed(tiny):
+    """Cross-attn K/V and inpainting embeddings come from prepare() once; steps reuse them and
+    equal the plain path that recomputes everything per call."""
+    dit, cross, global_cond, local, padding = tiny
+    ctx = dit.prepare(cross, global_cond, local, padding)
+    layers = dit.transformer.layers
+    counter = CallCounter(dit.to_cond_embed, dit.to_global_embed,
+                          *(l.to_local_embed for l in layers), *(l.cross_attn.to_kv for l in layers))
+    outs = [dit(x, t, ctx) for x, t in _steps(dit, torch.Generator().manual_seed(1), *local.shape[::2])]
+    counter.remove()
+    assert counter.calls == 0
+    plain = [dit.forward_plain(x, t, cross, global_cond, local, padding)
+             for x, t in _steps(dit, torch.Generator().manual_seed(1), *local.shape[::2])]
+    for ours, ref in zip(outs, plain):
+        torch.testing.assert_close(ours, ref, rtol=0, atol=1e-5)
+
+
+@torch.no_grad()
+def test_collapsed_context_keys(tiny):
+    """Identical padding rows become one key with a log-count bias; the output is unchanged."""
+    dit, cross, global_cond, local, padding = tiny
+    collapsed = dit.prepare(cross, global_cond, local, padding)
+    plain = dit.prepare(cross, global_cond, local, padding, collapse_context=False)
+    k_collapsed, k_plain = collapsed.cross_kv[0][0][0], plain.cross_kv[0][0][0]
+    assert k_plain.shape[2] == cross.shape[1]
+    assert k_collapsed.shape[2] < cross.shape[1] // 2  # the padding rows really merged
+    assert collapsed.cross_bias is not None and plain.cross_bias is None
+    x, t = next(_steps(dit, torch.Generator().manual_seed(2), *local.shape[::2]))
+    torch.testing.assert_close(dit(x, t, collapsed), dit(x, t, plain), rtol=0, atol=1e-5)
+
+
+def test_collapse_rows_counts_and_log_bias_attention():
+    gen = torch.Generator().manual_seed(3)
+    rows = torch.randn(2, 6, 4, generator=gen)
+    rows[0, 2:] = rows[0, 1]  # item 0: rows 1..5 identical
+    rows[1, 3] = rows[1, 0]
+    unique, counts = collapse_rows(rows)
+    assert unique.shape == (2, 5, 4)  # item 1 has 5 distinct rows; item 0 is padded to 5
+    assert sorted(counts[0].tolist()) == [0, 0, 0, 1, 5] and sorted(counts[1].tolist()) == [1, 1, 1, 1, 2]
+    q = torch.randn(2, 1, 3, 4, generator=gen)
+    full = attend(q, rows[:, None], rows[:, None])
+    bias = counts.float().log()[:, None, None, :]
+    torch.testing.assert_close(attend(q, unique[:, None], unique[:, None], mask=bias), full)
+
+
+@torch.no_grad()
+def test_constant_local_cond_is_embedded_once_and_matches(tiny):
+    """Text-to-audio's all-zero inpainting input: one embedding per item, broadcast over time."""
+    dit, cross, global_cond, local, padding = tiny
+    zeros = torch.zeros_like(local)
+    ctx = dit.prepare(cross, global_cond, zeros, padding)
+    layer = dit.transformer.layers[0]
+    assert ctx.local_embeds[0].stride(1) == 0  # a broadcast view, not T copies
+    torch.testing.assert_close(ctx.local_embeds[0], layer.to_local_embed(zeros.transpose(1, 2)))
+
+
+@torch.no_grad()
+def test_guided_step_equals_separate_conditional_and_unconditional_calls(tiny):
+    dit, cross, global_cond, local, padding = tiny
+    x, t = next(_steps(dit, torch.Generator().manual_seed(4), *local.shape[::2]))
+    uncond = null_context(cross)
+    ctx = prepare_guided(dit, cross, uncond, global_cond, local, padding)
+    ours = guided(dit, x, t, ctx, 6.0, 1.0, padding)
+    cond_out = dit.forward_plain(x, t, cross, global_cond, local, padding)
+    uncond_out = dit.forward_plain(x, t, uncond, global_cond, local, padding)
+    torch.testing.assert_close(ours, guide(x, t, cond_out, uncond_out, 6.0, 1.0, padding), rtol=0, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- guidance
+
+
+def test_apg_project_splits_v0():
+    gen = torch.Generator().manual_seed(5)
+    v0, v1 = torch.randn(2, 3, 8, generator=gen), torch.randn(2, 3, 8, generator=gen)
+    par, orth = apg_project(v0, v1)
+    torch.testing.assert_close(par + orth, v0)
+    assert (orth * v1).sum((1, 2)).abs().max() < 1e-5
+    mask = torch.arange(8)[None] < torch.tensor([8, 5])[:, None]
+    par, orth = apg_project(v0, v1, mask)
+    assert orth[1, :, 5:].abs().max() == 0
+    assert ((orth * v1)[1, :, :5]).sum().abs() < 1e-5
+
+
+def test_guide_limits():
+    gen = torch.Generator().manual_seed(6)
+    x, c, u = (torch.randn(2, 3, 8, generator=gen) for _ in range(3))
+    sigma = torch.tensor([0.3, 0.9])
+    torch.testing.assert_close(guide(x, sigma, c, u, 1.0, 1.0), c)  # scale 1: the conditional output
+    cfg = guide(x, sigma, c, u, 4.0, 0.0)  # apg 0: vanilla CFG on velocities
+    torch.testing.assert_close(cfg, u + 4.0 * (c - u), rtol=1e-5, atol=1e-5)
+
+
+def test_null_context_negative_rows():
+    cross = torch.ones(2, 4, 3)
+    assert null_context(cross).abs().sum() == 0
+    mask = torch.tensor([[1, 1, 0, 1], [1, 0, 0, 0]], dtype=torch.bool)
+    neg = null_context(cross, 2 * cross, mask)
+    assert neg[0, 2].abs().sum() == 0 and neg[0, 3].sum() == 6 and neg[1, 1:].abs().sum() == 0
+
+
+# --------------------------------------------------------------------------- layout
+
+
+RELEASED = {
+    "stable-audio-3-small-music": "stable-audio-3-small-music",
+    "stable-audio-3-small-music-base": "stable-audio-3-small-music",
+    "stable-audio-3-small-sfx": "stable-audio-3-small-music",
+    "stable-audio-3-small-sfx-base": "stable-audio-3-small-music",
+    "stable-audio-3-medium": "stable-audio-3-medium",
+    "stable-audio-3-medium-base": "stable-audio-3-medium",
+}
+
+
+@pytest.mark.parametrize("config", sorted(RELEASED))
+def test_full_size_state_dict_equals_manifest(config):
+    """Built on the meta device: names and shapes equal the released `model.model.` tensors."""
+    cfg = load_model_config(REFERENCE / "configs" / f"{config}.json").diffusion.config
+    with torch.device("meta"):
+        dit = DiT(cfg)
+    ours = {DIT_PREFIX + k: list(v.shape) for k, v in dit.state_dict().items()}
+    manifest = json.loads((REFERENCE / "manifests" / f"{RELEASED[config]}.json").read_text())
+    expected = {e["key"]: e["shape"] for e in manifest["state_dict"] if e["key"].startswith(DIT_PREFIX)}
+    assert ours == expected
+
+
+def test_tiny_checkpoint_loads_strictly():
+    for folder in DIT_FIXTURES:
+        load_dit(forward_fixture(folder))  # raises CheckpointError on any key/shape mismatch
