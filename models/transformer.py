@@ -136,6 +136,44 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask: Optional[
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
+def _flash_attn_varlen(q: torch.Tensor):
+    """flash-attn's variable-length kernel for CUDA tensors when installed, else None."""
+    if not q.is_cuda:
+        return None
+    try:  # optional, imported lazily: CPU installs never need it
+        from flash_attn import flash_attn_varlen_func
+    except ImportError:
+        return None
+    return flash_attn_varlen_func
+
+
+def attend_padded(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, padding_mask: torch.Tensor, *,
+                  mask: Optional[torch.Tensor] = None, window: Optional[tuple[int, int]] = None) -> torch.Tensor:
+    """Self-attention over a padded batch (B, H, N, D); padding_mask (B, N) bool, True = valid.
+
+    Does what the official ``Attention.apply_attn`` does on each device (the DiT's variable
+    length; the two differ on the valid frames too):
+    - CUDA with flash-attn installed (the path the models were trained on): its varlen kernel
+      over the valid frames only, in fp16 when given fp32 as the official code does; padded
+      frames neither attend nor are attended and come out as 0.
+    - otherwise (CPU; the golden fixtures): the official fallback ZEROES THE VALUES of padded
+      frames; their keys still take softmax weight, so the valid frames see them.
+    """
+    kernel = _flash_attn_varlen(q) if mask is None and window is None else None
+    if kernel is None:
+        return attend(q, k, v * padding_mask[:, None, :, None].to(v.dtype), mask=mask, window=window)
+    B, H, N, D = q.shape
+    index = padding_mask.flatten().nonzero().squeeze(1)  # packed position -> b * N + n
+    lengths = padding_mask.sum(1, dtype=torch.int32)
+    cu_seqlens = F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))
+    half = q.dtype if q.dtype in (torch.float16, torch.bfloat16) else torch.float16
+    pack = lambda t: t.transpose(1, 2).reshape(B * N, H, D)[index].to(half)  # (N_valid, H, D)
+    longest = int(lengths.max())
+    packed = kernel(pack(q), pack(k), pack(v), cu_seqlens, cu_seqlens, longest, longest)
+    out = packed.new_zeros(B * N, H, D).index_copy_(0, index, packed)
+    return out.view(B, N, H, D).transpose(1, 2).to(q.dtype)
+
+
 def _windowed_sdpa(q, k, v, window: tuple[int, int], block: int) -> torch.Tensor:
     """Band attention as one batched sdpa over query blocks and their key halos.
 
@@ -215,10 +253,13 @@ class Attention(nn.Module):
         a caller may compute them once and pass them as ``kv`` to every call (the DiT does,
         once per generation)."""
         kv = self.to_kv(context).chunk(3 if self.differential else 2, dim=-1)
-        ks = [self._heads(k) for k in kv[:-1]]
+        ks, v = [self._heads(k) for k in kv[:-1]], self._heads(kv[-1])
         if self.qk_norm is not None:
             ks = [self.k_norm(k) for k in ks]
-        return tuple(ks), self._heads(kv[-1])
+        group = self.to_q.out_features // len(ks) // self.dim_heads // v.shape[1]
+        if group > 1:  # fewer context heads, as in _project
+            ks, v = [k.repeat_interleave(group, dim=1) for k in ks], v.repeat_interleave(group, dim=1)
+        return tuple(ks), v
 
     def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None, *,
                 freqs: Optional[torch.Tensor] = None, padding_mask: Optional[torch.Tensor] = None,
@@ -227,9 +268,9 @@ class Attention(nn.Module):
         """x (B, N, dim), context (B, Nk, dim_context) -> (B, N, dim).
 
         freqs: rotary angles (N, r) applied to queries and keys (self-attention).
-        padding_mask: (B, Nk) bool, True = valid. As the official non-flash path does (the one
-            the golden fixtures ran), padded keys are handled by ZEROING their values: they
-            still take softmax weight but add nothing. For true masking pass ``mask`` instead.
+        padding_mask: (B, N) bool, True = valid frame, for self-attention over a padded batch:
+            see ``attend_padded`` (official semantics per device). For true masking on every
+            device pass ``mask`` instead.
         mask / window: passed to ``attend``.
         kv: cross-attention only, ``context_kv(context)`` computed earlier, instead of ``context``.
         """
@@ -246,10 +287,12 @@ class Attention(nn.Module):
             qs = [apply_rotary(q, freqs).to(v.dtype) for q in qs]
             ks = [apply_rotary(k, freqs).to(v.dtype) for k in ks]
         if padding_mask is not None:
-            v = v * padding_mask[:, None, :, None].to(v.dtype)
-        out = attend(qs[0], ks[0], v, mask=mask, window=window)
+            run = lambda q, k: attend_padded(q, k, v, padding_mask, mask=mask, window=window)
+        else:
+            run = lambda q, k: attend(q, k, v, mask=mask, window=window)
+        out = run(qs[0], ks[0])
         if self.differential:
-            out = out - attend(qs[1], ks[1], v, mask=mask, window=window)
+            out = out - run(qs[1], ks[1])
         return self.to_out(out.transpose(1, 2).flatten(2))  # (B, N, H*D) -> (B, N, dim)
 
 

@@ -12,7 +12,8 @@ from models.guidance import apg_project, guide, guided, null_context, prepare_gu
 from models.loading import DIT_PREFIX
 from models.parity.core import Fixture
 from models.parity.dit import assemble_context, load_dit, run_cases
-from models.transformer import attend
+from models import transformer
+from models.transformer import attend, attend_padded
 from tests.conftest import GOLDEN, REFERENCE
 
 DIT_FIXTURES = sorted(p.parent.name for p in GOLDEN.glob("dit_*/forward.json"))
@@ -142,6 +143,42 @@ def test_guided_step_equals_separate_conditional_and_unconditional_calls(tiny):
     cond_out = dit.forward_plain(x, t, cross, global_cond, local, padding)
     uncond_out = dit.forward_plain(x, t, uncond, global_cond, local, padding)
     torch.testing.assert_close(ours, guide(x, t, cond_out, uncond_out, 6.0, 1.0, padding), rtol=0, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- padded self-attention
+
+
+def _padded_qkv():
+    gen = torch.Generator().manual_seed(7)
+    q, k, v = (torch.randn(2, 3, 10, 8, generator=gen) for _ in range(3))
+    return q, k, v, torch.arange(10)[None] < torch.tensor([10, 6])[:, None]
+
+
+def test_attend_padded_fallback_zeroes_padded_values():
+    """CPU / no flash-attn: the official fallback (what the golden fixtures ran)."""
+    q, k, v, pad = _padded_qkv()
+    torch.testing.assert_close(attend_padded(q, k, v, pad), attend(q, k, v * pad[:, None, :, None]))
+
+
+def _fake_varlen(q, k, v, cu_q, cu_k, max_q, max_k):
+    """flash_attn_varlen_func's contract, computed with sdpa one sequence at a time."""
+    assert q.dtype == torch.float16 and cu_q.dtype == torch.int32 and max_q == max_k
+    outs = []
+    for a, b in zip(cu_q[:-1].tolist(), cu_q[1:].tolist()):
+        seq = [t[a:b].float().transpose(0, 1) for t in (q, k, v)]  # (H, n, D)
+        outs.append(torch.nn.functional.scaled_dot_product_attention(*seq).transpose(0, 1))
+    return torch.cat(outs).half()
+
+
+def test_attend_padded_varlen_packing(monkeypatch):
+    """CUDA + flash-attn: valid frames attend to valid frames only; padded frames give 0."""
+    monkeypatch.setattr(transformer, "_flash_attn_varlen", lambda q: _fake_varlen)
+    q, k, v, pad = _padded_qkv()
+    out = attend_padded(q, k, v, pad)
+    masked = attend(q, k, v, mask=pad[:, None, None, :])
+    valid = pad[:, None, :, None].expand_as(out)
+    torch.testing.assert_close(out[valid], masked[valid], rtol=0, atol=5e-3)
+    assert out[~valid].abs().max() == 0
 
 
 # --------------------------------------------------------------------------- guidance
