@@ -1,0 +1,98 @@
+"""SA3 Studio: `python app.py` locally, or app_file of a Hugging Face Space.
+
+    python app.py                      # real engine, model picked for this machine
+    python app.py --fake-engine        # no weights: a deterministic stand-in (used by the tests)
+    python app.py --host 0.0.0.0 --port 7860 --share --sessions /data/sessions
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+from pathlib import Path
+
+from studio.audio_io import Limits
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    p.add_argument("--share", action="store_true", help="ask Gradio for a public share link")
+    p.add_argument("--fake-engine", action="store_true", help="run over studio.fake_engine (no weights)")
+    p.add_argument("--model", default=None, help="model to start with (default: by hardware)")
+    p.add_argument("--sessions", default=os.environ.get("SA3_SESSIONS", "sessions"),
+                   help="folder of session folders (env SA3_SESSIONS; default ./sessions)")
+    p.add_argument("--max-upload-mb", type=float, default=200.0)
+    p.add_argument("--max-seconds", type=float, default=600.0, help="longest clip accepted")
+    return p.parse_args(argv)
+
+
+def detect_hardware() -> tuple[bool, str]:
+    """(has CUDA, one line for the header). torch is imported only if installed."""
+    if importlib.util.find_spec("torch") is None:
+        return False, "Running on CPU."
+    import torch
+    if torch.cuda.is_available():
+        return True, f"Running on {torch.cuda.get_device_name(0)}."
+    return False, "Running on CPU: small models with SAME-S."
+
+
+def make_engine(fake: bool):
+    """(engine, note). Without --fake-engine, studio.engine.RealEngine; explain if it is missing."""
+    if fake:
+        from studio.fake_engine import FakeEngine
+        return FakeEngine(), "Fake engine: regions are filled with test tones, no model is loaded."
+    try:
+        from studio.engine import RealEngine
+    except Exception as e:  # the engine is optional until it lands; say why it is unavailable
+        raise SystemExit(f"The SA3 engine could not be imported ({type(e).__name__}: {e}). "
+                         "Install the requirements, or run `python app.py --fake-engine` to try the studio.")
+    return RealEngine(), ""
+
+
+def gpu_decorator():
+    """spaces.GPU on Hugging Face ZeroGPU Spaces (a no-op elsewhere); identity without `spaces`."""
+    if importlib.util.find_spec("spaces") is None:
+        return lambda fn: fn
+    import spaces
+    return spaces.GPU(duration=120)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    from studio.ui import StudioConfig, build_ui
+    engine, note = make_engine(args.fake_engine)
+    cuda, hardware = detect_hardware()
+    names = [m.name for m in engine.models()]
+    default = args.model or ("medium" if cuda and "medium" in names else "small-music")
+    if default not in names:
+        raise SystemExit(f"--model must be one of {', '.join(names)}; got {default!r}.")
+    sessions = Path(args.sessions).resolve()
+    sessions.mkdir(parents=True, exist_ok=True)
+    cfg = StudioConfig(sessions=sessions, default_model=default, hardware=f"{hardware} {note}".strip(),
+                       limits=Limits(int(args.max_upload_mb * 2**20), args.max_seconds),
+                       gpu=gpu_decorator())
+    demo = build_ui(engine, cfg)
+    demo.queue(default_concurrency_limit=4).launch(
+        server_name=args.host, server_port=args.port, share=args.share, allowed_paths=[str(sessions)],
+        theme=studio_theme(), css=STUDIO_CSS, js=DARK_JS, show_error=True)
+
+
+def studio_theme():
+    import gradio as gr
+    return gr.themes.Soft(primary_hue="amber", secondary_hue="cyan", neutral_hue="slate").set(
+        body_background_fill_dark="#0b0d12", block_background_fill_dark="#12151d")
+
+
+DARK_JS = "() => { document.body.classList.add('dark'); }"
+
+STUDIO_CSS = """
+#header h2 { margin-bottom: 0; letter-spacing: .01em; }
+#header .sub { color: var(--body-text-color-subdued); }
+#status { min-height: 1.6em; padding: 2px 4px; }
+#session-info { opacity: .7; font-size: 12px; }
+"""
+
+if __name__ == "__main__":
+    main()

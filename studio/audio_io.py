@@ -1,0 +1,153 @@
+"""Reading any audio file into the studio's format, and writing files that are never half-written.
+
+The studio's format is float32 (2, N) at 44.1 kHz. `load_audio` says in a note what it converted
+and refuses, with a sentence a musician understands, what it cannot use.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from studio.api import SAMPLE_RATE
+
+SILENCE_PEAK = 10 ** (-90 / 20)  # below -90 dBFS everywhere counts as silence
+FORMATS = {  # export name -> (soundfile format, subtype, extension)
+    "wav24": ("WAV", "PCM_24", ".wav"),
+    "wav32f": ("WAV", "FLOAT", ".wav"),
+    "flac": ("FLAC", "PCM_24", ".flac"),
+}
+
+
+class AudioError(ValueError):
+    """A file the studio cannot use; str(e) says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int = 200 * 2**20
+    max_seconds: float = 600.0
+
+
+def load_audio(path: str | os.PathLike, limits: Limits = Limits()) -> tuple[np.ndarray, str]:
+    """(audio (2, N) float32 at 44.1 kHz, note of what was converted; '' if nothing)."""
+    path = Path(path)
+    name = path.name
+    if not path.is_file():
+        raise AudioError(f"“{name}” was not found.")
+    size = path.stat().st_size
+    if size > limits.max_bytes:
+        raise AudioError(f"“{name}” is {size / 2**20:.0f} MB; the studio takes files up to "
+                         f"{limits.max_bytes / 2**20:.0f} MB. Trim or compress it first.")
+    if size == 0:
+        raise AudioError(f"“{name}” is empty (0 bytes).")
+    data, sr = _read(path, limits)
+    if data.shape[0] == 0:
+        raise AudioError(f"“{name}” contains no audio.")
+    notes = []
+    data, note = _to_stereo(data.T)
+    if note:
+        notes.append(note)
+    if sr != SAMPLE_RATE:
+        import librosa
+        data = librosa.resample(data, orig_sr=sr, target_sr=SAMPLE_RATE, axis=-1)
+        notes.append(f"resampled {sr} Hz → {SAMPLE_RATE} Hz")
+    audio = np.ascontiguousarray(data, dtype=np.float32)
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    if not np.isfinite(peak):
+        raise AudioError(f"“{name}” contains invalid samples (NaN or infinity).")
+    if peak < SILENCE_PEAK:
+        raise AudioError(f"“{name}” is silent (peak below -90 dBFS); there is nothing to edit. "
+                         "Generate a clip from a prompt instead.")
+    return audio, "; ".join(notes)
+
+
+def _read(path: Path, limits: Limits) -> tuple[np.ndarray, int]:
+    """(frames, channels) float32 and the sample rate; soundfile first, librosa for the rest."""
+    try:
+        info = sf.info(str(path))
+        _check_duration(path.name, info.frames / info.samplerate, limits)
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        return data, int(sr)
+    except AudioError:
+        raise
+    except Exception:
+        pass
+    try:
+        import librosa
+        _check_duration(path.name, librosa.get_duration(path=str(path)), limits)
+        data, sr = librosa.load(str(path), sr=None, mono=False)
+    except AudioError:
+        raise
+    except Exception:
+        raise AudioError(f"“{path.name}” could not be read as audio; the studio opens WAV, FLAC, "
+                         "OGG and MP3 files.") from None
+    data = np.atleast_2d(data).T
+    return data.astype(np.float32), int(sr)
+
+
+def _check_duration(name: str, seconds: float, limits: Limits) -> None:
+    if seconds > limits.max_seconds:
+        raise AudioError(f"“{name}” is {seconds:.0f} s long; the studio takes clips up to "
+                         f"{limits.max_seconds:.0f} s. Trim it first.")
+
+
+def _to_stereo(data: np.ndarray) -> tuple[np.ndarray, str]:
+    """(channels, N) -> (2, N): mono is doubled, more than two keeps the front pair."""
+    c = data.shape[0]
+    if c == 1:
+        return np.concatenate([data, data]), "mono → stereo"
+    if c == 2:
+        return data, ""
+    return data[:2], f"kept the first 2 of {c} channels"
+
+
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Call write(tmp_path) then move tmp over path, so readers see the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_audio(path: str | os.PathLike, audio: np.ndarray, fmt: str = "wav32f") -> Path:
+    """Write (2, N) float32 audio atomically as 'wav24', 'wav32f' or 'flac'."""
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt must be one of {sorted(FORMATS)}, got {fmt!r}")
+    if audio.ndim != 2 or audio.shape[0] != 2:
+        raise ValueError(f"audio must be (2, N), got {audio.shape}")
+    kind, subtype, _ = FORMATS[fmt]
+    frames = np.ascontiguousarray(audio.T, dtype=np.float32)
+    return atomic_write(path, lambda tmp: sf.write(tmp, frames, SAMPLE_RATE, subtype=subtype,
+                                                   format=kind))
+
+
+def write_json(path: str | os.PathLike, data) -> Path:
+    text = json.dumps(data, indent=2, sort_keys=True)
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text + "\n"))
+
+
+def export(path: str | os.PathLike, audio: np.ndarray, fmt: str, sidecar: dict) -> tuple[Path, Path]:
+    """Audio file plus `<name>.json` beside it with the prompt, seed, model and regions."""
+    audio_path = write_audio(path, audio, fmt)
+    return audio_path, write_json(audio_path.with_suffix(".json"), sidecar)
+
+
+def read_track(path: str | os.PathLike) -> np.ndarray:
+    """A file the studio wrote (44.1 kHz stereo) as (2, N) float32."""
+    data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    if sr != SAMPLE_RATE or data.shape[1] != 2:
+        raise AudioError(f"{path} is not a 44.1 kHz stereo studio file ({sr} Hz, {data.shape[1]} ch).")
+    return np.ascontiguousarray(data.T)

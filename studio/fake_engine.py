@@ -1,0 +1,128 @@
+"""A stand-in engine with the real one's interface: deterministic per seed, instant, no weights.
+
+It fills regions with band-passed noise and a chord whose pitch depends on the seed, reports
+progress per step, honours Cancelled, and uses the same validation and splice as the real engine.
+Failures are simulated by tags in the prompt, so tests can reach every error path through the UI:
+  [fail:missing-weights] [fail:no-network] [fail:gated]  -> EngineError with the real messages
+  [slow]                                                 -> 0.15 s per step (to test cancel)
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from studio import edit
+from studio.api import (SAMPLE_RATE, EditRequest, EngineError, GenerateRequest, ModelInfo,
+                        Progress, Region, Take)
+
+MODELS = (
+    ModelInfo("small-music", "Small · music", "music", "Runs on a laptop CPU with about 4 GB of RAM.",
+              120.0, "", 8),
+    ModelInfo("small-sfx", "Small · sound effects", "sfx", "Runs on a laptop CPU with about 4 GB of RAM.",
+              30.0, "Sound effect: ", 8),
+    ModelInfo("medium", "Medium · music", "music",
+              "Needs an NVIDIA GPU with about 12 GB of memory.", 190.0, "", 8),
+)
+
+FAILURES = {
+    "missing-weights": "The weights of this model are not on this machine; run with network access "
+                       "once so they can be downloaded, or put them in the models folder.",
+    "no-network": "The model could not be downloaded because there is no network connection; "
+                  "connect to the internet and try again.",
+    "gated": "This model is gated on Hugging Face: accept its licence on the model page and set "
+             "HF_TOKEN to a token of your account.",
+}
+
+
+class FakeEngine:
+    def __init__(self, step_delay: float = 0.0):
+        self.step_delay = step_delay
+        self.loaded: ModelInfo | None = None
+
+    def models(self) -> list[ModelInfo]:
+        return list(MODELS)
+
+    def load(self, name: str, progress: Progress | None = None) -> ModelInfo:
+        info = next((m for m in MODELS if m.name == name), None)
+        if info is None:
+            raise EngineError(f"There is no model called “{name}”; pick one of "
+                              f"{', '.join(m.name for m in MODELS)}.")
+        _report(progress, "load", 1, 1)
+        self.loaded = info
+        return info
+
+    def generate(self, req: GenerateRequest, progress: Progress | None = None) -> Take:
+        info = self._ready(req.prompt)
+        t0 = time.perf_counter()
+        n = edit.to_samples(req.seconds)
+        if n <= 0:
+            raise ValueError(f"seconds must be > 0, got {req.seconds}")
+        audio = self._run(req.prompt, req.seed, n, req.steps or info.default_steps, progress)
+        if req.init_audio is not None and req.init_strength < 1.0:
+            init = _fit(req.init_audio, n)
+            audio = req.init_strength * audio + (1 - req.init_strength) * init
+        region = (Region(0.0, n / SAMPLE_RATE),)
+        return Take(audio.astype(np.float32), req, req.seed, info.name, region, time.perf_counter() - t0)
+
+    def edit(self, req: EditRequest, progress: Progress | None = None) -> Take:
+        info = self._ready(req.prompt)
+        t0 = time.perf_counter()
+        n = req.source.shape[1]
+        regions = edit.validate_regions(req.regions, n / SAMPLE_RATE)
+        if not regions and req.continue_seconds <= 0:
+            raise ValueError("Paint at least one region or set “continue by” before generating.")
+        m = n + edit.to_samples(req.continue_seconds)
+        _report(progress, "encode", 1, 1)
+        new = self._run(req.prompt, req.seed, m, req.steps or info.default_steps, progress)
+        if req.strength < 1.0:
+            new[:, :n] = req.strength * new[:, :n] + (1 - req.strength) * req.source
+        audio = edit.splice(req.source, new, regions, req.crossfade_ms)
+        if m > n:
+            regions = regions + (Region(n / SAMPLE_RATE, m / SAMPLE_RATE),)
+        return Take(audio, req, req.seed, info.name, regions, time.perf_counter() - t0)
+
+    def _ready(self, prompt: str) -> ModelInfo:
+        for tag, message in FAILURES.items():
+            if f"[fail:{tag}]" in prompt:
+                raise EngineError(message)
+        if self.loaded is None:
+            self.load(MODELS[0].name)
+        return self.loaded
+
+    def _run(self, prompt: str, seed: int, n: int, steps: int, progress: Progress | None) -> np.ndarray:
+        delay = 0.15 if "[slow]" in prompt else self.step_delay
+        for i in range(steps):
+            _report(progress, "steps", i, steps)
+            if delay:
+                time.sleep(delay)
+        _report(progress, "steps", steps, steps)
+        audio = _texture(seed, n)
+        _report(progress, "decode", 1, 1)
+        return audio
+
+
+def _texture(seed: int, n: int) -> np.ndarray:
+    """(2, n) float32: a seed-dependent chord over soft band-passed noise, about -12 dBFS."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / SAMPLE_RATE
+    root = 110.0 * 2 ** (rng.integers(0, 12) / 12)
+    chord = sum(np.sin(2 * np.pi * root * r * t + rng.uniform(0, 2 * np.pi)) for r in (1, 1.25, 1.5, 2))
+    pulse = 0.5 + 0.5 * np.cos(2 * np.pi * t * rng.choice([1.0, 2.0, 4.0]))
+    noise = rng.standard_normal((2, n))
+    kernel = np.hanning(32) / np.hanning(32).sum()
+    noise = np.stack([np.convolve(ch, kernel, mode="same") for ch in noise])
+    out = 0.06 * chord * pulse + 0.5 * noise
+    return (0.25 * out / max(1e-9, np.abs(out).max())).astype(np.float32)
+
+
+def _fit(audio: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros((2, n), dtype=np.float32)
+    k = min(n, audio.shape[1])
+    out[:, :k] = audio[:, :k]
+    return out
+
+
+def _report(progress: Progress | None, stage: str, done: int, total: int) -> None:
+    if progress is not None:
+        progress(stage, done, total)

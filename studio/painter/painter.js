@@ -1,0 +1,401 @@
+// SA3 Studio region painter: body of gr.HTML's js_on_load (element, trigger, props, watch given).
+// Draws the current track (stereo waveform + mel spectrogram, one time axis), lets the user paint
+// regions and a continuation, plays A (current) or B (a take), and writes the JSON contract of
+// studio/painter/README.md back into props.value. PAINTER_CSS is prepended by studio/ui.py.
+(() => {
+  if (!document.getElementById("sa3p-style")) {
+    const style = document.createElement("style");
+    style.id = "sa3p-style";
+    style.textContent = PAINTER_CSS;
+    document.head.appendChild(style);
+  }
+  const WAVE_H = 150, SPEC_H = 150, RULER_H = 24, MIN_DRAG_PX = 4, MAX_ZOOM = 16;
+  const root = element.querySelector(".sa3p");
+  const $ = (sel) => root.querySelector(sel);
+  const audio = { A: $("audio.a"), B: $("audio.b") };
+  let state = parse(props.value);
+  let views = { A: null, B: null };   // {duration, peaks, img} per side
+  let mode = "A", zoom = 1, selected = null, gesture = null, regionEnd = null, nextId = 1;
+
+  function parse(v) {
+    try { return Object.assign(blank(), typeof v === "string" && v ? JSON.parse(v) : v || {}); }
+    catch (e) { console.error("painter: bad value", e); return blank(); }
+  }
+  function blank() {
+    return { track: null, take: null, highlight: [], regions: [], continue_seconds: 0, grid: 4096 / 44100,
+             beats: null, max_continue: 30 };
+  }
+  function publish() {  // the only way regions reach Python
+    props.value = JSON.stringify(state);
+    root.dataset.regions = String(state.regions.length);
+    root.dataset.cont = String(state.continue_seconds);
+  }
+
+  // ---- time axis -------------------------------------------------------------------------
+  const duration = () => (state.track ? state.track.duration : 0);
+  const ghost = () => Math.min(state.max_continue, Math.max(4, 0.25 * duration()));
+  const extent = () => Math.max(duration() + ghost(), state.take ? state.take.duration : 0);
+  const laneWidth = () => Math.max(200, Math.round(($(".sa3p-scroll").clientWidth - 2) * zoom));
+  const tx = (t) => (t / extent()) * laneWidth();
+  const xt = (x) => (x / laneWidth()) * extent();
+  const fmt = (t) => {
+    const m = Math.floor(t / 60), s = t - 60 * m;
+    return `${m}:${s.toFixed(2).padStart(5, "0")}`;
+  };
+  function snap(t, up) {
+    if (state.beats && state.beats.length) {
+      t = state.beats.reduce((b, x) => (Math.abs(x - t) < Math.abs(b - t) ? x : b), state.beats[0]);
+    }
+    const g = state.grid, k = up ? Math.ceil(t / g - 1e-9) : Math.floor(t / g + 1e-9);
+    return Math.min(Math.max(k * g, 0), duration());
+  }
+  const round = (t) => Math.round(t * 1000) / 1000;
+
+  // ---- loading what Python sends ----------------------------------------------------------
+  async function loadView(side, info) {
+    if (!info) { views[side] = null; return; }
+    if (views[side] && views[side].url === info.view) return;
+    const data = await (await fetch(info.view)).json();
+    const img = new Image();
+    img.src = info.view.replace(/[^/=]+\.json$/, data.spectrogram);
+    await img.decode().catch(() => {});
+    views[side] = { url: info.view, duration: data.duration, peaks: data.peaks, img };
+  }
+  async function sync(v) {
+    state = parse(v);
+    root.dataset.ready = "0";
+    for (const r of state.regions) { if (!r.id) r.id = `r${nextId++}`; }
+    for (const side of ["A", "B"]) {
+      const info = side === "A" ? state.track : state.take;
+      const src = info ? info.audio : "";
+      if (audio[side].dataset.src !== src) {
+        audio[side].dataset.src = src;
+        if (src) { audio[side].src = src; audio[side].load(); } else audio[side].removeAttribute("src");
+      }
+    }
+    if (!state.take && mode === "B") setMode("A");
+    try { await Promise.all([loadView("A", state.track), loadView("B", state.take)]); }
+    catch (e) { console.error("painter: view", e); }
+    render();
+    publish();
+    root.dataset.ready = state.track ? "1" : "empty";
+  }
+
+  // ---- drawing --------------------------------------------------------------------------
+  function render() {
+    const has = !!state.track;
+    $(".sa3p-empty").style.display = has ? "none" : "block";
+    $(".sa3p-scroll").style.display = has ? "block" : "none";
+    $(".sa3p-foot").style.display = has ? "flex" : "none";
+    $(".b-btn").disabled = !state.take;
+    $(".a-btn").classList.toggle("on", mode === "A");
+    $(".b-btn").classList.toggle("on", mode === "B");
+    const label = mode === "B" && state.take ? state.take.label : state.track ? state.track.label : "";
+    $(".sa3p-label").textContent = label;
+    root.dataset.mode = mode;
+    if (!has) { renderList(); return; }
+    const w = laneWidth();
+    $(".sa3p-lane").style.width = w + "px";
+    drawRuler(w);
+    drawWave(w);
+    const view = views[mode] || views.A;
+    const img = $(".sa3p-spec img");
+    if (view && img.src !== view.img.src) img.src = view.img.src;
+    const specW = view ? tx(view.duration) : w;
+    img.style.width = specW + "px";
+    const paint = $(".sa3p-spec canvas");
+    paint.width = w; paint.height = SPEC_H;
+    renderOverlay();
+    renderList();
+  }
+
+  function drawRuler(w) {
+    const c = $(".sa3p-ruler"), g = c.getContext("2d");
+    c.width = w; c.height = RULER_H;
+    g.fillStyle = "#11141b"; g.fillRect(0, 0, w, RULER_H);
+    const pxPerSec = w / extent();
+    const step = [0.1, 0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120].find((s) => s * pxPerSec >= 70) || 300;
+    g.font = "11px ui-monospace, monospace"; g.textBaseline = "top";
+    for (let t = 0; t <= extent() + 1e-9; t += step / 5) {
+      const major = Math.abs(t / step - Math.round(t / step)) < 1e-6, x = Math.round(tx(t)) + 0.5;
+      g.strokeStyle = major ? "#5b6478" : "#30364499";
+      g.beginPath(); g.moveTo(x, major ? 10 : 17); g.lineTo(x, RULER_H); g.stroke();
+      if (major) { g.fillStyle = "#9aa3b5"; g.fillText(fmt(t).replace(/\.00$/, ""), x + 3, 2); }
+    }
+    const xe = Math.round(tx(duration())) + 0.5;
+    g.strokeStyle = "#38bdf8"; g.beginPath(); g.moveTo(xe, 0); g.lineTo(xe, RULER_H); g.stroke();
+  }
+
+  function drawWave(w) {
+    const c = $(".sa3p-wave"), g = c.getContext("2d");
+    c.width = w; c.height = WAVE_H;
+    g.fillStyle = "#12151d"; g.fillRect(0, 0, w, WAVE_H);
+    const view = views[mode] || views.A;
+    if (!view) return;
+    const chans = view.peaks.length, laneH = WAVE_H / chans, xEnd = tx(view.duration);
+    const grad = g.createLinearGradient(0, 0, 0, WAVE_H);
+    grad.addColorStop(0, "#5eead4"); grad.addColorStop(0.5, "#38bdf8"); grad.addColorStop(1, "#818cf8");
+    for (let ch = 0; ch < chans; ch++) {
+      const p = view.peaks[ch], cols = p.length / 2, mid = laneH * ch + laneH / 2, amp = laneH * 0.46;
+      g.strokeStyle = "#262b38"; g.beginPath(); g.moveTo(0, mid + 0.5); g.lineTo(w, mid + 0.5); g.stroke();
+      g.fillStyle = grad;
+      for (let x = 0; x < xEnd; x++) {
+        const i0 = Math.floor((x / xEnd) * cols), i1 = Math.max(i0 + 1, Math.floor(((x + 1) / xEnd) * cols));
+        let lo = 0, hi = 0;
+        for (let i = i0; i < i1 && i < cols; i++) { lo = Math.min(lo, p[2 * i]); hi = Math.max(hi, p[2 * i + 1]); }
+        const y0 = mid - Math.sqrt(Math.min(1, hi)) * amp, y1 = mid - Math.sqrt(Math.min(1, -lo)) * -amp;
+        g.fillRect(x, y0, 1, Math.max(1, y1 - y0));
+      }
+      g.fillStyle = "#8a93a6"; g.font = "10px ui-sans-serif, system-ui";
+      g.fillText(ch === 0 ? "L" : "R", 6, laneH * ch + 13);
+    }
+  }
+
+  function renderOverlay() {
+    const ov = $(".sa3p-overlay");
+    ov.style.top = RULER_H + "px";
+    ov.innerHTML = "";
+    const add = (cls, a, b, html) => {
+      const d = document.createElement("div");
+      d.className = cls; d.style.left = tx(a) + "px"; d.style.width = Math.max(2, tx(b) - tx(a)) + "px";
+      if (html) d.innerHTML = html;
+      ov.appendChild(d);
+      return d;
+    };
+    add("sa3p-ghost", duration(), extent(), state.continue_seconds ? "" : "drag here to continue →");
+    for (const h of state.highlight || []) add("sa3p-edited", h.start, h.end);
+    if (state.continue_seconds > 0) {
+      add("sa3p-cont", duration(), duration() + state.continue_seconds,
+          `+${state.continue_seconds.toFixed(2)} s`);
+    }
+    const bad = invalid();
+    state.regions.forEach((r, i) => {
+      const d = add("sa3p-region", Math.min(r.start, r.end), Math.max(r.start, r.end),
+                    `<span class="tag">${i + 1}</span><div class="h l"></div><div class="h r"></div>`);
+      d.dataset.id = r.id;
+      d.classList.toggle("sel", r.id === selected);
+      d.classList.toggle("bad", bad.has(r.id));
+      d.addEventListener("pointerdown", (e) => startRegionGesture(e, r));
+    });
+    const ph = document.createElement("div");
+    ph.className = "sa3p-playhead";
+    ov.appendChild(ph);
+    movePlayhead();
+  }
+
+  function invalid() {  // what Python will refuse, shown red before the user presses Generate
+    const bad = new Set(), d = duration();
+    const rs = [...state.regions].sort((a, b) => a.start - b.start);
+    rs.forEach((r, i) => {
+      if (!(r.end > r.start) || r.start < 0 || r.end > d + 1e-6) bad.add(r.id);
+      if (i && r.start < rs[i - 1].end - 1e-9) { bad.add(r.id); bad.add(rs[i - 1].id); }
+    });
+    return bad;
+  }
+
+  function renderList() {
+    const list = $(".sa3p-list");
+    list.innerHTML = "";
+    const bad = invalid();
+    state.regions.forEach((r, i) => {
+      const row = document.createElement("div");
+      row.className = "sa3p-row" + (r.id === selected ? " sel" : "") + (bad.has(r.id) ? " bad" : "");
+      row.dataset.id = r.id;
+      row.innerHTML = `<span class="n">${i + 1}</span>
+        <input class="start" type="number" step="0.01" title="start (s)">
+        <input class="end" type="number" step="0.01" title="end (s)">
+        <span class="len"></span>
+        <input class="prompt" type="text" placeholder="prompt for this region (optional)">
+        <button class="play" title="play this region">▶</button>
+        <button class="del" title="delete this region">✕</button>`;
+      row.querySelector(".start").value = round(r.start);
+      row.querySelector(".end").value = round(r.end);
+      row.querySelector(".len").textContent = `${(r.end - r.start).toFixed(2)} s`;
+      row.querySelector(".prompt").value = r.prompt || "";
+      const num = (cls, key) => row.querySelector(cls).addEventListener("change", (e) => {
+        r[key] = parseFloat(e.target.value);  // unclamped: Python validates and explains
+        selected = r.id; renderOverlay(); renderList(); publish();
+      });
+      num(".start", "start"); num(".end", "end");
+      row.querySelector(".prompt").addEventListener("change", (e) => { r.prompt = e.target.value; publish(); });
+      row.querySelector(".play").addEventListener("click", () => playRange(r.start, r.end));
+      row.querySelector(".del").addEventListener("click", () => removeRegion(r.id));
+      list.appendChild(row);
+    });
+    const cont = $(".sa3p-foot input.cont");
+    if (document.activeElement !== cont) cont.value = round(state.continue_seconds || 0);
+  }
+
+  // ---- gestures ---------------------------------------------------------------------------
+  function laneTime(e) {
+    const box = $(".sa3p-lane").getBoundingClientRect();
+    return Math.max(0, Math.min(extent(), xt(e.clientX - box.left)));
+  }
+  function onLaneDown(e) {
+    if (e.button !== 0 || !state.track) return;
+    const t0 = laneTime(e), onSpec = e.target.closest(".sa3p-spec") || e.target.closest(".sa3p-overlay") &&
+      e.clientY > $(".sa3p-spec").getBoundingClientRect().top;
+    if (e.target.closest(".sa3p-ruler")) { seek(t0); return; }
+    e.preventDefault();
+    gesture = { kind: t0 > duration() ? "continue" : onSpec ? "paint" : "drag", t0, t1: t0, x0: e.clientX,
+                lo: t0, hi: t0, region: null };
+    if (gesture.kind === "paint") brush(e);
+    window.addEventListener("pointermove", onMove);
+    window.addEventListener("pointerup", onUp, { once: true });
+  }
+  function startRegionGesture(e, r) {
+    if (e.button !== 0) return;
+    e.stopPropagation(); e.preventDefault();
+    selected = r.id;
+    const edge = e.target.classList.contains("h") ? (e.target.classList.contains("l") ? "l" : "r") : "move";
+    gesture = { kind: edge, t0: laneTime(e), x0: e.clientX, region: r, start: r.start, end: r.end };
+    window.addEventListener("pointermove", onMove);
+    window.addEventListener("pointerup", onUp, { once: true });
+    renderOverlay(); renderList();
+  }
+  function onMove(e) {
+    if (!gesture) return;
+    const t = laneTime(e), g = gesture, d = duration();
+    if (g.kind === "drag" || g.kind === "paint") {
+      g.t1 = t; g.lo = Math.min(g.lo, t); g.hi = Math.max(g.hi, t);
+      if (g.kind === "paint") brush(e);
+      if (Math.abs(e.clientX - g.x0) >= MIN_DRAG_PX) {
+        const [a, b] = g.kind === "paint" ? [g.lo, g.hi] : [Math.min(g.t0, t), Math.max(g.t0, t)];
+        if (!g.region) {
+          g.region = { id: `r${nextId++}`, start: a, end: b, prompt: "" };
+          state.regions.push(g.region); selected = g.region.id;
+        }
+        g.region.start = Math.min(a, d); g.region.end = Math.min(b, d);
+        if (g.kind === "drag") state.continue_seconds = b > d ? round(snap2(b - d)) : state.continue_seconds;
+        renderOverlay();
+      }
+    } else if (g.kind === "continue") {
+      state.continue_seconds = round(snap2(Math.max(0, t - d)));
+      renderOverlay();
+    } else {
+      const dt = t - g.t0, r = g.region;
+      if (g.kind === "move") {
+        const len = g.end - g.start, s = Math.max(0, Math.min(d - len, g.start + dt));
+        r.start = s; r.end = s + len;
+      } else if (g.kind === "l") r.start = Math.max(0, Math.min(g.end, g.start + dt));
+      else r.end = Math.min(d, Math.max(g.start, g.end + dt));
+      renderOverlay();
+    }
+  }
+  const snap2 = (s) => Math.min(state.max_continue, Math.round(s / state.grid) * state.grid);
+  function onUp(e) {
+    window.removeEventListener("pointermove", onMove);
+    const g = gesture;
+    gesture = null;
+    clearBrush();
+    if (!g) return;
+    if ((g.kind === "drag" || g.kind === "paint") && !g.region) { if (g.kind === "drag") seek(g.t0); render(); return; }
+    if (g.region) {
+      const r = g.region;
+      r.start = snap(r.start, false); r.end = snap(r.end, true);
+      if (r.end <= r.start) r.end = Math.min(duration(), r.start + state.grid);
+      r.start = round(r.start); r.end = round(r.end);
+    }
+    render(); publish();
+    trigger("change");
+  }
+  function brush(e) {
+    const c = $(".sa3p-spec canvas"), g = c.getContext("2d"), box = c.getBoundingClientRect();
+    g.fillStyle = "#fbbf2455";
+    g.beginPath(); g.arc(e.clientX - box.left, e.clientY - box.top, 11, 0, 2 * Math.PI); g.fill();
+  }
+  function clearBrush() {
+    const c = $(".sa3p-spec canvas");
+    c.getContext("2d").clearRect(0, 0, c.width, c.height);
+  }
+  function removeRegion(id) {
+    state.regions = state.regions.filter((r) => r.id !== id);
+    if (selected === id) selected = null;
+    render(); publish(); trigger("change");
+  }
+
+  // ---- playback -------------------------------------------------------------------------
+  const active = () => audio[mode];
+  function seek(t) {
+    regionEnd = null;
+    for (const a of Object.values(audio)) if (a.src) a.currentTime = Math.min(t, a.duration || t);
+    root.dataset.time = t.toFixed(3);
+    movePlayhead();
+  }
+  function playRange(a, b) {
+    if (!state.track) return;
+    seek(a); regionEnd = b;
+    active().play().catch(() => {});
+  }
+  function toggle() {
+    const a = active();
+    if (!a.src) return;
+    if (a.paused) { regionEnd = null; a.play().catch(() => {}); } else a.pause();
+  }
+  function setMode(m) {  // A/B: the other side continues from the same playhead, no reload
+    if (m === mode || (m === "B" && !state.take)) return;
+    const from = active(), t = from.currentTime, playing = !from.paused;
+    from.pause();
+    mode = m;
+    const to = active();
+    to.currentTime = t;
+    root.dataset.time = t.toFixed(3);
+    if (playing) to.play().catch(() => {});
+    render();
+  }
+  function movePlayhead() {
+    const ph = root.querySelector(".sa3p-playhead"), a = active();
+    const t = a && a.src ? a.currentTime : 0;
+    if (ph) ph.style.left = tx(t) - 1 + "px";
+    $(".sa3p-time").textContent = `${fmt(t)} / ${fmt(Math.max(duration(), mode === "B" && state.take ? state.take.duration : 0))}`;
+    $(".play-btn").textContent = a && !a.paused ? "❚❚ Pause" : "▶ Play";
+  }
+  function tick() {
+    const a = active();
+    if (regionEnd !== null && a.currentTime >= regionEnd) { a.pause(); regionEnd = null; }
+    if (!a.paused) root.dataset.time = a.currentTime.toFixed(3);
+    movePlayhead();
+    if (root.isConnected) requestAnimationFrame(tick);
+  }
+
+  // ---- wiring -----------------------------------------------------------------------------
+  $(".sa3p-lane").addEventListener("pointerdown", onLaneDown);
+  $(".play-btn").addEventListener("click", toggle);
+  $(".stop-btn").addEventListener("click", () => { active().pause(); seek(0); });
+  $(".a-btn").addEventListener("click", () => setMode("A"));
+  $(".b-btn").addEventListener("click", () => setMode("B"));
+  $(".zin").addEventListener("click", () => setZoom(zoom * 2));
+  $(".zout").addEventListener("click", () => setZoom(zoom / 2));
+  $(".zfit").addEventListener("click", () => setZoom(1));
+  $(".sa3p-foot input.cont").addEventListener("change", (e) => {
+    state.continue_seconds = Math.max(0, parseFloat(e.target.value) || 0);
+    renderOverlay(); publish(); trigger("change");
+  });
+  $(".sa3p-foot .clear").addEventListener("click", () => {
+    state.regions = []; state.continue_seconds = 0; selected = null; render(); publish(); trigger("change");
+  });
+  $(".sa3p-scroll").addEventListener("wheel", (e) => {
+    if (!e.ctrlKey && !e.metaKey) return;
+    e.preventDefault();
+    setZoom(zoom * (e.deltaY < 0 ? 1.25 : 0.8));
+  }, { passive: false });
+  function setZoom(z) {
+    const sc = $(".sa3p-scroll"), centre = xt(sc.scrollLeft + sc.clientWidth / 2);
+    zoom = Math.max(1, Math.min(MAX_ZOOM, z));
+    root.dataset.zoom = String(zoom);
+    render();
+    sc.scrollLeft = tx(centre) - sc.clientWidth / 2;
+  }
+  document.addEventListener("keydown", (e) => {
+    if (!root.isConnected || !state.track) return;
+    const tag = (e.target.tagName || "").toLowerCase();
+    if (tag === "input" || tag === "textarea" || tag === "select" || e.target.isContentEditable) return;
+    if (e.code === "Space") { e.preventDefault(); toggle(); }
+    else if ((e.key === "Delete" || e.key === "Backspace") && selected) { e.preventDefault(); removeRegion(selected); }
+    else if (e.key === "b" || e.key === "B") setMode(mode === "A" ? "B" : "A");
+  });
+  new ResizeObserver(() => state.track && render()).observe($(".sa3p-scroll"));
+  watch("value", () => sync(props.value));
+  sync(props.value);
+  requestAnimationFrame(tick);
+})();

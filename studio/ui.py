@@ -1,0 +1,367 @@
+"""The studio's Gradio Blocks: layout plus wiring over an Engine (studio/api.py).
+
+All per-user state is a `session.Session` in gr.State (mirrored on disk), the painter's JSON value
+and ordinary input components; build_ui's closure holds only what every user shares (the engine
+and the settings from app.py). Handlers return the whole visible state through `_view`.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import gradio as gr
+
+from studio import edit, session
+from studio.api import Cancelled, EditRequest, Engine, EngineError, GenerateRequest
+from studio.audio_io import AudioError, Limits, load_audio
+from studio.ui_view import ensure_view, read_view
+
+PAINTER = Path(__file__).parent / "painter"
+EXPORT_FORMATS = [("WAV · 24-bit", "wav24"), ("WAV · 32-bit float", "wav32f"), ("FLAC · 24-bit", "flac")]
+
+
+@dataclass(frozen=True)
+class StudioConfig:
+    sessions: Path                      # root of the session folders
+    default_model: str
+    limits: Limits = Limits()
+    assets: Path = Path(__file__).parent.parent / "assets"
+    hardware: str = ""                  # one line shown under the title
+    gpu: Callable = lambda fn: fn       # spaces.GPU on ZeroGPU Spaces
+
+
+def painter_component() -> gr.HTML:
+    js = f"const PAINTER_CSS = {json.dumps((PAINTER / 'painter.css').read_text())};\n"
+    return gr.HTML(value="", html_template=(PAINTER / "painter.html").read_text(),
+                   js_on_load=js + (PAINTER / "painter.js").read_text(), elem_id="painter",
+                   apply_default_css=False)
+
+
+def file_url(path: Path) -> str:
+    return f"/gradio_api/file={Path(path).resolve()}"
+
+
+def painter_value(s: session.Session | None, old: str | None, take_id: str | None = None,
+                  keep_regions: bool = True, beats=None) -> str:
+    """The painter's JSON for session `s`: current version as A, take `take_id` as B."""
+    prev = json.loads(old) if old else {}
+    value = {"track": None, "take": None, "highlight": [], "grid": edit.GRID_SECONDS, "max_continue": 30,
+             "regions": prev.get("regions", []) if keep_regions else [],
+             "continue_seconds": prev.get("continue_seconds", 0) if keep_regions else 0,
+             "beats": beats if beats is not None else prev.get("beats")}
+    if s is not None and s.current is not None:
+        v = s.current
+        value["track"] = _side(s, v.file, f"{v.id.split('-')[0]} · {v.label}")
+        value["highlight"] = [{"start": r.start, "end": r.end} for r in v.regions]
+    if s is not None and take_id:
+        t = s.take(take_id)
+        value["take"] = _side(s, t.file, f"{session.take_label(t)} · seed {t.seed}")
+    return json.dumps(value)
+
+
+def _side(s: session.Session, rel: str, label: str) -> dict:
+    view = ensure_view(s.path(rel))
+    return {"audio": file_url(s.path(rel)), "view": file_url(view), "label": label,
+            "duration": read_view(view)["duration"]}
+
+
+def takes_update(s: session.Session | None, selected: str | None = None):
+    takes = s.live_takes if s else ()
+    choices = [(_take_choice(t), t.id) for t in takes]
+    value = selected if selected in {t.id for t in takes} else None
+    return gr.update(choices=choices, value=value)
+
+
+def _take_choice(t: session.TakeRecord) -> str:
+    where = ", ".join(f"{r.start:.1f}–{r.end:.1f}s" for r in t.regions[:3])
+    return f"{session.take_label(t).capitalize()} · seed {t.seed} · {where}"
+
+
+def versions_text(s: session.Session | None) -> str:
+    if s is None or s.current is None:
+        return "No version yet."
+    v = s.current
+    note = f" · converted: {v.note}" if v.note else ""
+    return f"**Version {s.cursor + 1} of {len(s.versions)}** · {v.label}{note}"
+
+
+def build_ui(engine: Engine, cfg: StudioConfig) -> gr.Blocks:
+    models = {m.name: m for m in engine.models()}
+    demos = sorted(p.name for p in cfg.assets.glob("*.wav")) if cfg.assets.is_dir() else []
+
+    with gr.Blocks(title="SA3 Studio") as demo:
+        sess = gr.State(None)
+        with gr.Row(elem_id="header"):
+            gr.Markdown(f"## SA3 Studio\n<span class='sub'>Paint a region, regenerate it with Stable Audio 3, "
+                        f"keep the best take. {cfg.hardware}</span>")
+        painter = painter_component()
+        status = gr.Markdown("Load a clip to begin.", elem_id="status")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=4, min_width=280):
+                gr.Markdown("### Source")
+                with gr.Tabs():
+                    with gr.Tab("Upload"):
+                        upload = gr.File(label="WAV, FLAC, OGG or MP3", file_types=["audio"],
+                                         elem_id="upload", height=120)
+                    with gr.Tab("Record"):
+                        record = gr.Audio(sources=["microphone"], type="filepath", label="Record")
+                    with gr.Tab("Prompt"):
+                        src_prompt = gr.Textbox(label="Prompt", placeholder="warm lo-fi drums, 90 BPM")
+                        src_seconds = gr.Slider(2, 60, value=10, step=1, label="Seconds")
+                        src_btn = gr.Button("Generate source")
+                with gr.Row():
+                    demo_pick = gr.Dropdown(demos, value=demos[0] if demos else None, label="Demo clip",
+                                            elem_id="demo-pick", scale=3)
+                    demo_btn = gr.Button("Load demo", elem_id="demo-load", scale=1, min_width=90)
+            with gr.Column(scale=5, min_width=320):
+                gr.Markdown("### Regenerate")
+                model = gr.Dropdown([(m.label, m.name) for m in models.values()], value=cfg.default_model,
+                                    label="Model", info=models[cfg.default_model].needs, elem_id="model")
+                prompt = gr.Textbox(label="Prompt", placeholder="what the painted regions should become",
+                                    elem_id="prompt", lines=2)
+                sent = gr.Markdown(elem_id="sent")
+                with gr.Row():
+                    seed = gr.Number(label="Seed", value=0, precision=0, elem_id="seed", min_width=120)
+                    random_seed = gr.Checkbox(label="New random seed each time", value=True,
+                                              elem_id="random-seed")
+                with gr.Row():
+                    n_takes = gr.Slider(1, 4, value=1, step=1, label="Takes", elem_id="n-takes")
+                    steps = gr.Slider(1, 100, value=models[cfg.default_model].default_steps, step=1,
+                                      label="Steps", elem_id="steps")
+                with gr.Row():
+                    strength = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Strength",
+                                         info="1 = new audio; lower keeps the region's shape")
+                    crossfade = gr.Slider(0, 200, value=30, step=5, label="Crossfade (ms)", elem_id="crossfade")
+                beats = gr.Checkbox(label="Snap regions to beats (latent grid always)", value=False,
+                                    elem_id="snap-beats")
+                with gr.Row():
+                    gen_btn = gr.Button("Generate takes", variant="primary", elem_id="generate")
+                    cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
+            with gr.Column(scale=4, min_width=280):
+                gr.Markdown("### Takes")
+                takes = gr.Radio([], label="Pick a take to hear it as B", elem_id="takes")
+                with gr.Row():
+                    accept_btn = gr.Button("Accept", variant="primary", elem_id="accept")
+                    discard_btn = gr.Button("Discard", elem_id="discard")
+                versions = gr.Markdown(versions_text(None), elem_id="versions")
+                with gr.Row():
+                    undo_btn = gr.Button("↶ Undo", elem_id="undo")
+                    redo_btn = gr.Button("↷ Redo", elem_id="redo")
+                fmt = gr.Radio(EXPORT_FORMATS, value="wav24", label="Export as", elem_id="export-format")
+                with gr.Row():
+                    export_cur = gr.Button("Export current", elem_id="export-current")
+                    export_take = gr.Button("Export take", elem_id="export-take")
+                exported = gr.File(label="Exported file", elem_id="exported", interactive=False)
+        session_md = gr.Markdown(elem_id="session-info")
+        sid_box = gr.Textbox(visible=False)
+
+        h = _Handlers(engine, cfg, models)
+        view_out = [sess, painter, status, takes, versions]
+        demo.load(h.open, [painter], view_out + [sid_box, session_md]).then(
+            None, [sid_box], None, js=_SET_URL_JS)
+        upload.upload(h.load_file, [sess, painter, upload], view_out)
+        record.stop_recording(h.load_file, [sess, painter, record], view_out)
+        demo_btn.click(h.load_demo, [sess, painter, demo_pick], view_out)
+        src_btn.click(cfg.gpu(h.generate_source), [sess, painter, src_prompt, src_seconds, seed, random_seed, model],
+                      view_out + [seed])
+        model.change(h.pick_model, [model], [model, steps, status])
+        prompt.change(h.sent_text, [model, prompt], [sent])
+        model.change(h.sent_text, [model, prompt], [sent])
+        gen_btn.click(cfg.gpu(h.generate),
+                      [sess, painter, model, prompt, seed, random_seed, n_takes, steps, strength, crossfade],
+                      view_out + [seed])
+        cancel_btn.click(h.cancel, [sess], [status], queue=False)
+        takes.select(h.pick_take, [sess, painter, takes], view_out)
+        accept_btn.click(h.accept, [sess, painter, takes], view_out)
+        discard_btn.click(h.discard, [sess, painter, takes], view_out)
+        undo_btn.click(h.undo, [sess, painter, takes], view_out)
+        redo_btn.click(h.redo, [sess, painter, takes], view_out)
+        beats.change(h.snap_beats, [sess, painter, takes, beats], view_out)
+        export_cur.click(h.export, [sess, fmt, gr.State("current")], [exported, status])
+        export_take.click(h.export, [sess, fmt, takes], [exported, status])
+    return demo
+
+
+_SET_URL_JS = """(sid) => { if (sid) { const u = new URL(window.location.href);
+  u.searchParams.set('session', sid); window.history.replaceState(null, '', u); } return []; }"""
+
+PROBLEMS = (AudioError, EngineError, ValueError, KeyError)
+
+
+class _Handlers:
+    """Event handlers; each takes plain values and returns the outputs of the event it serves."""
+
+    def __init__(self, engine: Engine, cfg: StudioConfig, models: dict):
+        self.engine, self.cfg, self.models = engine, cfg, models
+
+    def view(self, s, painter, msg, take_id=None, keep=True, beats=None):
+        return [s, painter_value(s, painter, take_id, keep, beats), msg, takes_update(s, take_id),
+                versions_text(s)]
+
+    def failed(self, s, painter, take_id, err):
+        return [s, gr.update(), f"⚠️ {_sentence(err)}", takes_update(s, take_id), versions_text(s)]
+
+    def open(self, painter, request: gr.Request):
+        sid = dict(request.query_params).get("session", "") if request else ""
+        s, msg = None, "Load a clip to begin."
+        if sid:
+            try:
+                s = session.open_session(self.cfg.sessions, sid)
+                msg = f"Welcome back: session {sid} restored."
+            except (OSError, ValueError, KeyError):
+                msg = f"Session “{sid}” was not found; a new session was started."
+        if s is None:
+            s = session.create(self.cfg.sessions)
+        info = f"Session `{s.id}` · saved in `{s.folder}`"
+        return self.view(s, painter, msg, keep=False) + [s.id, info]
+
+    def load_file(self, s, painter, path):
+        if not path:
+            return self.view(s, painter, gr.update())
+        path = Path(path if isinstance(path, str) else path.name)
+        try:
+            audio, note = load_audio(path, self.cfg.limits)
+        except PROBLEMS as e:
+            return self.failed(s, painter, None, e)
+        s = session.set_source(s, audio, f"source: {path.name}", note)
+        msg = f"Loaded **{path.name}** ({audio.shape[1] / 44100:.1f} s)."
+        msg += f" Converted: {note}." if note else " 44.1 kHz stereo, used as is."
+        return self.view(s, painter, msg, keep=False)
+
+    def load_demo(self, s, painter, name):
+        if not name:
+            return self.failed(s, painter, None, ValueError("There are no demo clips in assets/."))
+        return self.load_file(s, painter, str(self.cfg.assets / name))
+
+    def pick_model(self, name):
+        info = self.models[name]
+        try:
+            self.engine.load(name)
+            msg = f"Model **{info.label}** ready."
+        except EngineError as e:
+            msg = f"⚠️ {_sentence(e)}"
+        return gr.update(info=info.needs), info.default_steps, msg
+
+    def sent_text(self, name, prompt):
+        prefix = self.models[name].prompt_prefix
+        return f"Sent to the model as: “{prefix}{prompt or ''}”" if prefix or prompt else ""
+
+    def snap_beats(self, s, painter, take_id, on):
+        if not on or s is None or s.current is None:
+            return self.view(s, painter, "Regions snap to the latent grid.", take_id, beats=[])
+        found = edit.beat_times(session.audio(s, s.current.file))
+        msg = f"Regions snap to {len(found)} beats found by librosa." if found else "No beats found."
+        return self.view(s, painter, msg, take_id, beats=found)
+
+    def generate(self, s, painter, model, prompt, seed, random_seed, n_takes, steps, strength, crossfade,
+                 progress=gr.Progress()):
+        seed = secrets.randbelow(2**31) if random_seed else int(seed or 0)
+        try:
+            if s is None or s.current is None:
+                raise ValueError("Load or generate a clip first, then paint the regions to regenerate.")
+            source = session.audio(s, s.current.file)
+            regions, cont = edit.parse_painter(painter)
+            regions = edit.snap_regions(edit.validate_regions(regions, source.shape[1] / 44100),
+                                        source.shape[1] / 44100)
+            if not regions and cont <= 0:
+                raise ValueError("Paint at least one region (or set “continue by”) before generating.")
+            info = self.engine.load(model)
+        except PROBLEMS as e:
+            return self.failed(s, painter, None, e) + [seed]
+        settings = {"steps": int(steps), "strength": float(strength), "crossfade_ms": float(crossfade),
+                    "continue_seconds": cont}
+        made, msg = [], ""
+        flag = s.path("cancel")
+        flag.unlink(missing_ok=True)
+        for k in range(int(n_takes)):
+            req = EditRequest(source, regions, info.prompt_prefix + (prompt or ""), seed + k, int(steps),
+                              cont, None, float(crossfade), float(strength))
+            try:
+                take = self.engine.edit(req, _progress(progress, flag, k, int(n_takes)))
+            except Cancelled:
+                msg = f"Cancelled after {len(made)} of {int(n_takes)} takes; finished takes are kept."
+                break
+            except PROBLEMS as e:
+                return self.failed(s, painter, made[-1] if made else None, e) + [seed]
+            s, rec = session.add_take(s, take, req.prompt, {**settings, "seed": seed + k})
+            made.append(rec.id)
+        flag.unlink(missing_ok=True)
+        if made and not msg:
+            msg = f"{len(made)} take{'s' if len(made) > 1 else ''} ready (seed {seed}). Press B to compare."
+        return self.view(s, painter, msg, made[0] if made else None) + [seed]
+
+    def generate_source(self, s, painter, prompt, seconds, seed, random_seed, model, progress=gr.Progress()):
+        seed = secrets.randbelow(2**31) if random_seed else int(seed or 0)
+        try:
+            info = self.engine.load(model)
+            req = GenerateRequest(info.prompt_prefix + (prompt or ""), float(seconds), seed)
+            take = self.engine.generate(req, _progress(progress, s.path("cancel"), 0, 1))
+        except Cancelled:
+            return self.failed(s, painter, None, ValueError("Cancelled.")) + [seed]
+        except PROBLEMS as e:
+            return self.failed(s, painter, None, e) + [seed]
+        s = session.set_source(s, take.audio, f"generated: “{prompt}” (seed {seed})")
+        return self.view(s, painter, f"Generated a {seconds:.0f} s source from your prompt.", keep=False) + [seed]
+
+    def cancel(self, s):
+        if s is not None:
+            s.path("cancel").touch()
+        return "Cancelling…"
+
+    def pick_take(self, s, painter, take_id):
+        return self.view(s, painter, f"Comparing with {take_id.replace('t', 'take ', 1) if take_id else '—'}: "
+                                     "press A / B (or the B key) to switch at the same playhead.", take_id)
+
+    def accept(self, s, painter, take_id):
+        if not take_id:
+            return self.failed(s, painter, None, ValueError("Pick a take to accept first."))
+        s = session.accept(s, take_id)
+        return self.view(s, painter, f"Accepted {session.take_label(s.take(take_id))}: it is now the current "
+                                     "version.", keep=False)
+
+    def discard(self, s, painter, take_id):
+        if not take_id:
+            return self.failed(s, painter, None, ValueError("Pick a take to discard first."))
+        s = session.discard(s, take_id)
+        return self.view(s, painter, f"Discarded {session.take_label(s.take(take_id))} (its file stays in the "
+                                     "session folder).")
+
+    def undo(self, s, painter, take_id):
+        s2 = session.undo(s)
+        msg = "Undone." if s2.cursor != s.cursor else "Nothing to undo."
+        return self.view(s2, painter, msg, take_id)
+
+    def redo(self, s, painter, take_id):
+        s2 = session.redo(s)
+        msg = "Redone." if s2.cursor != s.cursor else "Nothing to redo."
+        return self.view(s2, painter, msg, take_id)
+
+    def export(self, s, fmt, what):
+        try:
+            if not what or s is None or s.current is None:
+                raise ValueError("Pick a take to export first." if s and s.current else "Nothing to export yet.")
+            path = session.export(s, what, fmt)
+        except PROBLEMS as e:
+            return None, f"⚠️ {_sentence(e)}"
+        return str(path), f"Exported **{path.name}** with its settings in {path.with_suffix('.json').name}."
+
+
+def _progress(progress, flag: Path, k: int, n: int):
+    """An engine Progress that drives gr.Progress and raises Cancelled once the flag file exists."""
+    weights = {"load": 0.0, "encode": 0.05, "steps": 0.1, "decode": 0.95}
+
+    def report(stage: str, done: int, total: int) -> None:
+        if flag.exists():
+            raise Cancelled()
+        span = 0.85 if stage == "steps" else 0.05
+        frac = (k + weights.get(stage, 0) + span * done / max(total, 1)) / n
+        progress(min(frac, 1.0), desc=f"Take {k + 1}/{n} · {stage} {done}/{total}")
+    return report
+
+
+def _sentence(err) -> str:
+    text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    return text if text.endswith((".", "!", "?")) else text + "."
