@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -94,19 +94,26 @@ class Conditioning:
 
 class Conditioner(nn.Module):
     """(prompts, seconds) -> ``Conditioning``, as ``MultiConditioner`` + the wrapper's
-    ``get_conditioning_inputs`` build it. Load with the ``conditioner.conditioners.`` keys."""
+    ``get_conditioning_inputs`` build it. Load with the ``conditioner.conditioners.`` keys.
 
-    def __init__(self, config: DiffusionModelConfig, encoder: TextEncoder):
+    ``encoder`` may be None to build the weights' layout alone (set
+    ``conditioner.prompt.encoder`` before encoding prompts)."""
+
+    def __init__(self, config: DiffusionModelConfig, encoder: Optional[TextEncoder]):
         super().__init__()
         conditioning, diffusion = config.conditioning, config.diffusion
-        ids = sorted(c.id for c in conditioning.configs)
-        if ids != ["prompt", "seconds_total"]:
-            raise ValueError(f"conditioners {ids}: SA3 checkpoints have 'prompt' and 'seconds_total'")
+        kinds = sorted((c.id, c.type) for c in conditioning.configs)
+        if kinds != [("prompt", "t5gemma"), ("seconds_total", "number")]:
+            raise ValueError(f"conditioners {kinds}: SA3 checkpoints have a t5gemma 'prompt' "
+                             "and a number 'seconds_total'")
         self.cross_attention_ids = diffusion.cross_attention_cond_ids
         self.global_ids = diffusion.global_cond_ids
         if self.global_ids != ("seconds_total",):
             raise ValueError(f"global_cond_ids {self.global_ids}: SA3 checkpoints use ('seconds_total',)")
-        self.prompt = TextConditioner(encoder, conditioning.cond_dim)
+        text = conditioning.by_id("prompt").config
+        if text.padding_mode != "learned":
+            raise ValueError(f"prompt padding_mode {text.padding_mode!r}: SA3 checkpoints use 'learned'")
+        self.prompt = TextConditioner(encoder, conditioning.cond_dim, text.max_length)
         self.seconds_total = NumberConditioner(conditioning.cond_dim, conditioning.by_id("seconds_total").config)
 
     def load(self, tensors: dict[str, Tensor]) -> "Conditioner":

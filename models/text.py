@@ -174,22 +174,28 @@ class TextConditioner(nn.Module):
     """Prompts -> (B, max_length, D) conditioning rows and their (B, max_length) bool mask.
 
     Rows past the prompt's tokens hold ``padding_embedding``, the checkpoint's
-    ``conditioner.conditioners.prompt.padding_embedding``.
+    ``conditioner.conditioners.prompt.padding_embedding``. ``encoder`` may be attached later
+    (``cond.encoder = ...``); it is not a submodule: its weights are not in our state dict.
     """
 
-    def __init__(self, encoder: TextEncoder, dim: int):
+    def __init__(self, encoder: Optional[TextEncoder], dim: int, max_length: int = 256):
         super().__init__()
-        if encoder.dim != dim:
-            raise ValueError(f"text encoder width {encoder.dim} != cond_dim {dim}")
-        self.__dict__["encoder"] = encoder  # not a submodule: its weights are not ours
+        self.dim, self.max_length = dim, max_length
+        self.encoder = encoder  # a plain object, so not a submodule
         self.padding_embedding = nn.Parameter(torch.zeros(dim))
 
     def forward(self, prompts: Sequence[str]) -> tuple[Tensor, Tensor]:
-        n, pad = self.encoder.max_length, self.padding_embedding
-        rows = pad.expand(len(prompts), n, pad.shape[0]).clone()  # (B, n, D)
-        mask = torch.zeros(len(prompts), n, dtype=torch.bool, device=pad.device)
+        enc = self.encoder
+        if enc is None:
+            raise RuntimeError("no text encoder attached to the prompt conditioner")
+        if (enc.dim, enc.max_length) != (self.dim, self.max_length):
+            raise ValueError(f"text encoder gives {enc.max_length} rows of width {enc.dim}; "
+                             f"this conditioner needs {self.max_length} of width {self.dim}")
+        pad = self.padding_embedding
+        rows = pad.expand(len(prompts), self.max_length, self.dim).clone()  # (B, n, D)
+        mask = torch.zeros(len(prompts), self.max_length, dtype=torch.bool, device=pad.device)
         for b, prompt in enumerate(prompts):
-            hidden = self.encoder.encode(prompt)  # (n_b, D)
+            hidden = enc.encode(prompt)  # (n_b, D)
             rows[b, : hidden.shape[0]] = hidden.to(rows)
             mask[b, : hidden.shape[0]] = True
         return rows, mask

@@ -93,3 +93,22 @@ def test_strict_load_names_the_problem(encoder):
 def test_mismatched_batch_is_an_error(encoder):
     with pytest.raises(ValueError, match="2 prompts but 1 durations"):
         conditioner_for("sa3_small_tiny", encoder)(["a", "b"], [1.0])
+
+
+def test_layout_without_an_encoder_matches_the_checkpoint_keys(encoder):
+    config = load_model_config(GOLDEN / "sa3_small_tiny" / "model_config.json")
+    with torch.device("meta"):
+        cond = Conditioner(config, None)  # e.g. for the inventory: no T5 needed
+    tensors = read_tensors(GOLDEN / "sa3_small_tiny" / "model.safetensors", CONDITIONER_PREFIX)
+    assert set(cond.state_dict()) == set(tensors)  # the T5 weights are not ours
+    cond.load(tensors)
+    with pytest.raises(RuntimeError, match="no text encoder"):
+        cond(["rain"], [1.0])
+    cond.prompt.encoder = encoder
+    assert cond(["rain"], [1.0]).cross_attn_cond.shape[1] == encoder.max_length + 1
+
+
+def test_encoder_of_another_length_is_refused(encoder):
+    from models.text import TextConditioner
+    with pytest.raises(ValueError, match="256 rows of width"):
+        TextConditioner(encoder, encoder.dim, max_length=128)(["rain"])

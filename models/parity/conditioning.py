@@ -95,7 +95,8 @@ def run_conditioners(fx: Fixture) -> Iterator[CaseResult]:
     from models.text import load_text_encoder
 
     config = load_model_config(fx.folder / "model_config.json")
-    encoder = load_text_encoder(_text_encoder_folder(fx, config), device="cpu", dtype=torch.float32)
+    encoder = load_text_encoder(_text_encoder_folder(fx, config), device="cpu", dtype=torch.float32,
+                                max_length=config.conditioning.by_id("prompt").config.max_length)
     conditioner = Conditioner(config, encoder)
     conditioner.load(read_tensors(fx.folder / WEIGHTS_FILE, CONDITIONER_PREFIX))
     golden = fx.tensors
