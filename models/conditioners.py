@@ -13,7 +13,6 @@ then the seconds token) and the ``global_cond_ids`` outputs along channels (AdaL
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
@@ -21,29 +20,11 @@ import torch
 from torch import Tensor, nn
 
 from models.config import DiffusionModelConfig, NumberConditionerConfig
+from models.dit import ExpoFourierFeatures  # the DiT's timestep features: the same official block
 from models.loading import load_weights
 from models.text import TextConditioner, TextEncoder
 
 FOURIER_DIM = 256  # NumberEmbedder's Fourier features (official default)
-
-
-class ExpoFourierFeatures(nn.Module):
-    """t (B,) -> [cos(2 pi f t), sin(2 pi f t)] (B, dim), frequencies f geometric in
-    [min_freq, max_freq] (official ``blocks.ExpoFourierFeatures``), computed in fp32."""
-
-    def __init__(self, dim: int, min_freq: float = 0.5, max_freq: float = 10000.0):
-        super().__init__()
-        self.dim, self.min_freq, self.max_freq = dim, min_freq, max_freq
-
-    def forward(self, t: Tensor) -> Tensor:
-        in_dtype, t = t.dtype, t.float()
-        if t.dim() == 1:
-            t = t.unsqueeze(-1)  # (B, 1)
-        ramp = torch.linspace(0, 1, self.dim // 2, device=t.device, dtype=torch.float32)
-        log_min, log_max = math.log(self.min_freq), math.log(self.max_freq)
-        freqs = torch.exp(ramp * (log_max - log_min) + log_min)  # (dim/2,)
-        args = t * freqs * 2 * math.pi  # (B, dim/2)
-        return torch.cat([torch.cos(args), torch.sin(args)], dim=-1).to(in_dtype)
 
 
 class NumberEmbedder(nn.Module):
