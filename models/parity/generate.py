@@ -1,0 +1,162 @@
+"""Parity runner for ``generate`` fixtures: whole official ``StableAudioModel.generate`` runs.
+
+Each entry of ``runs`` holds the exact keyword arguments of one official call. We rebuild
+the same job (lengths, masks, encoded reference, conditioning), replay the recorded random
+draws in order, and compare every recorded intermediate and the output.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from models import plan
+from models.config import load_model_config
+from models.loading import Checkpoint
+from models.parity.core import GENERATE_REL_TOL, CaseResult, Fixture, check, check_sum
+from models.sa3 import Generation, StableAudio3
+from models.sampling import build_schedule, recorded_noise, sampling_shift
+
+DEFAULTS = dict(batch_size=1, steps=8, cfg_scale=1.0, apg_scale=1.0, duration_padding_sec=6.0,
+                init_noise_level=1.0, return_latents=False)
+
+
+@lru_cache(maxsize=4)
+def _model(folder: Path, config_name: str) -> StableAudio3:
+    ckpt = Checkpoint(folder)
+    cfg_path = folder / config_name
+    model = StableAudio3.from_checkpoint(ckpt, text_encoder_folder=_text_folder(folder, cfg_path),
+                                         text_dtype=torch.float32)
+    model.cfg = load_model_config(cfg_path)  # the -base variant: same weights, other objective
+    return model
+
+
+def _text_folder(folder: Path, cfg_path: Path) -> Path:
+    """The config names the encoder as repo_id + subfolder; fixtures keep it as a sibling folder."""
+    subfolder = load_model_config(cfg_path).conditioning.by_id("prompt").config.subfolder
+    return folder.parent / subfolder
+
+
+def _as_list(value, n):
+    return list(value) if isinstance(value, (list, tuple)) else [value] * n
+
+
+def _audio_input(fx: Fixture) -> torch.Tensor:
+    inputs = Fixture.read(fx.golden_root / "common" / "audio_inputs.json")
+    return inputs.tensors["inpaint_audio"]
+
+
+def _prepare_audio(audio: torch.Tensor, n_samples: int) -> torch.Tensor:
+    """(2, N) -> (1, 2, n_samples): zero-padded or cropped (official PadCrop, no random offset)."""
+    out = audio.new_zeros(audio.shape[0], n_samples)
+    n = min(n_samples, audio.shape[-1])
+    out[:, :n] = audio[:, :n]
+    return out[None]
+
+
+def build_job(model: StableAudio3, kwargs: dict, audio: torch.Tensor):
+    """The official ``generate`` set-up of one call -> (Generation, encoded reference or init)."""
+    k = {**DEFAULTS, **kwargs}
+    B = k["batch_size"]
+    prompts, seconds = _as_list(k["prompt"], B), [float(s) for s in _as_list(k["duration"], B)]
+    n_samples = plan.audio_length(model.cfg.same, model.cfg.sample_size, max(seconds), k["duration_padding_sec"],
+                                  model.sample_rate)
+    L = n_samples // model.downsampling_ratio
+    encoded = reference = keep = init = None
+    if "inpaint_audio" in k or "init_audio" in k:
+        encoded = model.encode(_prepare_audio(audio, n_samples))
+    if "inpaint_mask_start_seconds" in k:
+        starts = _as_list(k["inpaint_mask_start_seconds"], 1)
+        ends = _as_list(k["inpaint_mask_end_seconds"], 1)
+        keep = plan.keep_mask(list(zip(starts, ends)), n_samples, max(seconds), model.sample_rate)
+        keep = plan.to_latent_mask(keep, encoded.shape[-1] if encoded is not None else L)
+    if "inpaint_audio" in k:
+        reference = encoded
+    if "init_audio" in k:
+        init = encoded
+    negative = _as_list(k["negative_prompt"], B) if "negative_prompt" in k else None
+    job = Generation(tuple(prompts), tuple(seconds), L, k["steps"], reference, keep, init,
+                     k["init_noise_level"], negative and tuple(negative), k["cfg_scale"], k["apg_scale"],
+                     k["duration_padding_sec"])
+    return job, encoded
+
+
+def run(fx: Fixture) -> Iterator[CaseResult]:
+    audio = None
+    for spec in fx.meta["runs"]:
+        name = spec["name"]
+        is_base = name.startswith("base") or "model_config_base.json" in spec.get("doc", "")
+        model = _model(fx.folder, "model_config_base.json" if is_base else "model_config.json")
+        if audio is None:
+            audio = _audio_input(fx)
+        yield from _run_one(fx, model, spec, audio)
+
+
+def _clip_for(spec: dict, audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """Continuation runs hand generate a short clip ("a 0.4 s clip, zero-padded by generate"):
+    the first seconds of the shared input, as long as the part to keep."""
+    said = re.search(r"a ([0-9.]+) s clip", spec.get("doc", ""))
+    if said:
+        return audio[:, : int(float(said.group(1)) * sample_rate)]
+    if spec["name"].startswith("continuation"):
+        start = _as_list(spec["kwargs"]["inpaint_mask_start_seconds"], 1)[0]
+        return audio[:, : int(start * sample_rate)]
+    return audio
+
+
+def _run_one(fx: Fixture, model: StableAudio3, spec: dict, audio) -> Iterator[CaseResult]:
+    T = fx.tensors
+    name, kwargs = spec["name"], spec["kwargs"]
+    audio = _clip_for(spec, audio, model.sample_rate)
+    job, encoded = build_job(model, kwargs, audio)
+    if encoded is not None and f"{name}_encoded_reference0" in T:
+        yield check(f"{name}/encoded_reference0", encoded, T[f"{name}_encoded_reference0"])
+    draws = [T[d["name"]] for d in fx.meta[f"{name}_noise_sequence"]]
+    steps = []
+    out = model.generate(job, recorded_noise(draws), decode=not kwargs.get("return_latents", False),
+                         decoder_noise=True, callback=steps.append)
+    if not kwargs.get("return_latents", False):
+        out = _truncate(out, kwargs, model.sample_rate)
+    yield check(f"{name}/output", out, T[f"{name}_output"], rel=GENERATE_REL_TOL)
+    yield from _intermediates(fx, model, name, job, steps)
+
+
+def _truncate(audio, kwargs, sample_rate):
+    """Official: cut to the duration when every item has the same one."""
+    durations = _as_list(kwargs["duration"], 1)
+    if all(d == durations[0] for d in durations):
+        return audio[..., : int(durations[0] * sample_rate)]
+    return audio
+
+
+def _intermediates(fx: Fixture, model: StableAudio3, name: str, job: Generation, steps) -> Iterator[CaseResult]:
+    T = fx.tensors
+    cond = model.conditioner(job.prompts, job.seconds)
+    local = model._local_add_cond(job, job.batch_size, model.cfg.io_channels, job.latent_length)
+    ours = {
+        "effective_seq_len": plan.effective_lengths(job.seconds, model.sample_rate, model.downsampling_ratio),
+        "padding_mask": plan.padding_mask(job.seconds, job.headroom_seconds, model.sample_rate,
+                                          model.downsampling_ratio, job.latent_length),
+        "local_add_cond": local,
+        "global_cond": cond.global_cond,
+    }
+    sigma_max = job.init_noise_level if job.init is not None else 1.0
+    lengths = plan.effective_lengths(job.seconds, model.sample_rate, model.downsampling_ratio)
+    ours["sigmas"] = build_schedule(job.steps, sigma_max, sampling_shift(model.cfg.diffusion), lengths)
+    for key, value in ours.items():
+        if f"{name}_{key}" in T:
+            yield check(f"{name}/{key}", value, T[f"{name}_{key}"])
+    if f"{name}_cross_attn_cond_sum_f64" in T:
+        sums = cond.cross_attn_cond.double().sum(dim=(1, 2))
+        for b, golden in enumerate(T[f"{name}_cross_attn_cond_sum_f64"].tolist()):
+            yield check_sum(f"{name}/cross_attn_cond_sum_f64[{b}]", sums[b].item(), golden)
+    for i, step in enumerate(steps):
+        if f"{name}_step{i}_x" in T:
+            yield check(f"{name}/step{i}_x", step.x, T[f"{name}_step{i}_x"])
+            yield check(f"{name}/step{i}_t", step.t, T[f"{name}_step{i}_t"])
+            velocity = (step.x - step.denoised) / step.t.view(-1, 1, 1)
+            yield check(f"{name}/step{i}_out", velocity, T[f"{name}_step{i}_out"])

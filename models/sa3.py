@@ -1,0 +1,219 @@
+"""A whole Stable Audio 3 model: DiT + SAME + conditioners, and its ``generate``.
+
+``generate`` follows the official ``StableAudioModel.generate`` and ``sample_diffusion``
+(``stable_audio_3/model.py``, ``inference/sampling.py`` @636f906) step for step, so that
+with the same random draws it gives the same latents and audio. What the official code
+does with a prompt string and a seed we take as explicit, typed inputs:
+
+    Generation(prompts, seconds, latent_length, reference, keep, ...)   what to make
+    NoiseSource                                                        every random draw
+    callback(SamplerStep)                                               progress
+
+The studio (studio/engine.py) turns a musician's request (regions in seconds, a track
+longer than the model's window) into a ``Generation``; models.plan has the arithmetic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from models import plan
+from models.conditioners import Conditioner, Conditioning
+from models.config import AutoencoderModelConfig, DiffusionModelConfig, ModelConfig, load_model_config
+from models.dit import DiT
+from models.guidance import guided, null_context, prepare_guided
+from models.loading import (CONDITIONER_PREFIX, DIT_PREFIX, SAME_PREFIX, Checkpoint, load_weights,
+                            read_tensors, tensor_names)
+from models.same import Same
+from models.sampling import (NoiseSource, SamplerStep, build_schedule, effective_seq_len, sample_euler,
+                             sample_pingpong, sampling_shift)
+from models.text import TextEncoder, load_text_encoder
+
+
+def build_components(cfg: ModelConfig) -> dict[str, nn.Module]:
+    """Our modules, keyed by their prefix in the released ``model.safetensors``."""
+    if isinstance(cfg, AutoencoderModelConfig):
+        return {"": Same(cfg.same)}
+    return {DIT_PREFIX: DiT(cfg.diffusion.config), SAME_PREFIX: Same(cfg.same),
+            CONDITIONER_PREFIX: Conditioner(cfg, encoder=None)}
+
+
+def load_same(ckpt: Checkpoint, device="cpu", dtype=torch.float32) -> Same:
+    """SAME from a standalone SAME repo (no prefix) or a full SA3 checkpoint."""
+    cfg = load_model_config(ckpt.config_path)
+    names = tensor_names(ckpt.weights_path)
+    prefix = SAME_PREFIX if any(n.startswith(SAME_PREFIX) for n in names) else ""
+    with torch.device("meta"):
+        same = Same(cfg.same)
+    tensors = read_tensors(ckpt.weights_path, prefix, device, dtype)
+    if prefix:
+        tensors = {k: v for k, v in tensors.items()}
+    else:
+        tensors = {k: v for k, v in tensors.items() if not k.startswith(("model.", "conditioner."))}
+    return load_weights(same, tensors, f"{ckpt.weights_path} (SAME)").eval()
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One batch to generate, in latent frames (official ``generate`` after its set-up).
+
+    prompts, seconds: per item; ``seconds`` is the ``seconds_total`` conditioning.
+    latent_length: frames to sample (``plan.audio_length`` / 4096).
+    reference: (1 or B, C, L) encoded audio to keep, or None (text-to-audio).
+    keep: (1 or B, L) float latent mask, 1 = keep the reference, 0 = generate.
+    init: (1 or B, C, L) encoded init audio for audio-to-audio, with ``init_noise_level``.
+    headroom_seconds: attended frames past each item's length (``duration_padding_sec``).
+    """
+
+    prompts: tuple[str, ...]
+    seconds: tuple[float, ...]
+    latent_length: int
+    steps: int = 8
+    reference: Optional[Tensor] = None
+    keep: Optional[Tensor] = None
+    init: Optional[Tensor] = None
+    init_noise_level: float = 1.0
+    negative_prompts: Optional[tuple[str, ...]] = None
+    cfg_scale: float = 1.0
+    apg_scale: float = 1.0
+    headroom_seconds: float = 6.0
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.prompts)
+
+
+class StableAudio3(nn.Module):
+    """A released SA3 checkpoint: ``dit``, ``same``, ``conditioner`` and the text encoder."""
+
+    def __init__(self, cfg: DiffusionModelConfig, text_encoder: Optional[TextEncoder]):
+        super().__init__()
+        self.cfg = cfg
+        self.dit = DiT(cfg.diffusion.config)
+        self.same = Same(cfg.same)
+        self.conditioner = Conditioner(cfg, text_encoder)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Checkpoint, device="cpu", dtype: torch.dtype = torch.float32,
+                        text_encoder_folder: Optional[Path] = None,
+                        text_dtype: Optional[torch.dtype] = None) -> "StableAudio3":
+        """Load a full checkpoint folder; every tensor goes straight to ``device``/``dtype``.
+
+        ``text_encoder_folder`` overrides the checkpoint's ``t5gemma-b-b-ul2/`` (the tiny test
+        models keep it beside the checkpoint). ``text_dtype`` defaults to what the device runs fast.
+        """
+        cfg = load_model_config(ckpt.config_path)
+        if not isinstance(cfg, DiffusionModelConfig):
+            raise ValueError(f"{ckpt.folder} holds an autoencoder, not an SA3 diffusion model")
+        text = load_text_encoder(text_encoder_folder or ckpt.text_encoder_folder, device, text_dtype,
+                                 max_length=cfg.conditioning.by_id("prompt").config.max_length)
+        with torch.device("meta"):
+            model = cls(cfg, text)
+        for prefix, module in ((DIT_PREFIX, model.dit), (SAME_PREFIX, model.same),
+                               (CONDITIONER_PREFIX, model.conditioner)):
+            tensors = read_tensors(ckpt.weights_path, prefix, device, dtype)
+            load_weights(module, tensors, f"{ckpt.weights_path} ({prefix}*)")
+        return model.eval().requires_grad_(False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.dit.transformer.memory_tokens.device
+
+    @property
+    def sample_rate(self) -> int:
+        return self.cfg.sample_rate
+
+    @property
+    def downsampling_ratio(self) -> int:
+        return self.cfg.same.downsampling_ratio
+
+    def latent_length(self, seconds_total: float, headroom_seconds: float) -> int:
+        """Frames the official ``generate`` samples for a clip (its ``_adapt_sample_size``)."""
+        n = plan.audio_length(self.cfg.same, self.cfg.sample_size, seconds_total, headroom_seconds,
+                              self.sample_rate)
+        return n // self.downsampling_ratio
+
+    @torch.no_grad()
+    def encode(self, audio: Tensor, chunked: bool = False) -> Tensor:
+        """(B, 2, N) audio at 44.1 kHz -> (B, C, ceil(N / 4096)) latents."""
+        audio = audio.to(self.device)
+        return self.same.encode_chunked(audio) if chunked else self.same.encode(audio)
+
+    @torch.no_grad()
+    def decode(self, latents: Tensor, chunked: bool = False, noise: Optional[NoiseSource] = None) -> Tensor:
+        """Latents -> audio; ``noise`` replays the official decoder's inference noise (parity)."""
+        same_noise = None if noise is None else (lambda shape, like: noise(shape).to(like))
+        if chunked:
+            return self.same.decode_chunked(latents, noise=same_noise)
+        return self.same.decode(latents, noise=same_noise, trim=False)
+
+    @torch.no_grad()
+    def sample(self, job: Generation, noise: NoiseSource,
+               callback: Optional[Callable[[SamplerStep], None]] = None) -> Tensor:
+        """Latents (B, C, L) for ``job`` (official ``generate`` up to ``sample_diffusion``'s decode)."""
+        B, L, C = job.batch_size, job.latent_length, self.cfg.io_channels
+        x = noise((B, C, L)).to(self.device, self.dit.dtype)  # the first draw, as official
+        cond = self.conditioner(job.prompts, job.seconds)
+        local = self._local_add_cond(job, B, C, L)
+        pad = plan.padding_mask(job.seconds, job.headroom_seconds, self.sample_rate, self.downsampling_ratio, L)
+        pad = pad.to(self.device)
+        sigma_max = job.init_noise_level if job.init is not None else 1.0
+        if job.init is not None:
+            x = job.init.to(x).expand(B, -1, -1) * (1 - sigma_max) + x * sigma_max
+        lengths = effective_seq_len(job.seconds, self.sample_rate, self.downsampling_ratio)
+        sigmas = build_schedule(job.steps, sigma_max, sampling_shift(self.cfg.diffusion), lengths)
+        model = self._model_fn(job, cond, local, pad)
+        if self.cfg.is_base:
+            return sample_euler(model, x, sigmas.to(self.device), callback)
+        return sample_pingpong(model, x, sigmas.to(self.device), noise, callback)
+
+    def _local_add_cond(self, job: Generation, B: int, C: int, L: int) -> Tensor:
+        """(B, 1 + C, L): the keep mask, then the reference latents multiplied by it."""
+        if job.keep is None:
+            mask = torch.zeros(B, 1, L, device=self.device)
+        else:
+            mask = job.keep.to(self.device, torch.float32).unsqueeze(1).expand(B, -1, -1)
+        if job.reference is None:
+            masked = torch.zeros(B, C, L, device=self.device)
+        else:
+            masked = job.reference.to(self.device, torch.float32).expand(B, -1, -1) * mask
+        return torch.cat([mask, masked], dim=1)
+
+    def _model_fn(self, job: Generation, cond: Conditioning, local: Tensor, pad: Tensor):
+        """(x, t) -> velocity with this generation's conditioning prepared once."""
+        if job.cfg_scale == 1.0:
+            ctx = self.dit.prepare(cond.cross_attn_cond, cond.global_cond, local, pad)
+            return lambda x, t: self.dit(x, t, ctx)
+        negative = None
+        if job.negative_prompts is not None:
+            neg = self.conditioner(job.negative_prompts, job.seconds)
+            negative = null_context(cond.cross_attn_cond, neg.cross_attn_cond, neg.cross_attn_mask)
+        uncond = negative if negative is not None else null_context(cond.cross_attn_cond)
+        ctx = prepare_guided(self.dit, cond.cross_attn_cond, uncond, cond.global_cond, local, pad)
+        return lambda x, t: guided(self.dit, x, t, ctx, job.cfg_scale, job.apg_scale, pad)
+
+    @torch.no_grad()
+    def generate(self, job: Generation, noise: NoiseSource, *, decode: bool = True, chunked_decode: bool = False,
+                 decoder_noise: bool = False,
+                 callback: Optional[Callable[[SamplerStep], None]] = None) -> Tensor:
+        """Latents, or audio (B, 2, L * 4096) clamped to [-1, 1] and silent past each item's
+        attended frames, as the official ``generate`` returns before truncation.
+
+        ``decoder_noise``: let the decoder draw its inference-time noise from ``noise`` too
+        (the official behaviour; off by default, the decoder is then deterministic).
+        """
+        latents = self.sample(job, noise, callback)
+        if not decode:
+            return latents
+        audio = self.decode(latents, chunked=chunked_decode, noise=noise if decoder_noise else None)
+        pad = plan.padding_mask(job.seconds, job.headroom_seconds, self.sample_rate, self.downsampling_ratio,
+                                job.latent_length).to(audio.device)
+        audible = pad.repeat_interleave(self.downsampling_ratio, dim=-1)[:, None, :]
+        n = audio.shape[-1]
+        audible = torch.nn.functional.pad(audible[..., :n], (0, max(0, n - audible.shape[-1])), value=False)
+        return (audio.float() * audible).clamp(-1, 1)
