@@ -18,7 +18,7 @@ from typing import Iterator, Optional
 import torch
 
 from models.config import load_model_config
-from models.loading import CONDITIONER_PREFIX, WEIGHTS_FILE, read_tensors
+from models.loading import CONDITIONER_PREFIX, TEXT_ENCODER_FOLDER, WEIGHTS_FILE, read_tensors
 from models.parity.core import CaseResult, Fixture, check, check_sum
 from models.sampling import FluxShift, FullShift, LogSNRShift, Shift, build_schedule, sampling_shift, training_shift
 
@@ -77,17 +77,23 @@ def run_schedules(fx: Fixture) -> Iterator[CaseResult]:
         elif m := _LENVEC.fullmatch(name):
             seq_len, sigma_max = _lengths_from_doc(fx.doc(name)), 1.0
         else:
-            raise ValueError(f"schedule tensor {name!r} does not follow the naming")
+            yield CaseResult(name, "fail", note="does not follow the schedules naming")
+            continue
         ours = build_schedule(int(m["steps"]), sigma_max, shifts[m["shift"]], seq_len)
         yield check(name, ours, fx.tensors[name])
 
 
 # --------------------------------------------------------------------------- conditioners
+#
+# These runners go by tensor name: every tensor of the fixture is either an input or gets a
+# check, and a name we do not know fails (rather than passing unnoticed).
+
+_UNKNOWN = "no check for this tensor name (unknown to the runner)"
 
 
 def _text_encoder_folder(fx: Fixture, config) -> Path:
     """Fixture configs name the encoder's subfolder; it is a sibling folder in the golden root."""
-    return fx.golden_root / config.conditioning.by_id("prompt").config.subfolder
+    return fx.golden_root / (config.conditioning.by_id("prompt").config.subfolder or TEXT_ENCODER_FOLDER)
 
 
 def run_conditioners(fx: Fixture) -> Iterator[CaseResult]:
@@ -99,37 +105,37 @@ def run_conditioners(fx: Fixture) -> Iterator[CaseResult]:
                                 max_length=config.conditioning.by_id("prompt").config.max_length)
     conditioner = Conditioner(config, encoder)
     conditioner.load(read_tensors(fx.folder / WEIGHTS_FILE, CONDITIONER_PREFIX))
-    golden = fx.tensors
-
-    yield check("padding_embedding", conditioner.prompt.padding_embedding, golden["padding_embedding"])
-    prompts = fx.meta["prompts"]
+    golden, prompts = fx.tensors, fx.meta["prompts"]
     with torch.no_grad():
-        for i, prompt in enumerate(prompts):
-            yield from _check_prompt(fx, f"prompt{i}", conditioner, prompt)
-        seconds = golden["seconds_values"]
-        emb, mask = conditioner.seconds_total(seconds)
-    yield check("seconds_embedding", emb, golden["seconds_embedding"])
-    if "seconds_mask" in golden:
-        yield check("seconds_mask", mask, golden["seconds_mask"])
+        seconds = conditioner.seconds_total(golden["seconds_values"]) if "seconds_values" in golden else None
+        for name in fx.meta["tensors"]:
+            if name == "seconds_values":
+                continue  # an input
+            if name == "padding_embedding":
+                yield check(name, conditioner.prompt.padding_embedding, golden[name])
+            elif name in ("seconds_embedding", "seconds_mask"):
+                yield check(name, seconds[0] if name == "seconds_embedding" else seconds[1], golden[name])
+            elif m := re.fullmatch(r"prompt(\d+)_(.+)", name):
+                yield _check_prompt(name, m[2], conditioner, prompts[int(m[1])], golden[name])
+            else:
+                yield CaseResult(name, "fail", note=_UNKNOWN)
 
 
-def _check_prompt(fx: Fixture, key: str, conditioner, prompt: str) -> Iterator[CaseResult]:
-    golden = fx.tensors
-    ids, mask = conditioner.prompt.encoder.tokenize([prompt])
-    yield check(f"{key}_input_ids", ids[0], golden[f"{key}_input_ids"])
-    yield check(f"{key}_mask", mask[0], golden[f"{key}_mask"])
-    cond, cond_mask = conditioner.prompt([prompt])
-    cond = cond[0]  # (max_length, D)
-    for name in fx.meta["tensors"]:
-        if name == f"{key}_cond_valid_rows":
-            ours = cond[: golden[name].shape[0]]
-        elif m := re.fullmatch(rf"{key}_cond_rows_(first|last)(\d+)", name):
-            n = int(m[2])
-            ours = cond[:n] if m[1] == "first" else cond[-n:]
-        else:
-            continue
-        yield check(name, ours, golden[name])
-    yield check_sum(f"{key}_cond_sum_f64", cond.double().sum().item(), golden[f"{key}_cond_sum_f64"].item())
+def _check_prompt(name: str, what: str, conditioner, prompt: str, golden: torch.Tensor) -> CaseResult:
+    """One ``prompt<i>_<what>`` tensor: token ids and mask of the padded batch, conditioning
+    rows (final, after the learned padding) or their float64 checksum."""
+    if what in ("input_ids", "mask"):
+        ids, mask = conditioner.prompt.encoder.tokenize([prompt])
+        return check(name, (ids if what == "input_ids" else mask)[0], golden)
+    cond = conditioner.prompt([prompt])[0][0]  # (max_length, D); encodings are cached per prompt
+    if what == "cond_sum_f64":
+        return check_sum(name, cond.double().sum().item(), golden.item())
+    if what == "cond_valid_rows":
+        return check(name, cond[: golden.shape[0]], golden)
+    if m := re.fullmatch(r"cond_rows_(first|last)(\d+)", what):
+        n = int(m[2])
+        return check(name, cond[:n] if m[1] == "first" else cond[-n:], golden)
+    return CaseResult(name, "fail", note=_UNKNOWN)
 
 
 # --------------------------------------------------------------------------- T5Gemma
@@ -139,20 +145,25 @@ def run_text_encoder(fx: Fixture) -> Iterator[CaseResult]:
     from models.text import load_text_encoder
 
     encoder = load_text_encoder(fx.folder, device="cpu", dtype=torch.float32)
-    golden = fx.tensors
+    entries = fx.meta.get("tokenization")
+    prompts = [e["prompt"] for e in entries] if entries is not None else fx.meta["prompts"]
     with torch.no_grad():
-        for i, entry in enumerate(fx.meta["tokenization"]):
-            key, prompt = f"prompt{i}", entry["prompt"]
-            ids = encoder.token_ids(prompt, truncate=False)
-            yield check(f"{key}_ids_untruncated", ids, golden[f"{key}_ids_untruncated"])
-            hidden = encoder.encode(prompt)  # (n_valid, D): the real tokens only
-            for suffix in ("last_hidden_state_valid", "last_hidden_state_eager_valid"):
-                if f"{key}_{suffix}" in golden:
-                    yield check(f"{key}_{suffix}", hidden, golden[f"{key}_{suffix}"])
-            if f"{key}_last_hidden_state_padrows_sum_f64" in golden:
-                # The official path's rows at padded positions (discarded downstream): our
-                # plain padded path computes them, the fast path never does.
-                full, mask = encoder.encode_padded([prompt])
-                pad_sum = full[0][~mask[0]].double().sum().item()
-                yield check_sum(f"{key}_last_hidden_state_padrows_sum_f64", pad_sum,
-                                golden[f"{key}_last_hidden_state_padrows_sum_f64"].item())
+        for name in fx.meta["tensors"]:
+            m = re.fullmatch(r"prompt(\d+)_(.+)", name)
+            if not m:
+                yield CaseResult(name, "fail", note=_UNKNOWN)
+                continue
+            yield _check_t5(name, m[2], encoder, prompts[int(m[1])], fx.tensors[name])
+
+
+def _check_t5(name: str, what: str, encoder, prompt: str, golden: torch.Tensor) -> CaseResult:
+    if what == "ids_untruncated":
+        return check(name, encoder.token_ids(prompt, truncate=False), golden)
+    if re.fullmatch(r"last_hidden_state(_eager)?_valid", what):
+        return check(name, encoder.encode(prompt), golden)  # (n_valid, D): real tokens only
+    if what == "last_hidden_state_padrows_sum_f64":
+        # The official path's rows at padded positions (discarded downstream): our plain
+        # padded path computes them; the fast path never does.
+        full, mask = encoder.encode_padded([prompt])
+        return check_sum(name, full[0][~mask[0]].double().sum().item(), golden.item())
+    return CaseResult(name, "fail", note=_UNKNOWN)
