@@ -21,8 +21,12 @@ from models.parity.core import GENERATE_REL_TOL, CaseResult, Fixture, check, che
 from models.sa3 import Generation, StableAudio3
 from models.sampling import build_schedule, recorded_noise, sampling_shift
 
+# The official generate()'s defaults (its sample_size default, not the config's, caps lengths).
 DEFAULTS = dict(batch_size=1, steps=8, cfg_scale=1.0, apg_scale=1.0, duration_padding_sec=6.0,
-                init_noise_level=1.0, return_latents=False)
+                init_noise_level=1.0, return_latents=False, sample_size=5292032,
+                truncate_output_to_duration=True, chunked_decode=False)
+UNDERSTOOD = set(DEFAULTS) | {"prompt", "negative_prompt", "duration", "seed", "inpaint_audio",
+                              "inpaint_mask_start_seconds", "inpaint_mask_end_seconds", "init_audio"}
 
 
 @lru_cache(maxsize=4)
@@ -60,10 +64,13 @@ def _prepare_audio(audio: torch.Tensor, n_samples: int) -> torch.Tensor:
 
 def build_job(model: StableAudio3, kwargs: dict, audio: torch.Tensor):
     """The official ``generate`` set-up of one call -> (Generation, encoded reference or init)."""
+    unknown = sorted(set(kwargs) - UNDERSTOOD)
+    if unknown:
+        raise ValueError(f"generate kwargs this runner does not reproduce: {unknown}")
     k = {**DEFAULTS, **kwargs}
     B = k["batch_size"]
     prompts, seconds = _as_list(k["prompt"], B), [float(s) for s in _as_list(k["duration"], B)]
-    n_samples = plan.audio_length(model.cfg.same, model.cfg.sample_size, max(seconds), k["duration_padding_sec"],
+    n_samples = plan.audio_length(model.cfg.same, k["sample_size"], max(seconds), k["duration_padding_sec"],
                                   model.sample_rate)
     L = n_samples // model.downsampling_ratio
     encoded = reference = keep = init = None
@@ -117,9 +124,10 @@ def _run_one(fx: Fixture, model: StableAudio3, spec: dict, audio) -> Iterator[Ca
         yield check(f"{name}/encoded_reference0", encoded, T[f"{name}_encoded_reference0"])
     draws = [T[d["name"]] for d in fx.meta[f"{name}_noise_sequence"]]
     steps = []
-    out = model.generate(job, recorded_noise(draws), decode=not kwargs.get("return_latents", False),
-                         decoder_noise=True, callback=steps.append)
-    if not kwargs.get("return_latents", False):
+    k = {**DEFAULTS, **kwargs}
+    out = model.generate(job, recorded_noise(draws), decode=not k["return_latents"],
+                         chunked_decode=k["chunked_decode"], decoder_noise=True, callback=steps.append)
+    if not k["return_latents"] and k["truncate_output_to_duration"]:
         out = _truncate(out, kwargs, model.sample_rate)
     yield check(f"{name}/output", out, T[f"{name}_output"], rel=GENERATE_REL_TOL)
     yield from _intermediates(fx, model, name, job, steps)
