@@ -110,11 +110,20 @@ def _output(fx, dit, length, kind, t, cross, cross_mask, global_cond, collapse):
     if unknown:
         raise ValueError(f"unknown guidance flags {sorted(unknown)} in T{length}_out_{kind}")
     pad = None if "nopad" in flags else padding_mask
-    # the negative prompt of the fixture doc: 0.5 * context flipped over the batch, mask flipped too
-    uncond = null_context(cross, 0.5 * cross.flip(0), cross_mask.flip(0)) if "negative" in flags \
-        else null_context(cross)
+    uncond = null_context(cross)
+    if "negative" in flags:  # the doc's negative prompt: a scaled context flipped over the batch
+        factor = _negative_factor(fx.doc(f"T{length}_out_{kind}"))
+        uncond = null_context(cross, factor * cross.flip(0), cross_mask.flip(0))
     ctx = prepare_guided(dit, cross, uncond, global_cond, local_add_cond, pad, collapse_context=collapse)
     return guided(dit, x, t, ctx, scale, apg, pad), {}
+
+
+def _negative_factor(doc: str) -> float:
+    m = re.search(r"negative_cross_attn_cond = ([0-9.]+)\*cross_attn_cond\.flip\(0\), "
+                  r"negative_cross_attn_mask = cross_attn_mask\.flip\(0\)", doc)
+    if m is None:
+        raise ValueError(f"cannot read the negative prompt's construction from the doc: {doc!r}")
+    return float(m.group(1))
 
 
 class _Capture:
