@@ -96,6 +96,8 @@
     if (!has) { renderList(); return; }
     const w = laneWidth();
     $(".sa3p-lane").style.width = w + "px";
+    root.dataset.extent = extent().toFixed(4);
+    root.dataset.duration = duration().toFixed(4);
     drawRuler(w);
     drawWave(w);
     const view = views[mode] || views.A;
