@@ -213,7 +213,10 @@ class DiT(nn.Module):
         """x (B, C, T) noisy latents, t (B,) noise level in [0, 1] -> velocity (B, C, T)."""
         dtype = self.dtype
         x = x.to(dtype)
-        t_features = self.timestep_features(t.float().to(dtype))  # official: t cast to model dtype
+        # Features from fp32 t, as in training (autocast keeps fp32 weights). The official
+        # inference casts t to the model dtype first: in bf16 that moves t by ~0.002, i.e. the
+        # high-frequency features by radians (20% output change on the tiny medium model).
+        t_features = self.timestep_features(t.float()).to(dtype)  # (B, 256)
         global_embed = ctx.global_embed + self.to_timestep_embed(t_features)  # (B, D)
         x = self.preprocess_conv(x) + x
         y = self.transformer(x.transpose(1, 2), global_embed, ctx).transpose(1, 2)  # (B, C, T)
