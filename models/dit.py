@@ -211,6 +211,7 @@ class DiT(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor, ctx: DiTContext) -> Tensor:
         """x (B, C, T) noisy latents, t (B,) noise level in [0, 1] -> velocity (B, C, T)."""
+        _check_step(x, t, ctx)
         dtype = self.dtype
         x = x.to(dtype)
         # Features from fp32 t, as in training (autocast keeps fp32 weights). The official
@@ -228,6 +229,17 @@ class DiT(nn.Module):
         official cost per step (for benchmarks and equivalence tests)."""
         ctx = self.prepare(cross_attn_cond, global_cond, local_add_cond, padding_mask, collapse_context=False)
         return self(x, t, ctx)
+
+
+def _check_step(x: Tensor, t: Tensor, ctx: DiTContext) -> None:
+    """A step's inputs must fit the prepared context (same batch, same number of frames)."""
+    B, _, T = x.shape
+    if t.shape != (B,) or ctx.batch_size != B:
+        raise ValueError(f"DiT step: x has batch {B}, t has shape {tuple(t.shape)}, "
+                         f"the prepared context batch {ctx.batch_size}")
+    lengths = [m.shape[1] for m in (ctx.padding_mask, *(ctx.local_embeds or ())[:1]) if m is not None]
+    if any(n != T for n in lengths):
+        raise ValueError(f"DiT step: x has {T} frames, the prepared context {lengths[0]}")
 
 
 def collapse_rows(rows: Tensor) -> tuple[Tensor, Tensor]:

@@ -257,3 +257,14 @@ def test_bf16_weights_stay_close_to_fp32():
     out = half(x, t, half.prepare(cross, global_cond))
     assert out.dtype == torch.bfloat16
     assert (out.float() - ref).abs().max() <= 0.03 * ref.abs().max()
+
+
+@torch.no_grad()
+def test_step_must_fit_the_prepared_context(tiny):
+    dit, cross, global_cond, local, padding = tiny
+    ctx = dit.prepare(cross, global_cond, local, padding)
+    B, C, T = local.shape[0], dit.cfg.io_channels, local.shape[2]
+    with pytest.raises(ValueError, match="x has 7 frames, the prepared context 9"):
+        dit(torch.zeros(B, C, 7), torch.zeros(B), ctx)
+    with pytest.raises(ValueError, match="batch"):
+        dit(torch.zeros(2 * B, C, T), torch.zeros(2 * B), ctx)
