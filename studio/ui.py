@@ -162,7 +162,7 @@ def build_ui(engine: Engine, cfg: StudioConfig) -> gr.Blocks:
         view_out = [sess, painter, status, takes, versions]
         demo.load(h.open, [painter], view_out + [sid_box, session_md]).then(
             None, [sid_box], None, js=_SET_URL_JS)
-        upload.upload(h.load_file, [sess, painter, upload], view_out)
+        upload.upload(h.load_upload, [sess, painter, upload], view_out + [upload])
         record.stop_recording(h.load_file, [sess, painter, record], view_out)
         demo_btn.click(h.load_demo, [sess, painter, demo_pick], view_out)
         src_btn.click(cfg.gpu(h.generate_source), [sess, painter, src_prompt, src_seconds, seed, random_seed, model],
@@ -173,7 +173,7 @@ def build_ui(engine: Engine, cfg: StudioConfig) -> gr.Blocks:
         gen_btn.click(cfg.gpu(h.generate),
                       [sess, painter, model, prompt, seed, random_seed, n_takes, steps, strength, crossfade],
                       view_out + [seed])
-        cancel_btn.click(h.cancel, [sess], [status], queue=False)
+        cancel_btn.click(h.cancel, [sess], [status], concurrency_limit=None)
         takes.select(h.pick_take, [sess, painter, takes], view_out)
         accept_btn.click(h.accept, [sess, painter, takes], view_out)
         discard_btn.click(h.discard, [sess, painter, takes], view_out)
@@ -230,6 +230,10 @@ class _Handlers:
         msg = f"Loaded **{path.name}** ({audio.shape[1] / 44100:.1f} s)."
         msg += f" Converted: {note}." if note else " 44.1 kHz stereo, used as is."
         return self.view(s, painter, msg, keep=False)
+
+    def load_upload(self, s, painter, path):
+        """load_file, then empty the drop zone so the next file can be dropped at once."""
+        return self.load_file(s, painter, path) + [None]
 
     def load_demo(self, s, painter, name):
         if not name:

@@ -12,13 +12,12 @@ import soundfile as sf
 
 from studio.api import SAMPLE_RATE, Region
 from studio.edit import region_mask
-from tests.browser.conftest import (drag_region, open_page, paint_region, screenshot, set_region,
-                                    start_app, take_count, time_to_x, upload, wait_attr, wait_status, wait_text,
-                                    write_clip)
+from .helpers import (drag_region, open_page, paint_region, screenshot, set_region, start_app, take_count,
+                      time_to_x, upload, wait_attr, wait_status, wait_text, write_clip)
 
 
 @pytest.fixture(scope="module")
-def studio(tmp_path_factory):
+def studio(browser, tmp_path_factory):
     sessions = tmp_path_factory.mktemp("sessions")
     proc, url = start_app(sessions)
     yield url, sessions
