@@ -47,7 +47,7 @@ def mlp(dim_in: int, dim: int, dim_out: int, bias: bool) -> nn.Sequential:
 
 
 class ExpoFourierFeatures(nn.Module):
-    """t (B,) -> [cos, sin](2 pi t f) (B, dim), f log-spaced in [0.5, 10000] (official blocks.py).
+    """t (B,) or (B, 1) -> [cos, sin](2 pi t f) (B, dim), f log-spaced in [0.5, 10000] (official blocks.py).
 
     Computed in fp32 in the official order of operations: the arguments reach ~6e4 radians,
     where a different rounding of t * f would move cos/sin by more than our tolerance.
@@ -61,7 +61,8 @@ class ExpoFourierFeatures(nn.Module):
         ramp = torch.linspace(0, 1, self.dim // 2, device=t.device, dtype=torch.float32)
         log_min, log_max = math.log(self.min_freq), math.log(self.max_freq)
         freqs = torch.exp(ramp * (log_max - log_min) + log_min)
-        args = t.float()[:, None] * freqs * 2 * math.pi  # (B, dim/2)
+        t32 = t.float() if t.dim() > 1 else t.float()[:, None]  # (B, 1)
+        args = t32 * freqs * 2 * math.pi  # (B, dim/2)
         return torch.cat([torch.cos(args), torch.sin(args)], dim=-1).to(t.dtype)
 
 
