@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,8 +81,10 @@ def _read(path: Path, limits: Limits) -> tuple[np.ndarray, int]:
         pass
     try:
         import librosa
-        _check_duration(path.name, librosa.get_duration(path=str(path)), limits)
-        data, sr = librosa.load(str(path), sr=None, mono=False)
+        with warnings.catch_warnings():  # librosa warns that it falls back to audioread: we know
+            warnings.simplefilter("ignore")
+            _check_duration(path.name, librosa.get_duration(path=str(path)), limits)
+            data, sr = librosa.load(str(path), sr=None, mono=False)
     except AudioError:
         raise
     except Exception:

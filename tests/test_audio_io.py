@@ -1,0 +1,120 @@
+"""studio.audio_io: any file to 44.1 kHz stereo with a note, clear refusals, atomic exact writes."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from studio import audio_io
+from studio.audio_io import AudioError, Limits, load_audio
+
+SR = 44100
+
+
+def tone(n, channels, sr=SR):
+    t = np.arange(n) / sr
+    return np.stack([0.3 * np.sin(2 * np.pi * 440 * (1 + 0.1 * c) * t) for c in range(channels)], 1)
+
+
+def test_stereo_44k_is_used_as_is(tmp_path):
+    x = tone(SR, 2).astype(np.float32)
+    sf.write(tmp_path / "a.wav", x, SR, subtype="FLOAT")
+    audio, note = load_audio(tmp_path / "a.wav")
+    assert note == "" and audio.dtype == np.float32 and audio.shape == (2, SR)
+    assert np.array_equal(audio, x.T)
+
+
+def test_mono_is_doubled_and_rate_converted_with_a_note(tmp_path):
+    sf.write(tmp_path / "m.flac", tone(22050, 1, 22050), 22050)
+    audio, note = load_audio(tmp_path / "m.flac")
+    assert audio.shape == (2, SR) and np.array_equal(audio[0], audio[1])
+    assert note == "mono → stereo; resampled 22050 Hz → 44100 Hz"
+
+
+def test_more_channels_keep_the_front_pair(tmp_path):
+    x = tone(1000, 6)
+    sf.write(tmp_path / "s.wav", x, SR, subtype="FLOAT")
+    audio, note = load_audio(tmp_path / "s.wav")
+    assert note == "kept the first 2 of 6 channels"
+    np.testing.assert_array_equal(audio, x[:, :2].T.astype(np.float32))
+
+
+@pytest.mark.parametrize("name, fmt, subtype", [("o.ogg", "OGG", "VORBIS"), ("m.mp3", "MP3", "MPEG_LAYER_III")])
+def test_compressed_formats_read(tmp_path, name, fmt, subtype):
+    if fmt not in sf.available_formats():
+        pytest.skip(f"this libsndfile ({sf.__libsndfile_version__}) cannot write {fmt}")
+    sf.write(tmp_path / name, tone(SR, 2), SR, format=fmt, subtype=subtype)
+    audio, _ = load_audio(tmp_path / name)
+    assert audio.shape[0] == 2 and abs(audio.shape[1] - SR) < 2048 and np.abs(audio).max() > 0.1
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_bytes(b"RIFF nonsense" * 50), "could not be read as audio"),
+    (lambda p: p.write_bytes(b""), "is empty"),
+    (lambda p: sf.write(p, np.zeros((0, 2)), SR), "contains no audio"),
+    (lambda p: sf.write(p, np.zeros((SR, 2)), SR), "is silent"),
+    (lambda p: sf.write(p, np.full((10, 2), np.nan), SR, subtype="FLOAT"), "invalid samples"),
+])
+def test_unusable_files_are_refused(tmp_path, make, message):
+    path = tmp_path / "bad.wav"
+    make(path)
+    with pytest.raises(AudioError, match=message):
+        load_audio(path)
+
+
+def test_limits_on_size_and_duration(tmp_path):
+    sf.write(tmp_path / "big.wav", tone(7 * SR, 2), SR, subtype="PCM_16")
+    with pytest.raises(AudioError, match="up to 1 MB"):
+        load_audio(tmp_path / "big.wav", Limits(max_bytes=2**20))
+    with pytest.raises(AudioError, match="is 7 s long; the studio takes clips up to 3 s"):
+        load_audio(tmp_path / "big.wav", Limits(max_seconds=3))
+    with pytest.raises(AudioError, match="was not found"):
+        load_audio(tmp_path / "nope.wav")
+
+
+@pytest.mark.parametrize("fmt, exact", [("wav32f", True), ("wav24", False), ("flac", False)])
+def test_write_roundtrip(tmp_path, fmt, exact):
+    x = tone(SR // 2, 2).T.astype(np.float32)
+    path = audio_io.write_audio(tmp_path / f"x{audio_io.FORMATS[fmt][2]}", x, fmt)
+    back = audio_io.read_track(path)
+    if exact:
+        assert np.array_equal(back, x)
+    else:
+        np.testing.assert_allclose(back, x, atol=2.0 ** -22)
+    assert sf.info(str(path)).subtype == audio_io.FORMATS[fmt][1]
+
+
+def test_24_bit_keeps_16_bit_sources_exact(tmp_path):
+    x = (np.random.default_rng(0).integers(-32768, 32767, (2, 1000)) / 32768).astype(np.float32)
+    back = audio_io.read_track(audio_io.write_audio(tmp_path / "x.wav", x, "wav24"))
+    assert np.array_equal(back, x)
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "keep.json"
+    audio_io.write_json(path, {"a": 1})
+
+    def broken(tmp):
+        open(tmp, "w").write("half")
+        raise OSError("disk full")
+    with pytest.raises(OSError):
+        audio_io.atomic_write(path, broken)
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert os.listdir(tmp_path) == ["keep.json"]
+
+
+def test_export_writes_a_sidecar(tmp_path):
+    x = tone(100, 2).T.astype(np.float32)
+    audio_path, side = audio_io.export(tmp_path / "e.flac", x, "flac", {"prompt": "p", "seed": 3})
+    assert audio_path.exists() and json.loads(side.read_text()) == {"prompt": "p", "seed": 3}
+    assert side.name == "e.json"
+
+
+def test_write_refuses_bad_shapes_and_formats(tmp_path):
+    with pytest.raises(ValueError, match="audio must be"):
+        audio_io.write_audio(tmp_path / "x.wav", np.zeros((1, 10), np.float32))
+    with pytest.raises(ValueError, match="fmt must be"):
+        audio_io.write_audio(tmp_path / "x.wav", np.zeros((2, 10), np.float32), "mp3")
