@@ -108,6 +108,8 @@ def main(argv=None) -> int:
             print(json.dumps({**head, "dtype": name, "skipped": why}), flush=True)
             continue
         model = base.to(device=device, dtype=torch.bfloat16 if name == "bf16" else torch.float32)
+        warm = torch.zeros(1, 2, cfg.sample_rate, device=device)  # first calls pay one-off setup
+        model.decode(model.encode(warm))
         for seconds in args.seconds:
             row = bench(model, seconds, cfg.sample_rate, args.chunk_size, args.overlap, device, name)
             print(json.dumps({**head, **row}), flush=True)

@@ -45,7 +45,7 @@ class DynamicTanh(nn.Module):
         self.beta = nn.Parameter(torch.zeros(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.gamma * torch.tanh(self.alpha * x) + self.beta
+        return torch.addcmul(self.beta, self.gamma, torch.tanh(self.alpha * x))
 
 
 def make_norm(kind: Literal["rms", "dyt"], dim: int, eps: float = 1e-5, force_fp32: bool = False) -> nn.Module:
@@ -91,7 +91,7 @@ def apply_rotary(t: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     rot, rest = t[..., :r].float(), t[..., r:]
     x1, x2 = rot.chunk(2, dim=-1)
     rotated = torch.cat((-x2, x1), dim=-1)
-    rot = rot * freqs.cos() + rotated * freqs.sin()
+    rot = torch.addcmul(rot * freqs.cos(), rotated, freqs.sin())
     return torch.cat((rot.to(t.dtype), rest), dim=-1)
 
 
