@@ -154,8 +154,10 @@ class StableAudio3(nn.Module):
 
     @torch.no_grad()
     def sample(self, job: Generation, noise: NoiseSource,
-               callback: Optional[Callable[[SamplerStep], None]] = None) -> Tensor:
-        """Latents (B, C, L) for ``job`` (official ``generate`` up to ``sample_diffusion``'s decode)."""
+               callback: Optional[Callable[[SamplerStep], None]] = None, plain: bool = False) -> Tensor:
+        """Latents (B, C, L) for ``job`` (official ``generate`` up to ``sample_diffusion``'s decode).
+
+        ``plain`` turns off the exact-math savings (benchmarks and equivalence tests)."""
         B, L, C = job.batch_size, job.latent_length, self.cfg.io_channels
         x = noise((B, C, L)).to(self.device, self.dit.dtype)  # the first draw, as official
         cond = self.conditioner(job.prompts, job.seconds)
@@ -167,7 +169,7 @@ class StableAudio3(nn.Module):
             x = job.init.to(x).expand(B, -1, -1) * (1 - sigma_max) + x * sigma_max
         lengths = effective_seq_len(job.seconds, self.sample_rate, self.downsampling_ratio)
         sigmas = build_schedule(job.steps, sigma_max, sampling_shift(self.cfg.diffusion), lengths)
-        model = self._model_fn(job, cond, local, pad)
+        model = self._model_fn(job, cond, local, pad, plain)
         if self.cfg.is_base:
             return sample_euler(model, x, sigmas.to(self.device), callback)
         return sample_pingpong(model, x, sigmas.to(self.device), noise, callback)
@@ -184,18 +186,26 @@ class StableAudio3(nn.Module):
             masked = job.reference.to(self.device, torch.float32).expand(B, -1, -1) * mask
         return torch.cat([mask, masked], dim=1)
 
-    def _model_fn(self, job: Generation, cond: Conditioning, local: Tensor, pad: Tensor):
-        """(x, t) -> velocity with this generation's conditioning prepared once."""
+    def _model_fn(self, job: Generation, cond: Conditioning, local: Tensor, pad: Tensor, plain: bool = False):
+        """(x, t) -> velocity. The conditioning is prepared once per generation (context keys and
+        values, inpainting embeddings, collapsed padding rows); ``plain`` recomputes all of it
+        at every step with every context row its own key, as the official code does."""
         if job.cfg_scale == 1.0:
-            ctx = self.dit.prepare(cond.cross_attn_cond, cond.global_cond, local, pad)
-            return lambda x, t: self.dit(x, t, ctx)
-        negative = None
-        if job.negative_prompts is not None:
-            neg = self.conditioner(job.negative_prompts, job.seconds)
-            negative = null_context(cond.cross_attn_cond, neg.cross_attn_cond, neg.cross_attn_mask)
-        uncond = negative if negative is not None else null_context(cond.cross_attn_cond)
-        ctx = prepare_guided(self.dit, cond.cross_attn_cond, uncond, cond.global_cond, local, pad)
-        return lambda x, t: guided(self.dit, x, t, ctx, job.cfg_scale, job.apg_scale, pad)
+            prepare = lambda: self.dit.prepare(cond.cross_attn_cond, cond.global_cond, local, pad,
+                                               collapse_context=not plain)
+            step = lambda x, t, ctx: self.dit(x, t, ctx)
+        else:
+            uncond = null_context(cond.cross_attn_cond)
+            if job.negative_prompts is not None:
+                neg = self.conditioner(job.negative_prompts, job.seconds)
+                uncond = null_context(cond.cross_attn_cond, neg.cross_attn_cond, neg.cross_attn_mask)
+            prepare = lambda: prepare_guided(self.dit, cond.cross_attn_cond, uncond, cond.global_cond, local, pad,
+                                             collapse_context=not plain)
+            step = lambda x, t, ctx: guided(self.dit, x, t, ctx, job.cfg_scale, job.apg_scale, pad)
+        if plain:
+            return lambda x, t: step(x, t, prepare())
+        ctx = prepare()
+        return lambda x, t: step(x, t, ctx)
 
     @torch.no_grad()
     def generate(self, job: Generation, noise: NoiseSource, *, decode: bool = True, chunked_decode: bool = False,
