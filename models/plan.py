@@ -8,39 +8,12 @@ Pure functions of numbers and small tensors, shared by the model-level ``generat
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from models.config import SameConfig
-
-# Draws random tensors of a given shape: the sampler's initial noise, each ping-pong step,
-# and (only when asked, for parity) the decoder's inference-time noise.
-NoiseSource = Callable[[Sequence[int]], torch.Tensor]
-
-
-def seeded_noise(seed: int, device="cpu", dtype=torch.float32) -> NoiseSource:
-    """All draws of one generation from one seeded generator: a seed reproduces a take."""
-    generator = torch.Generator(device=device).manual_seed(seed)
-    return lambda shape: torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
-
-
-def replayed_noise(draws: Sequence[torch.Tensor]) -> NoiseSource:
-    """Hands out recorded draws in order, checking each shape (parity with the official run)."""
-    queue: Iterator[torch.Tensor] = iter(draws)
-
-    def draw(shape):
-        try:
-            t = next(queue)
-        except StopIteration:
-            raise RuntimeError("more random draws than were recorded") from None
-        if tuple(t.shape) != tuple(shape):
-            raise RuntimeError(f"recorded draw has shape {tuple(t.shape)}, asked for {tuple(shape)}")
-        return t
-
-    return draw
-
 
 def audio_length(same: SameConfig, sample_size: int, seconds_total: float, padding_seconds: float,
                  sample_rate: int) -> int:
