@@ -112,3 +112,16 @@ def test_encoder_of_another_length_is_refused(encoder):
     from models.text import TextConditioner
     with pytest.raises(ValueError, match="256 rows of width"):
         TextConditioner(encoder, encoder.dim, max_length=128)(["rain"])
+
+
+def test_a_batch_equals_its_items_alone(encoder):
+    cond = conditioner_for("sa3_small_tiny", encoder)
+    prompts, seconds = ["rain", "", "lofi house loop, 90 BPM"], [0.5, 30.0, 120.0]
+    batch = cond(prompts, seconds)
+    for b in range(3):
+        alone = cond([prompts[b]], [seconds[b]])
+        n = encoder.max_length  # text rows: exactly; the seconds token: up to matmul rounding
+        assert torch.equal(batch.cross_attn_cond[b, :n], alone.cross_attn_cond[0, :n])
+        torch.testing.assert_close(batch.cross_attn_cond[b], alone.cross_attn_cond[0], rtol=0, atol=1e-6)
+        assert torch.equal(batch.cross_attn_mask[b], alone.cross_attn_mask[0])
+        torch.testing.assert_close(batch.global_cond[b], alone.global_cond[0], rtol=0, atol=1e-6)
