@@ -46,7 +46,7 @@ class Region:
 
 @dataclass(frozen=True)
 class GenerateRequest:
-    prompt: str
+    prompt: str                            # as the user typed it; the engine adds ModelInfo.prompt_prefix
     seconds: float
     seed: int
     steps: int | None = None               # None: the model's default_steps
@@ -58,7 +58,7 @@ class GenerateRequest:
 class EditRequest:
     source: np.ndarray                 # (2, N) float32 at SAMPLE_RATE; never modified
     regions: tuple[Region, ...]        # validated, sorted, non-overlapping, inside the source
-    prompt: str
+    prompt: str                        # as typed; the engine adds the prefix; Region.prompt overrides
     seed: int
     steps: int | None = None
     continue_seconds: float = 0.0      # > 0 appends that much new audio after the source
@@ -80,7 +80,8 @@ class Take:
 class Engine(Protocol):
     def models(self) -> list[ModelInfo]: ...
 
-    def load(self, name: str, progress: Progress | None = None) -> ModelInfo: ...
+    def load(self, name: str, progress: Progress | None = None) -> ModelInfo:
+        """Make `name` the loaded model (a no-op if it already is); downloads report "load"."""
 
     def generate(self, req: GenerateRequest, progress: Progress | None = None) -> Take: ...
 

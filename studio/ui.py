@@ -10,6 +10,7 @@ import json
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable
 
 import gradio as gr
@@ -89,100 +90,111 @@ def versions_text(s: session.Session | None) -> str:
 
 
 def build_ui(engine: Engine, cfg: StudioConfig) -> gr.Blocks:
+    """The studio over `engine`: layout (the _*_panel functions) then wiring (_wire)."""
     models = {m.name: m for m in engine.models()}
     demos = sorted(p.name for p in cfg.assets.glob("*.wav")) if cfg.assets.is_dir() else []
-
+    c = SimpleNamespace()  # the components, by name, for the wiring
     with gr.Blocks(title="SA3 Studio") as demo:
-        sess = gr.State(None)
+        c.sess = gr.State(None)
         with gr.Row(elem_id="header"):
             gr.Markdown(f"## SA3 Studio\n<span class='sub'>Paint a region, regenerate it with Stable Audio 3, "
                         f"keep the best take. {cfg.hardware}</span>")
-        painter = painter_component()
-        status = gr.Markdown("Load a clip to begin.", elem_id="status")
+        c.painter = painter_component()
+        c.status = gr.Markdown("Load a clip to begin.", elem_id="status")
         with gr.Row(equal_height=False):
             with gr.Column(scale=4, min_width=280):
-                gr.Markdown("### Source")
-                with gr.Tabs():
-                    with gr.Tab("Upload"):
-                        upload = gr.File(label="WAV, FLAC, OGG or MP3", file_types=["audio"],
-                                         elem_id="upload", height=120)
-                    with gr.Tab("Record"):
-                        record = gr.Audio(sources=["microphone"], type="filepath", label="Record")
-                    with gr.Tab("Prompt"):
-                        src_prompt = gr.Textbox(label="Prompt", placeholder="warm lo-fi drums, 90 BPM")
-                        src_seconds = gr.Slider(2, 60, value=10, step=1, label="Seconds")
-                        src_btn = gr.Button("Generate source")
-                with gr.Row():
-                    demo_pick = gr.Dropdown(demos, value=demos[0] if demos else None, label="Demo clip",
-                                            elem_id="demo-pick", scale=3)
-                    demo_btn = gr.Button("Load demo", elem_id="demo-load", scale=1, min_width=90)
+                _source_panel(c, demos)
             with gr.Column(scale=5, min_width=320):
-                gr.Markdown("### Regenerate")
-                model = gr.Dropdown([(m.label, m.name) for m in models.values()], value=cfg.default_model,
-                                    label="Model", info=models[cfg.default_model].needs, elem_id="model")
-                prompt = gr.Textbox(label="Prompt", placeholder="what the painted regions should become",
-                                    elem_id="prompt", lines=2)
-                sent = gr.Markdown(elem_id="sent")
-                with gr.Row():
-                    seed = gr.Number(label="Seed", value=0, precision=0, elem_id="seed", min_width=120)
-                    random_seed = gr.Checkbox(label="New random seed each time", value=True,
-                                              elem_id="random-seed")
-                with gr.Row():
-                    n_takes = gr.Slider(1, 4, value=1, step=1, label="Takes", elem_id="n-takes")
-                    steps = gr.Slider(1, 100, value=models[cfg.default_model].default_steps, step=1,
-                                      label="Steps", elem_id="steps")
-                with gr.Row():
-                    strength = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Strength",
-                                         info="1 = new audio; lower keeps the region's shape")
-                    crossfade = gr.Slider(0, 200, value=30, step=5, label="Crossfade (ms)", elem_id="crossfade")
-                beats = gr.Checkbox(label="Snap regions to beats (latent grid always)", value=False,
-                                    elem_id="snap-beats")
-                with gr.Row():
-                    gen_btn = gr.Button("Generate takes", variant="primary", elem_id="generate")
-                    cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
+                _edit_panel(c, models, cfg.default_model)
             with gr.Column(scale=4, min_width=280):
-                gr.Markdown("### Takes")
-                takes = gr.Radio([], label="Pick a take to hear it as B", elem_id="takes")
-                with gr.Row():
-                    accept_btn = gr.Button("Accept", variant="primary", elem_id="accept")
-                    discard_btn = gr.Button("Discard", elem_id="discard")
-                versions = gr.Markdown(versions_text(None), elem_id="versions")
-                with gr.Row():
-                    undo_btn = gr.Button("↶ Undo", elem_id="undo")
-                    redo_btn = gr.Button("↷ Redo", elem_id="redo")
-                fmt = gr.Radio(EXPORT_FORMATS, value="wav24", label="Export as", elem_id="export-format")
-                with gr.Row():
-                    export_cur = gr.Button("Export current", elem_id="export-current")
-                    export_take = gr.Button("Export take", elem_id="export-take")
-                exported = gr.File(label="Exported file", elem_id="exported", interactive=False)
-        session_md = gr.Markdown(elem_id="session-info")
-        sid_box = gr.Textbox(visible=False)
-
-        h = _Handlers(engine, cfg, models)
-        view_out = [sess, painter, status, takes, versions]
-        demo.load(h.open, [painter], view_out + [sid_box, session_md]).then(
-            None, [sid_box], None, js=_SET_URL_JS)
-        upload.upload(h.load_upload, [sess, painter, upload], view_out + [upload])
-        record.stop_recording(h.load_file, [sess, painter, record], view_out)
-        demo_btn.click(h.load_demo, [sess, painter, demo_pick], view_out)
-        src_btn.click(cfg.gpu(h.generate_source), [sess, painter, src_prompt, src_seconds, seed, random_seed, model],
-                      view_out + [seed])
-        model.change(h.pick_model, [model], [model, steps, status])
-        prompt.change(h.sent_text, [model, prompt], [sent])
-        model.change(h.sent_text, [model, prompt], [sent])
-        gen_btn.click(cfg.gpu(h.generate),
-                      [sess, painter, model, prompt, seed, random_seed, n_takes, steps, strength, crossfade],
-                      view_out + [seed])
-        cancel_btn.click(h.cancel, [sess], [status], concurrency_limit=None)
-        takes.select(h.pick_take, [sess, painter, takes], view_out)
-        accept_btn.click(h.accept, [sess, painter, takes], view_out)
-        discard_btn.click(h.discard, [sess, painter, takes], view_out)
-        undo_btn.click(h.undo, [sess, painter, takes], view_out)
-        redo_btn.click(h.redo, [sess, painter, takes], view_out)
-        beats.change(h.snap_beats, [sess, painter, takes, beats], view_out)
-        export_cur.click(h.export, [sess, fmt, gr.State("current")], [exported, status])
-        export_take.click(h.export, [sess, fmt, takes], [exported, status])
+                _takes_panel(c)
+        c.session_md = gr.Markdown(elem_id="session-info")
+        c.sid_box = gr.Textbox(visible=False)
+        _wire(demo, c, _Handlers(engine, cfg, models), cfg.gpu)
     return demo
+
+
+def _source_panel(c, demos: list[str]) -> None:
+    gr.Markdown("### Source")
+    with gr.Tabs():
+        with gr.Tab("Upload"):
+            c.upload = gr.File(label="WAV, FLAC, OGG or MP3", file_types=["audio"], elem_id="upload", height=120)
+        with gr.Tab("Record"):
+            c.record = gr.Audio(sources=["microphone"], type="filepath", label="Record")
+        with gr.Tab("Prompt"):
+            c.src_prompt = gr.Textbox(label="Prompt", placeholder="warm lo-fi drums, 90 BPM")
+            c.src_seconds = gr.Slider(2, 60, value=10, step=1, label="Seconds")
+            c.src_btn = gr.Button("Generate source")
+    with gr.Row():
+        c.demo_pick = gr.Dropdown(demos, value=demos[0] if demos else None, label="Demo clip",
+                                  elem_id="demo-pick", scale=3)
+        c.demo_btn = gr.Button("Load demo", elem_id="demo-load", scale=1, min_width=90)
+
+
+def _edit_panel(c, models: dict, default: str) -> None:
+    gr.Markdown("### Regenerate")
+    c.model = gr.Dropdown([(m.label, m.name) for m in models.values()], value=default, label="Model",
+                          info=models[default].needs, elem_id="model")
+    c.prompt = gr.Textbox(label="Prompt", placeholder="what the painted regions should become",
+                          elem_id="prompt", lines=2)
+    c.sent = gr.Markdown(elem_id="sent")
+    with gr.Row():
+        c.seed = gr.Number(label="Seed", value=0, precision=0, elem_id="seed", min_width=120)
+        c.random_seed = gr.Checkbox(label="New random seed each time", value=True, elem_id="random-seed")
+    with gr.Row():
+        c.n_takes = gr.Slider(1, 4, value=1, step=1, label="Takes", elem_id="n-takes")
+        c.steps = gr.Slider(1, 100, value=models[default].default_steps, step=1, label="Steps", elem_id="steps")
+    with gr.Row():
+        c.strength = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Strength",
+                               info="1 = new audio; lower keeps the region's shape")
+        c.crossfade = gr.Slider(0, 200, value=30, step=5, label="Crossfade (ms)", elem_id="crossfade")
+    c.beats = gr.Checkbox(label="Snap regions to beats (latent grid always)", value=False, elem_id="snap-beats")
+    with gr.Row():
+        c.gen_btn = gr.Button("Generate takes", variant="primary", elem_id="generate")
+        c.cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
+
+
+def _takes_panel(c) -> None:
+    gr.Markdown("### Takes")
+    c.takes = gr.Radio([], label="Pick a take to hear it as B", elem_id="takes")
+    with gr.Row():
+        c.accept_btn = gr.Button("Accept", variant="primary", elem_id="accept")
+        c.discard_btn = gr.Button("Discard", elem_id="discard")
+    c.versions = gr.Markdown(versions_text(None), elem_id="versions")
+    with gr.Row():
+        c.undo_btn = gr.Button("↶ Undo", elem_id="undo")
+        c.redo_btn = gr.Button("↷ Redo", elem_id="redo")
+    c.fmt = gr.Radio(EXPORT_FORMATS, value="wav24", label="Export as", elem_id="export-format")
+    with gr.Row():
+        c.export_cur = gr.Button("Export current", elem_id="export-current")
+        c.export_take = gr.Button("Export take", elem_id="export-take")
+    c.exported = gr.File(label="Exported file", elem_id="exported", interactive=False)
+
+
+def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
+    view = [c.sess, c.painter, c.status, c.takes, c.versions]  # what most handlers return
+    on_take = [c.sess, c.painter, c.takes]
+    demo.load(h.open, [c.painter], view + [c.sid_box, c.session_md]).then(None, [c.sid_box], None, js=_SET_URL_JS)
+    c.upload.upload(h.load_upload, [c.sess, c.painter, c.upload], view + [c.upload])
+    c.record.stop_recording(h.load_file, [c.sess, c.painter, c.record], view)
+    c.demo_btn.click(h.load_demo, [c.sess, c.painter, c.demo_pick], view)
+    c.src_btn.click(gpu(h.generate_source), [c.sess, c.painter, c.src_prompt, c.src_seconds, c.seed,
+                                             c.random_seed, c.model], view + [c.seed])
+    c.model.change(h.pick_model, [c.model], [c.model, c.steps, c.status])
+    for trigger in (c.prompt.change, c.model.change):
+        trigger(h.sent_text, [c.model, c.prompt], [c.sent])
+    c.gen_btn.click(gpu(h.generate), [c.sess, c.painter, c.model, c.prompt, c.seed, c.random_seed, c.n_takes,
+                                      c.steps, c.strength, c.crossfade], view + [c.seed])
+    # runs beside generate; no output, so it cannot overwrite the "Cancelled" that generate reports
+    c.cancel_btn.click(h.cancel, [c.sess], None, concurrency_limit=None)
+    c.takes.select(h.pick_take, on_take, view)
+    c.accept_btn.click(h.accept, on_take, view)
+    c.discard_btn.click(h.discard, on_take, view)
+    c.undo_btn.click(h.undo, on_take, view)
+    c.redo_btn.click(h.redo, on_take, view)
+    c.beats.change(h.snap_beats, on_take + [c.beats], view)
+    c.export_cur.click(h.export, [c.sess, c.fmt, gr.State("current")], [c.exported, c.status])
+    c.export_take.click(h.export, [c.sess, c.fmt, c.takes], [c.exported, c.status])
 
 
 _SET_URL_JS = """(sid) => { if (sid) { const u = new URL(window.location.href);
@@ -281,7 +293,7 @@ class _Handlers:
         flag = s.path("cancel")
         flag.unlink(missing_ok=True)
         for k in range(int(n_takes)):
-            req = EditRequest(source, regions, info.prompt_prefix + (prompt or ""), seed + k, int(steps),
+            req = EditRequest(source, regions, prompt or "", seed + k, int(steps),
                               cont, None, float(crossfade), float(strength))
             try:
                 take = self.engine.edit(req, _progress(progress, flag, k, int(n_takes)))
@@ -290,7 +302,7 @@ class _Handlers:
                 break
             except PROBLEMS as e:
                 return self.failed(s, painter, made[-1] if made else None, e) + [seed]
-            s, rec = session.add_take(s, take, req.prompt, {**settings, "seed": seed + k})
+            s, rec = session.add_take(s, take, req.prompt, {**settings, "prefix": info.prompt_prefix})
             made.append(rec.id)
         flag.unlink(missing_ok=True)
         if made and not msg:
@@ -301,7 +313,7 @@ class _Handlers:
         seed = secrets.randbelow(2**31) if random_seed else int(seed or 0)
         try:
             info = self.engine.load(model)
-            req = GenerateRequest(info.prompt_prefix + (prompt or ""), float(seconds), seed)
+            req = GenerateRequest(prompt or "", float(seconds), seed)
             take = self.engine.generate(req, _progress(progress, s.path("cancel"), 0, 1))
         except Cancelled:
             return self.failed(s, painter, None, ValueError("Cancelled.")) + [seed]
@@ -310,10 +322,10 @@ class _Handlers:
         s = session.set_source(s, take.audio, f"generated: “{prompt}” (seed {seed})")
         return self.view(s, painter, f"Generated a {seconds:.0f} s source from your prompt.", keep=False) + [seed]
 
-    def cancel(self, s):
+    def cancel(self, s) -> None:
+        """Leave a flag in the session folder; the running generation's progress callback sees it."""
         if s is not None:
             s.path("cancel").touch()
-        return "Cancelling…"
 
     def pick_take(self, s, painter, take_id):
         return self.view(s, painter, f"Comparing with {take_id.replace('t', 'take ', 1) if take_id else '—'}: "

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from playwright import sync_api
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -55,8 +56,12 @@ def open_page(browser, url: str):
 
 
 def wait_text(page, selector: str, text: str) -> str:
-    page.wait_for_function("([s, t]) => (document.querySelector(s)?.innerText || '').includes(t)",
-                           arg=[selector, text])
+    try:
+        page.wait_for_function("([s, t]) => (document.querySelector(s)?.innerText || '').includes(t)",
+                               arg=[selector, text])
+    except sync_api.TimeoutError:
+        shown = page.evaluate("s => document.querySelector(s)?.innerText", selector)
+        raise AssertionError(f"{selector} never showed {text!r}; it shows {shown!r}") from None
     return page.inner_text(selector)
 
 
