@@ -82,7 +82,11 @@ def main(argv=None) -> None:
 def studio_theme():
     import gradio as gr
     return gr.themes.Soft(primary_hue="amber", secondary_hue="cyan", neutral_hue="slate").set(
-        body_background_fill_dark="#0b0d12", block_background_fill_dark="#12151d")
+        body_background_fill_dark="#0b0d12", block_background_fill_dark="#12151d",
+        block_label_background_fill_dark="transparent", block_label_text_color_dark="#aeb6c6",
+        block_label_border_width_dark="0px", block_border_color_dark="#232838",
+        input_background_fill_dark="#0f1218", button_secondary_background_fill_dark="#1d2230",
+        button_secondary_background_fill_hover_dark="#262c3d", checkbox_label_background_fill_dark="#1a1f2b")
 
 
 DARK_JS = "() => { document.body.classList.add('dark'); }"

@@ -16,7 +16,7 @@ from typing import Callable
 import gradio as gr
 
 from studio import edit, session
-from studio.api import Cancelled, EditRequest, Engine, EngineError, GenerateRequest
+from studio.api import SAMPLE_RATE, Cancelled, EditRequest, Engine, EngineError, GenerateRequest
 from studio.audio_io import AudioError, Limits, load_audio
 from studio.ui_view import ensure_view, read_view
 
@@ -122,9 +122,9 @@ def _source_panel(c, demos: list[str]) -> None:
         with gr.Tab("Record"):
             c.record = gr.Audio(sources=["microphone"], type="filepath", label="Record")
         with gr.Tab("Prompt"):
-            c.src_prompt = gr.Textbox(label="Prompt", placeholder="warm lo-fi drums, 90 BPM")
-            c.src_seconds = gr.Slider(2, 60, value=10, step=1, label="Seconds")
-            c.src_btn = gr.Button("Generate source")
+            c.src_prompt = gr.Textbox(label="Prompt", placeholder="warm lo-fi drums, 90 BPM", elem_id="src-prompt")
+            c.src_seconds = gr.Slider(2, 60, value=10, step=1, label="Seconds", elem_id="src-seconds")
+            c.src_btn = gr.Button("Generate source", elem_id="src-generate")
     with gr.Row():
         c.demo_pick = gr.Dropdown(demos, value=demos[0] if demos else None, label="Demo clip",
                                   elem_id="demo-pick", scale=3)
@@ -239,7 +239,7 @@ class _Handlers:
         except PROBLEMS as e:
             return self.failed(s, painter, None, e)
         s = session.set_source(s, audio, f"source: {path.name}", note)
-        msg = f"Loaded **{path.name}** ({audio.shape[1] / 44100:.1f} s)."
+        msg = f"Loaded **{path.name}** ({audio.shape[1] / SAMPLE_RATE:.1f} s)."
         msg += f" Converted: {note}." if note else " 44.1 kHz stereo, used as is."
         return self.view(s, painter, msg, keep=False)
 
@@ -252,10 +252,12 @@ class _Handlers:
             return self.failed(s, painter, None, ValueError("There are no demo clips in assets/."))
         return self.load_file(s, painter, str(self.cfg.assets / name))
 
-    def pick_model(self, name):
+    def pick_model(self, name, progress=gr.Progress()):
+        """Load the picked model now, so a download shows its progress before the first edit."""
         info = self.models[name]
         try:
-            self.engine.load(name)
+            self.engine.load(name, lambda stage, done, total: progress(done / max(total, 1),
+                                                                       desc=f"Loading {info.label}"))
             msg = f"Model **{info.label}** ready."
         except EngineError as e:
             msg = f"⚠️ {_sentence(e)}"
@@ -280,18 +282,19 @@ class _Handlers:
                 raise ValueError("Load or generate a clip first, then paint the regions to regenerate.")
             source = session.audio(s, s.current.file)
             regions, cont = edit.parse_painter(painter)
-            regions = edit.snap_regions(edit.validate_regions(regions, source.shape[1] / 44100),
-                                        source.shape[1] / 44100)
+            seconds = source.shape[1] / SAMPLE_RATE
+            regions = edit.snap_regions(edit.validate_regions(regions, seconds), seconds)
             if not regions and cont <= 0:
                 raise ValueError("Paint at least one region (or set “continue by”) before generating.")
-            info = self.engine.load(model)
+            s.path("cancel").unlink(missing_ok=True)
+            info = self.engine.load(model, _progress(progress, s.path("cancel"), 0, 1))
+        except Cancelled:
+            return self.failed(s, painter, None, ValueError("Cancelled while loading the model.")) + [seed]
         except PROBLEMS as e:
             return self.failed(s, painter, None, e) + [seed]
         settings = {"steps": int(steps), "strength": float(strength), "crossfade_ms": float(crossfade),
                     "continue_seconds": cont}
-        made, msg = [], ""
-        flag = s.path("cancel")
-        flag.unlink(missing_ok=True)
+        made, msg, flag = [], "", s.path("cancel")
         for k in range(int(n_takes)):
             req = EditRequest(source, regions, prompt or "", seed + k, int(steps),
                               cont, None, float(crossfade), float(strength))
@@ -311,8 +314,9 @@ class _Handlers:
 
     def generate_source(self, s, painter, prompt, seconds, seed, random_seed, model, progress=gr.Progress()):
         seed = secrets.randbelow(2**31) if random_seed else int(seed or 0)
+        s.path("cancel").unlink(missing_ok=True)
         try:
-            info = self.engine.load(model)
+            self.engine.load(model, _progress(progress, s.path("cancel"), 0, 1))
             req = GenerateRequest(prompt or "", float(seconds), seed)
             take = self.engine.generate(req, _progress(progress, s.path("cancel"), 0, 1))
         except Cancelled:

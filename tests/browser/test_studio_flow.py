@@ -68,9 +68,12 @@ def test_paint_generate_compare_accept_export(studio, browser, tmp_path):
     page.click("#accept")
     wait_status(page, "now the current version")
     wait_text(page, "#versions", "Version 2 of 2")
+    wait_attr(page, "ready", "1")
+    page.wait_for_function("() => document.querySelectorAll('#painter .sa3p-edited').length === 3")
+    screenshot(page, "05-accepted")
     page.click("#undo")
     wait_text(page, "#versions", "Version 1 of 2")
-    screenshot(page, "05-undo")
+    screenshot(page, "06-undo")
     page.click("#redo")
     wait_text(page, "#versions", "Version 2 of 2")
 
@@ -90,7 +93,7 @@ def test_paint_generate_compare_accept_export(studio, browser, tmp_path):
     assert response.ok
     exported_path = tmp_path / "exported.wav"
     exported_path.write_bytes(response.body())
-    screenshot(page, "06-exported")
+    screenshot(page, "07-exported")
 
     sidecar = json.loads(next(sessions.glob("*/exports/*.json")).read_text())
     assert sidecar["prompt"] == "glassy bells" and isinstance(sidecar["seed"], int)
@@ -105,4 +108,72 @@ def test_paint_generate_compare_accept_export(studio, browser, tmp_path):
     for r in regions:
         a, b = int(round(r.start * sr)), int(round(r.end * sr))
         assert not np.allclose(out[a:b], source[a:b])  # and every region was regenerated
+    page.close()
+
+
+def test_prompt_source_region_gestures_zoom_space_and_continuation(studio, browser):
+    url, _ = studio
+    page = open_page(browser, url)
+    page.get_by_role("tab", name="Prompt").click()
+    page.fill("#src-prompt textarea", "slow ambient pads")
+    page.locator("#src-seconds input[type=number]").fill("4")
+    page.locator("#src-seconds input[type=number]").press("Enter")
+    page.click("#src-generate")
+    wait_status(page, "Generated a 4 s source")
+    wait_attr(page, "ready", "1")
+    assert float(page.get_attribute("#painter .sa3p", "data-duration")) == pytest.approx(4.0, abs=1e-3)
+
+    drag_region(page, 1.0, 2.0)
+    region = page.locator("#painter .sa3p-region").first
+    start = lambda: float(page.locator("#painter .sa3p-row input.start").first.input_value())  # noqa: E731
+    end = lambda: float(page.locator("#painter .sa3p-row input.end").first.input_value())  # noqa: E731
+    s0, e0 = start(), end()
+    box = region.bounding_box()  # move: drag the body 0.5 s to the right
+    x_half = time_to_x(page, ".sa3p-wave", 0.5)[0] - time_to_x(page, ".sa3p-wave", 0.0)[0]
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + 40)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2 + x_half, box["y"] + 40, steps=5)
+    page.mouse.up()
+    page.wait_for_function(f"() => parseFloat(document.querySelector('#painter .sa3p-row input.start').value) > {s0 + 0.3}")
+    assert end() - start() == pytest.approx(e0 - s0, abs=0.1)
+    handle = page.locator("#painter .sa3p-region .h.r").first.bounding_box()  # resize: right edge +0.5 s
+    page.mouse.move(handle["x"] + handle["width"] / 2, handle["y"] + 40)
+    page.mouse.down()
+    page.mouse.move(handle["x"] + handle["width"] / 2 + x_half, handle["y"] + 40, steps=5)
+    page.mouse.up()
+    page.wait_for_function(f"() => parseFloat(document.querySelector('#painter .sa3p-row input.end').value) > {e0 + 0.8}")
+    page.keyboard.press("Delete")  # the moved region is selected
+    wait_attr(page, "regions", "0")
+    drag_region(page, 0.5, 1.0)
+    page.click("#painter .sa3p-row .del")
+    wait_attr(page, "regions", "0")
+
+    lane = lambda: page.locator("#painter .sa3p-lane").bounding_box()["width"]  # noqa: E731
+    w1 = lane()
+    page.click("#painter .zin")
+    wait_attr(page, "zoom", "2")
+    assert lane() == pytest.approx(2 * w1, rel=0.02)
+    page.click("#painter .zfit")
+    wait_attr(page, "zoom", "1")
+
+    page.wait_for_function("() => document.querySelector('#painter audio.a').readyState >= 2")
+    page.keyboard.press("Space")
+    wait_text(page, "#painter .play-btn", "Pause")
+    page.keyboard.press("Space")
+    wait_text(page, "#painter .play-btn", "Play")
+
+    # continuation: drag from just past the end into the striped area
+    x0, y, _ = time_to_x(page, ".sa3p-wave", 4.05)
+    x1, _, _ = time_to_x(page, ".sa3p-wave", 5.9)
+    page.mouse.move(x0, y)
+    page.mouse.down()
+    page.mouse.move(x1, y, steps=6)
+    page.mouse.up()
+    page.wait_for_function("() => parseFloat(document.querySelector('#painter .sa3p').dataset.cont) > 1.5")
+    cont = float(page.get_attribute("#painter .sa3p", "data-cont"))
+    page.click("#generate")
+    wait_status(page, "take ready")
+    label = page.locator("#takes label").last.inner_text()
+    assert f"4.0–{4 + cont:.1f}s" in label
+    screenshot(page, "08-continuation")
     page.close()
