@@ -44,17 +44,12 @@ def build_components(cfg: ModelConfig) -> dict[str, nn.Module]:
 
 
 def load_same(ckpt: Checkpoint, device="cpu", dtype=torch.float32) -> Same:
-    """SAME from a standalone SAME repo (no prefix) or a full SA3 checkpoint."""
+    """SAME from a standalone SAME repo (keys without prefix) or a full SA3 checkpoint."""
     cfg = load_model_config(ckpt.config_path)
-    names = tensor_names(ckpt.weights_path)
-    prefix = SAME_PREFIX if any(n.startswith(SAME_PREFIX) for n in names) else ""
+    full = any(n.startswith(SAME_PREFIX) for n in tensor_names(ckpt.weights_path))
     with torch.device("meta"):
         same = Same(cfg.same)
-    tensors = read_tensors(ckpt.weights_path, prefix, device, dtype)
-    if prefix:
-        tensors = {k: v for k, v in tensors.items()}
-    else:
-        tensors = {k: v for k, v in tensors.items() if not k.startswith(("model.", "conditioner."))}
+    tensors = read_tensors(ckpt.weights_path, SAME_PREFIX if full else "", device, dtype)
     return load_weights(same, tensors, f"{ckpt.weights_path} (SAME)").eval()
 
 

@@ -129,3 +129,27 @@ def test_load_weights_onto_meta_module_assigns():
     tensors = {"weight": torch.randn(4, 3), "bias": torch.randn(4)}
     load_weights(module, tensors, "x")
     assert not module.weight.is_meta and torch.equal(module.bias, tensors["bias"])
+
+
+@pytest.mark.parametrize("folder, prefix", [("same_s_tiny", ""), ("sa3_small_tiny", "pretransform.model.")])
+def test_load_same_from_standalone_and_full_checkpoints(folder, prefix):
+    from models.sa3 import load_same
+
+    same = load_same(resolve(str(GOLDEN / folder)))
+    stored = read_tensors(GOLDEN / folder / "model.safetensors", prefix)
+    assert set(same.state_dict()) <= set(stored)
+    assert torch.equal(same.bottleneck.scaling_factor, stored["bottleneck.scaling_factor"])
+
+
+def test_full_model_load_names_a_corrupt_tensor(full_checkpoint):
+    from safetensors.torch import save_file
+
+    from models.sa3 import StableAudio3
+
+    path = full_checkpoint / "model.safetensors"
+    tensors = read_tensors(path)
+    tensors["model.model.transformer.project_in.weight"] = torch.zeros(3, 3)
+    del tensors["pretransform.model.bottleneck.bias"]
+    save_file(tensors, str(path))
+    with pytest.raises(CheckpointError, match=r"wrong shape project_in\.weight|transformer\.project_in\.weight"):
+        StableAudio3.from_checkpoint(resolve(str(full_checkpoint)))

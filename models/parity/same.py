@@ -16,8 +16,8 @@ from typing import Iterator
 
 import torch
 
-from models.config import load_model_config
-from models.loading import SAME_PREFIX, read_tensors, load_weights
+from models import sa3
+from models.loading import Checkpoint, read_tensors
 from models.parity.core import CaseResult, Fixture, check, skip
 from models.same import Same
 
@@ -27,13 +27,7 @@ AUDIO_INPUTS = ("common", "audio_inputs.safetensors")
 @lru_cache(maxsize=4)
 def load_same(folder: str) -> Same:
     """The fixture folder's SAME in fp32 on CPU (standalone layout, or a full checkpoint's pretransform)."""
-    folder = Path(folder)
-    cfg = load_model_config(folder / "model_config.json")
-    tensors = read_tensors(folder / "model.safetensors")
-    if any(k.startswith(SAME_PREFIX) for k in tensors):
-        tensors = {k[len(SAME_PREFIX):]: t for k, t in tensors.items() if k.startswith(SAME_PREFIX)}
-    model = Same(cfg.same).eval()
-    return load_weights(model, tensors, f"{folder}/model.safetensors")
+    return sa3.load_same(Checkpoint(Path(folder)))
 
 
 def replay(draws: list[torch.Tensor]):
