@@ -267,9 +267,10 @@ class _Handlers:
         prefix = self.models[name].prompt_prefix
         return f"Sent to the model as: “{prefix}{prompt or ''}”" if prefix or prompt else ""
 
-    def snap_beats(self, s, painter, take_id, on):
+    def snap_beats(self, s, painter, take_id, on, progress=gr.Progress()):
         if not on or s is None or s.current is None:
             return self.view(s, painter, "Regions snap to the latent grid.", take_id, beats=[])
+        progress(0.0, desc="Finding beats (the first time takes a while)")
         found = edit.beat_times(session.audio(s, s.current.file))
         msg = f"Regions snap to {len(found)} beats found by librosa." if found else "No beats found."
         return self.view(s, painter, msg, take_id, beats=found)

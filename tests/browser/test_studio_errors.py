@@ -120,6 +120,7 @@ def test_cancel_keeps_takes(page):
     steps.press("Enter")
     page.click("#generate")
     page.wait_for_function("() => document.body.innerText.includes('Take 1/1 · steps')")
+    screenshot(page, "12-progress")
     page.click("#cancel")
     wait_status(page, "Cancelled after 0 of 1 takes")
     assert take_count(page) == 1
