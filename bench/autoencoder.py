@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -21,32 +20,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._common import PeakRSS, bf16_support  # noqa: E402
 from models.config import load_model_config  # noqa: E402
 from models.same import Same  # noqa: E402
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class PeakRSS:
-    """Peak resident memory while the ``with`` block runs."""
-
-    def __enter__(self):
-        self.peak, self._stop = rss_bytes(), threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-        return self
-
-    def _watch(self):
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, rss_bytes())
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, rss_bytes())
 
 
 def timed(fn, device):
@@ -57,16 +33,6 @@ def timed(fn, device):
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
     return out, round(seconds, 3), round(mem.peak / 2**30, 3)
-
-
-def bf16_support(device) -> str | None:
-    """None if bf16 runs natively here, else why not."""
-    if device.type == "cuda":
-        return None if torch.cuda.is_bf16_supported() else "this GPU has no bf16"
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    if "avx512_bf16" in flags or "amx_bf16" in flags:
-        return None
-    return "CPU has no avx512_bf16/amx_bf16: bf16 matmuls would be emulated (slower than fp32)"
 
 
 def bench(model, seconds, sample_rate, chunk, overlap, device, dtype_name):

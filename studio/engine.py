@@ -73,6 +73,15 @@ class RealEngine:
         self._loaded: Optional[_Loaded] = None
         self._latents: OrderedDict[tuple, torch.Tensor] = OrderedDict()
 
+    @classmethod
+    def from_model(cls, model: StableAudio3, name: str = "small-music") -> "RealEngine":
+        """An engine over an already-built model (benchmarks, tests); ``name`` picks its
+        catalog entry (limits, prompt prefix), or describes a local folder."""
+        engine = cls(device=str(model.device), dtype=model.dit.dtype)
+        info = next((m for m in CATALOG if m.name == name), None) or _info_for_folder(name, model)
+        engine._loaded = _Loaded(info, model)
+        return engine
+
     # ----------------------------------------------------------------- models
 
     def models(self) -> list[ModelInfo]:
