@@ -15,15 +15,9 @@ import numpy as np
 from studio import edit
 from studio.api import (SAMPLE_RATE, EditRequest, EngineError, GenerateRequest, ModelInfo,
                         Progress, Region, Take)
+from studio.catalog import CATALOG
 
-MODELS = (
-    ModelInfo("small-music", "Small · music", "music", "Runs on a laptop CPU with about 4 GB of RAM.",
-              120.0, "", 8),
-    ModelInfo("small-sfx", "Small · sound effects", "sfx", "Runs on a laptop CPU with about 4 GB of RAM.",
-              30.0, "Sound effect: ", 8),
-    ModelInfo("medium", "Medium · music", "music",
-              "Needs an NVIDIA GPU with about 12 GB of memory.", 190.0, "", 8),
-)
+MODELS = CATALOG
 
 FAILURES = {
     "missing-weights": "The weights of this model are not on this machine; run with network access "

@@ -18,6 +18,7 @@ import gradio as gr
 from studio import edit, session
 from studio.api import SAMPLE_RATE, Cancelled, EditRequest, Engine, EngineError, GenerateRequest
 from studio.audio_io import AudioError, Limits, load_audio
+from studio.catalog import prompt_for_model
 from studio.ui_view import ensure_view, read_view
 
 PAINTER = Path(__file__).parent / "painter"
@@ -264,8 +265,8 @@ class _Handlers:
         return gr.update(info=info.needs), info.default_steps, msg
 
     def sent_text(self, name, prompt):
-        prefix = self.models[name].prompt_prefix
-        return f"Sent to the model as: “{prefix}{prompt or ''}”" if prefix or prompt else ""
+        sent = prompt_for_model(prompt or "", self.models[name])
+        return f"Sent to the model as: “{sent}”" if sent else ""
 
     def snap_beats(self, s, painter, take_id, on, progress=gr.Progress()):
         if not on or s is None or s.current is None:

@@ -1,0 +1,35 @@
+"""The models the studio offers, and the prompt each one is sent.
+
+Plain data, no torch: the UI and both engines (real and fake) read the same catalogue.
+"""
+from __future__ import annotations
+
+from studio.api import ModelInfo
+
+MUSIC = "TrackType: Music, VocalType: Instrumental, "
+SFX = "TrackType: SFX, "
+# Longest clips: the released configs' sample_size at 44.1 kHz (~120 s and ~380 s).
+SMALL_SECONDS = 5292032 / 44100
+MEDIUM_SECONDS = 16777216 / 44100
+
+CATALOG = (
+    ModelInfo("small-music", "Small · music", "music",
+              "Runs on a laptop CPU (about 6 GB of memory); a GPU makes it faster.", SMALL_SECONDS, MUSIC, 8),
+    ModelInfo("small-sfx", "Small · sound effects", "sfx",
+              "Runs on a laptop CPU (about 6 GB of memory); a GPU makes it faster.", SMALL_SECONDS, SFX, 8),
+    ModelInfo("medium", "Medium · music and sound", "music",
+              "Needs an NVIDIA GPU with 12 GB of memory or more.", MEDIUM_SECONDS, MUSIC, 8),
+)
+
+
+def model_info(name: str) -> ModelInfo | None:
+    return next((m for m in CATALOG if m.name == name), None)
+
+
+def prompt_for_model(prompt: str, info: ModelInfo) -> str:
+    """The prompt with the model's TrackType prefix in front, unless it already names a
+    TrackType (the official prompting guide's tags; any case). An empty prompt stays empty:
+    it asks for an unconditional generation."""
+    if not prompt.strip() or "tracktype:" in prompt.lower():
+        return prompt
+    return info.prompt_prefix + prompt.lstrip()
