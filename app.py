@@ -20,7 +20,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     p.add_argument("--share", action="store_true", help="ask Gradio for a public share link")
     p.add_argument("--fake-engine", action="store_true", help="run over studio.fake_engine (no weights)")
-    p.add_argument("--model", default=None, help="model to start with (default: by hardware)")
+    p.add_argument("--model", default=None, help="model to start with: small-music, small-sfx, medium, "
+                   "a Hugging Face repo id or a local checkpoint folder (default: by hardware)")
     p.add_argument("--sessions", default=os.environ.get("SA3_SESSIONS", "sessions"),
                    help="folder of session folders (env SA3_SESSIONS; default ./sessions)")
     p.add_argument("--max-upload-mb", type=float, default=200.0)
@@ -38,8 +39,9 @@ def detect_hardware() -> tuple[bool, str]:
     return False, "Running on CPU: small models with SAME-S."
 
 
-def make_engine(fake: bool):
-    """(engine, note). Without --fake-engine, studio.engine.RealEngine; explain if it is missing."""
+def make_engine(fake: bool, model: str | None = None):
+    """(engine, note). Without --fake-engine, studio.engine.RealEngine; explain if it is missing.
+    A ``model`` outside the catalogue (a repo id or a checkpoint folder) is offered too."""
     if fake:
         from studio.fake_engine import FakeEngine
         return FakeEngine(), "Fake engine: regions are filled with test tones, no model is loaded."
@@ -48,7 +50,9 @@ def make_engine(fake: bool):
     except Exception as e:  # the engine is optional until it lands; say why it is unavailable
         raise SystemExit(f"The SA3 engine could not be imported ({type(e).__name__}: {e}). "
                          "Install the requirements, or run `python app.py --fake-engine` to try the studio.")
-    return RealEngine(), ""
+    from studio.catalog import model_info
+    extra = (model,) if model and model_info(model) is None else ()
+    return RealEngine(extra_models=extra), ""
 
 
 def gpu_decorator():
@@ -62,7 +66,7 @@ def gpu_decorator():
 def main(argv=None) -> None:
     args = parse_args(argv)
     from studio.ui import StudioConfig, build_ui
-    engine, note = make_engine(args.fake_engine)
+    engine, note = make_engine(args.fake_engine, args.model)
     cuda, hardware = detect_hardware()
     names = [m.name for m in engine.models()]
     default = args.model or ("medium" if cuda and "medium" in names else "small-music")

@@ -51,39 +51,6 @@ def _cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-# --------------------------------------------------------------------------- prompt prefixes
-
-# AudioSparx tags the official prompt guide recommends (docs/guides/prompting.md), written
-# the way its prompt assistant prepends them (interface/reprompt.py TRACK_TYPE_PREFIXES).
-PREFIXES = {
-    "music": "TrackType: Music, VocalType: Instrumental, ",
-    "instrument": "TrackType: Instrument, ",
-    "sfx": "TrackType: SFX, ",
-}
-
-
-def with_prefix(prompt: str, kind: Optional[str]) -> str:
-    """The prompt with the ``kind`` tag in front, unless it already names a TrackType.
-
-    ``kind`` is a key of ``PREFIXES`` or None (no prefix). An empty prompt stays empty:
-    it asks for an unconditional generation.
-    """
-    if kind is not None and kind not in PREFIXES:
-        raise ValueError(f"unknown prompt kind {kind!r}; expected one of {sorted(PREFIXES)} or None")
-    if kind is None or not prompt.strip() or "tracktype:" in prompt.lower():
-        return prompt
-    return PREFIXES[kind] + prompt.lstrip()
-
-
-def prompt_kind(model_name: str) -> Optional[str]:
-    """The prefix a checkpoint wants by default: small-music -> "music", small-sfx -> "sfx";
-    None for medium, which does both (the user's prompt decides)."""
-    name = model_name.lower()
-    if "sfx" in name:
-        return "sfx"
-    return "music" if "music" in name else None
-
-
 # --------------------------------------------------------------------------- encoder
 
 

@@ -17,31 +17,22 @@ import hashlib
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
 
 from models import plan
+from models.config import DiffusionModelConfig, load_model_config
 from models.loading import CheckpointError, resolve
 from models.sa3 import Generation, StableAudio3
 from models.sampling import generator_noise
-from models.text import with_prefix
 from studio import edit
+from studio.catalog import CATALOG, MUSIC, SFX, model_info, prompt_for_model
 from studio.api import (LATENT_HOP, SAMPLE_RATE, Cancelled, EditRequest, EngineError, GenerateRequest,
                         ModelInfo, Progress, Region, Take)
 
-CATALOG = (
-    ModelInfo("small-music", "Small · music", "music",
-              "Runs on a laptop CPU (about 6 GB of memory); a GPU makes it faster.", 120.0,
-              "TrackType: Music, VocalType: Instrumental, ", 8),
-    ModelInfo("small-sfx", "Small · sound effects", "sfx",
-              "Runs on a laptop CPU (about 6 GB of memory); a GPU makes it faster.", 120.0,
-              "TrackType: SFX, ", 8),
-    ModelInfo("medium", "Medium · music and sound", "music",
-              "Needs an NVIDIA GPU with 12 GB of memory or more.", 380.0,
-              "TrackType: Music, VocalType: Instrumental, ", 8),
-)
 HEADROOM_SECONDS = 6.0  # attended frames past the clip (official duration_padding_sec)
 DECODE_MARGIN = 16  # latent frames decoded on each side of the edited span (~1.5 s)
 ENCODE_CACHE = 4  # tracks whose latents are kept
@@ -66,8 +57,10 @@ class RealEngine:
     """``Engine`` over released checkpoints (short name, repo id or local folder)."""
 
     def __init__(self, device: Optional[str] = None, dtype: Optional[torch.dtype] = None,
-                 token: Optional[str] = None, revision: Optional[str] = None):
+                 token: Optional[str] = None, revision: Optional[str] = None, extra_models: tuple[str, ...] = ()):
+        """``extra_models``: repo ids or local checkpoint folders offered beside the catalogue."""
         self.device = device or default_device()
+        self.extra = tuple(_describe(name) for name in extra_models)
         self.dtype = dtype or (torch.bfloat16 if self.device.startswith("cuda") else torch.float32)
         self.token, self.revision = token, revision
         self._loaded: Optional[_Loaded] = None
@@ -78,14 +71,14 @@ class RealEngine:
         """An engine over an already-built model (benchmarks, tests); ``name`` picks its
         catalog entry (limits, prompt prefix), or describes a local folder."""
         engine = cls(device=str(model.device), dtype=model.dit.dtype)
-        info = next((m for m in CATALOG if m.name == name), None) or _info_for_folder(name, model)
+        info = model_info(name) or _describe(name, model.cfg)
         engine._loaded = _Loaded(info, model)
         return engine
 
     # ----------------------------------------------------------------- models
 
     def models(self) -> list[ModelInfo]:
-        return list(CATALOG)
+        return list(CATALOG) + list(self.extra)
 
     def load(self, name: str, progress: Optional[Progress] = None) -> ModelInfo:
         if self._loaded and self._loaded.info.name == name:
@@ -98,7 +91,7 @@ class RealEngine:
             raise EngineError(str(e)) from e
         except (ValueError, OSError) as e:
             raise EngineError(f"The model {name!r} could not be loaded: {e}") from e
-        info = next((m for m in CATALOG if m.name == name), None) or _info_for_folder(name, model)
+        info = next((m for m in self.models() if m.name == name), None) or _describe(name, model.cfg)
         self._loaded, self._latents = _Loaded(info, model), OrderedDict()
         _report(progress, "load", 1, 1)
         return info
@@ -198,7 +191,7 @@ class RealEngine:
     # ----------------------------------------------------------------- steps
 
     def _prompt(self, prompt: str, info: ModelInfo) -> str:
-        return with_prefix(prompt, info.kind if info.prompt_prefix else None)
+        return prompt_for_model(prompt, info)
 
     def _sample(self, model: StableAudio3, job: Generation, seed: int, progress) -> torch.Tensor:
         generator = torch.Generator().manual_seed(int(seed))
@@ -273,11 +266,18 @@ def _by_prompt(regions, prompt: str) -> list[tuple[str, tuple[Region, ...]]]:
     return [(p, tuple(rs)) for p, rs in groups.items()]
 
 
-def _info_for_folder(name: str, model: StableAudio3) -> ModelInfo:
-    """A local checkpoint folder: describe it from its config."""
-    kind = "sfx" if "sfx" in name.lower() else "music"
-    prefix = next(m.prompt_prefix for m in CATALOG if m.kind == kind)
-    return ModelInfo(name, name, kind, "A local checkpoint folder.", model.cfg.max_seconds, prefix, 8)
+def _describe(name: str, cfg: Optional[DiffusionModelConfig] = None) -> ModelInfo:
+    """A checkpoint outside the catalogue (repo id or folder), described from its config when
+    we have it; music unless its name or text-encoder repo says sfx."""
+    path = Path(name).expanduser()
+    if cfg is None and (path / "model_config.json").is_file():
+        cfg = load_model_config(path / "model_config.json")
+    repo = cfg.conditioning.by_id("prompt").config.repo_id if cfg is not None else None
+    sfx = "sfx" in f"{name} {repo or ''}".lower()
+    max_seconds = cfg.max_seconds if cfg is not None else model_info("medium").max_seconds
+    where = "A local checkpoint folder." if path.is_dir() else "A checkpoint from Hugging Face."
+    return ModelInfo(name, path.name if path.is_dir() else name, "sfx" if sfx else "music", where,
+                     max_seconds, SFX if sfx else MUSIC, 8)
 
 
 def _check_audio(audio: np.ndarray, what: str) -> None:

@@ -10,7 +10,7 @@ from models import text
 from models.loading import CheckpointError
 from models.parity.conditioning import run_text_encoder
 from models.parity.core import Fixture
-from models.text import TextConditioner, load_text_encoder, prompt_kind, with_prefix
+from models.text import TextConditioner, load_text_encoder
 from tests.conftest import GOLDEN
 
 T5 = GOLDEN / "t5gemma-b-b-ul2"
@@ -111,27 +111,3 @@ def test_default_dtype_follows_the_cpu(monkeypatch):
 def test_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="config.json is missing"):
         load_text_encoder(tmp_path)
-
-
-@pytest.mark.parametrize("prompt, kind, expected", [
-    ("lofi beat", "music", "TrackType: Music, VocalType: Instrumental, lofi beat"),
-    ("door slam", "sfx", "TrackType: SFX, door slam"),
-    ("  door slam", "sfx", "TrackType: SFX, door slam"),
-    ("TrackType: SFX, door slam", "music", "TrackType: SFX, door slam"),
-    ("tracktype: music, vocaltype: instrumental, jazz", "music", "tracktype: music, vocaltype: instrumental, jazz"),
-    ("lofi beat", None, "lofi beat"),
-    ("", "music", ""),
-])
-def test_with_prefix(prompt, kind, expected):
-    assert with_prefix(prompt, kind) == expected
-
-
-def test_with_prefix_rejects_unknown_kinds():
-    with pytest.raises(ValueError, match="unknown prompt kind 'jazz'"):
-        with_prefix("x", "jazz")
-
-
-def test_prompt_kind_per_model():
-    assert prompt_kind("small-music") == "music"
-    assert prompt_kind("stabilityai/stable-audio-3-small-sfx-base") == "sfx"
-    assert prompt_kind("medium") is None
