@@ -24,10 +24,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(sessions: Path, *extra: str, timeout: float = 120.0) -> tuple[subprocess.Popen, str]:
-    """Start the studio over the fake engine and return (process, url) once it says it is serving."""
+def start_app(sessions: Path, *extra: str, timeout: float = 120.0, fake: bool = True) -> tuple[subprocess.Popen, str]:
+    """Start the studio (over the fake engine unless ``fake=False``) and return (process, url)
+    once it says it is serving."""
     port = free_port()
-    cmd = [sys.executable, str(ROOT / "app.py"), "--fake-engine", "--port", str(port),
+    cmd = [sys.executable, str(ROOT / "app.py"), *(["--fake-engine"] if fake else []), "--port", str(port),
            "--sessions", str(sessions), *extra]
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
