@@ -31,7 +31,7 @@ from models.loading import (CONDITIONER_PREFIX, DIT_PREFIX, SAME_PREFIX, Checkpo
                             read_tensors, tensor_names)
 from models.same import Same
 from models.sampling import (NoiseSource, SamplerStep, build_schedule, effective_seq_len, sample_euler,
-                             sample_pingpong, sampling_shift)
+                             sample_pingpong, sampling_shift, schedule_from)
 from models.text import TextEncoder, load_text_encoder
 
 
@@ -77,6 +77,7 @@ class Generation:
     cfg_scale: float = 1.0
     apg_scale: float = 1.0
     headroom_seconds: float = 6.0
+    monotonic_init: bool = False  # a2a: start the shifted schedule at init_noise_level (sampling.schedule_from)
 
     @property
     def batch_size(self) -> int:
@@ -163,7 +164,11 @@ class StableAudio3(nn.Module):
         if job.init is not None:
             x = job.init.to(x).expand(B, -1, -1) * (1 - sigma_max) + x * sigma_max
         lengths = effective_seq_len(job.seconds, self.sample_rate, self.downsampling_ratio)
-        sigmas = build_schedule(job.steps, sigma_max, sampling_shift(self.cfg.diffusion), lengths)
+        shift = sampling_shift(self.cfg.diffusion)
+        if job.init is not None and job.monotonic_init:
+            sigmas = schedule_from(job.steps, sigma_max, shift, lengths)
+        else:
+            sigmas = build_schedule(job.steps, sigma_max, shift, lengths)
         model = self._model_fn(job, cond, local, pad, plain)
         if self.cfg.is_base:
             return sample_euler(model, x, sigmas.to(self.device), callback)

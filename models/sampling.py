@@ -176,6 +176,32 @@ def build_schedule(steps: int, sigma_max: float = 1.0, shift: Optional[Shift] = 
     return t
 
 
+def schedule_from(steps: int, sigma_start: float, shift: Shift, seq_len: Tensor,
+                  device: Union[str, torch.device] = "cpu") -> Tensor:
+    """(B, steps + 1) timesteps that start at ``sigma_start`` and follow the shifted curve to 0.
+
+    ``build_schedule(steps, sigma_max, ...)`` (the official way) shifts ``linspace(sigma_max, 0)``
+    and then resets the first value to ``sigma_max``: with a shift that raises t (all released
+    ones) the second timestep lands above the first, so an audio-to-audio "0.7" re-noises to
+    ~0.95 after one step. Here the grid starts at the point u with ``shift(u) = sigma_start``
+    (found by bisection; shifts increase with t), so every step lowers the noise and the init
+    audio keeps exactly ``1 - sigma_start`` of its weight. Used by the studio, not for parity.
+    """
+    rows = []
+    for length in seq_len.clamp(min=1).tolist():
+        lo, hi = 0.0, 1.0
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            if shift(torch.tensor([mid], dtype=torch.float64), length).item() < sigma_start:
+                lo = mid
+            else:
+                hi = mid
+        t = shift(torch.linspace(lo, 0, steps + 1, dtype=torch.float64), length).reshape(-1)
+        t[0] = sigma_start
+        rows.append(t.float())
+    return torch.stack(rows).to(device)
+
+
 def effective_seq_len(seconds: Sequence[float], sample_rate: int, downsampling_ratio: int,
                       device: Union[str, torch.device] = "cpu") -> Tensor:
     """(B,) float32 latent frames covering each item's ``seconds_total``:

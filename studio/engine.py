@@ -118,7 +118,8 @@ class RealEngine:
             _report(progress, "encode", 1, 1)
         job = Generation((self._prompt(req.prompt, info),), (float(req.seconds),), L,
                          req.steps or info.default_steps, init=init,
-                         init_noise_level=float(req.init_strength), headroom_seconds=HEADROOM_SECONDS)
+                         init_noise_level=float(req.init_strength), headroom_seconds=HEADROOM_SECONDS,
+                         monotonic_init=True)
         latents = self._sample(model, job, req.seed, progress)
         n = edit.to_samples(req.seconds)
         audio = self._decode(model, latents[..., : -(-n // LATENT_HOP)], progress)[0, :, :n]
@@ -170,7 +171,7 @@ class RealEngine:
         prompts = tuple(self._prompt(prompt, info) for prompt, _ in groups)
         job = Generation(prompts, (seconds,) * len(groups), L, req.steps or info.default_steps,
                          reference=reference, keep=keep, init=reference if strength < 1 else None,
-                         init_noise_level=strength, headroom_seconds=HEADROOM_SECONDS)
+                         init_noise_level=strength, headroom_seconds=HEADROOM_SECONDS, monotonic_init=True)
         latents = self._sample(model, job, req.seed, progress)
         # Decode only the edited span (plus margin): the rest of the window is the source anyway.
         regions = [r for _, group in groups for r in group]

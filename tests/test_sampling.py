@@ -8,8 +8,8 @@ import torch
 from models.config import DistributionShiftConfig, load_model_config
 from models.parity.conditioning import run_schedules
 from models.parity.core import Fixture, check
-from models.sampling import (FullShift, LogSNRShift, build_schedule, effective_seq_len, generator_noise,
-                             recorded_noise, sample_euler, sample_pingpong, sampling_shift)
+from models.sampling import (FluxShift, FullShift, LogSNRShift, build_schedule, effective_seq_len, generator_noise,
+                             recorded_noise, sample_euler, sample_pingpong, sampling_shift, schedule_from)
 from tests.conftest import GOLDEN
 
 MODELS = ["sa3_small_tiny", "sa3_medium_tiny"]
@@ -150,3 +150,22 @@ def test_shifted_schedules_keep_their_endpoints():
         assert (t[:, 2:] < t[:, 1:-1]).all()
     with pytest.raises(ValueError, match="needs seq_len"):
         build_schedule(8, shift=FullShift())
+
+
+@pytest.mark.parametrize("shift", [LogSNRShift(rate=0.0), LogSNRShift(rate=1.0), FullShift(), FluxShift(alpha_min=1.5, alpha_max=6.0)])
+@pytest.mark.parametrize("sigma", [0.3, 0.7, 0.95])
+def test_schedule_from_starts_at_the_strength_and_only_goes_down(shift, sigma):
+    lengths = torch.tensor([50.0, 700.0])
+    t = schedule_from(8, sigma, shift, lengths)
+    assert t.shape == (2, 9)
+    assert torch.all(t[:, 0] == sigma) and torch.all(t[:, -1] == 0)
+    assert torch.all(t[:, 1:] < t[:, :-1])  # every step lowers the noise
+    # the rest of the curve is the shifted schedule's own points
+    full = build_schedule(8, 1.0, shift, lengths)
+    assert torch.all((t[:, 1:-1] > 0) & (t[:, 1:-1] < full[:, :1]))
+
+
+def test_the_official_a2a_schedule_goes_back_up():
+    """Why schedule_from exists: the official reset makes step 2 noisier than step 1."""
+    t = build_schedule(8, 0.7, LogSNRShift(rate=0.0), torch.tensor([50.0]))
+    assert t[0, 1] > t[0, 0]
