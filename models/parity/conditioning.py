@@ -75,7 +75,8 @@ def run_schedules(fx: Fixture) -> Iterator[CaseResult]:
         if m := _CASE.fullmatch(name):
             seq_len, sigma_max = int(m["len"]), float(m["smax"])
         elif m := _LENVEC.fullmatch(name):
-            seq_len, sigma_max = _lengths_from_doc(fx.doc(name)), 1.0
+            said = re.search(r"sigma_max\s*=\s*([0-9.eE+-]+)", fx.doc(name))
+            seq_len, sigma_max = _lengths_from_doc(fx.doc(name)), float(said[1]) if said else 1.0
         else:
             yield CaseResult(name, "fail", note="does not follow the schedules naming")
             continue
@@ -144,9 +145,9 @@ def _check_prompt(name: str, what: str, conditioner, prompt: str, golden: torch.
 def run_text_encoder(fx: Fixture) -> Iterator[CaseResult]:
     from models.text import load_text_encoder
 
-    encoder = load_text_encoder(fx.folder, device="cpu", dtype=torch.float32)
     entries = fx.meta.get("tokenization")
     prompts = [e["prompt"] for e in entries] if entries is not None else fx.meta["prompts"]
+    encoder = load_text_encoder(fx.folder, device="cpu", dtype=torch.float32, max_length=_t5_max_length(fx))
     with torch.no_grad():
         for name in fx.meta["tensors"]:
             m = re.fullmatch(r"prompt(\d+)_(.+)", name)
@@ -154,6 +155,18 @@ def run_text_encoder(fx: Fixture) -> Iterator[CaseResult]:
                 yield CaseResult(name, "fail", note=_UNKNOWN)
                 continue
             yield _check_t5(name, m[2], encoder, prompts[int(m[1])], fx.tensors[name])
+
+
+def _t5_max_length(fx: Fixture, default: int = 256) -> int:
+    """The padded length the fixture was made with: a prompt whose valid rows are fewer than
+    its untruncated tokens was cut there; else the released configs' max_length."""
+    T = fx.meta["tensors"]
+    for name, entry in T.items():
+        m = re.fullmatch(r"prompt(\d+)_last_hidden_state_valid", name)
+        ids = m and T.get(f"prompt{m[1]}_ids_untruncated")
+        if ids and entry["shape"][0] < ids["shape"][0]:
+            return entry["shape"][0]
+    return default
 
 
 def _check_t5(name: str, what: str, encoder, prompt: str, golden: torch.Tensor) -> CaseResult:

@@ -29,7 +29,8 @@ from models.loading import DIT_PREFIX, load_weights, read_tensors
 from models.parity.core import CaseResult, Fixture, check
 
 OUT = re.compile(r"T(\d+)_out_(.+)")
-CFG = re.compile(r"cfg([0-9.]+)_apg([0-9.]+)((?:_[a-z]+)*)")
+NUMBER = r"-?[0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?"
+CFG = re.compile(rf"cfg({NUMBER})_apg({NUMBER})((?:_[a-z]+)*)")
 INTERMEDIATE = re.compile(r"T(\d+)_intermediate_(\w+)")
 HIDDEN = re.compile(r"T(\d+)_hidden_state_layer(\d+)")
 
@@ -43,7 +44,7 @@ def load_dit(fx: Fixture) -> DiT:
 def assemble_context(fx: Fixture) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(cross_attn_cond (B, S, D), cross_attn_mask (B, S), global_cond (B, D)) per ``context_assembly``."""
     tensors, n_valid = fx.tensors, fx.meta["n_valid"]
-    padded_len = _padded_length(fx.meta["context_assembly"])
+    padded_len = _padded_length(fx)
     rows, masks, seconds = [], [], []
     for b, n in enumerate(n_valid):
         valid, pad, sec = (tensors[f"ctx{b}_{part}"] for part in ("valid_rows", "pad_row", "seconds_row"))
@@ -54,11 +55,12 @@ def assemble_context(fx: Fixture) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     return torch.stack(rows), torch.stack(masks), torch.stack(seconds)
 
 
-def _padded_length(assembly: str) -> int:
-    m = re.search(r"repeated to (\d+) rows", assembly)
-    if m is None:
-        raise ValueError(f"cannot read the padded context length from context_assembly: {assembly!r}")
-    return int(m.group(1))
+def _padded_length(fx: Fixture) -> int:
+    """The prompt's padded length: as ``context_assembly`` says, else the config's max_length."""
+    m = re.search(r"repeated to (\d+) rows", fx.meta.get("context_assembly", ""))
+    if m is not None:
+        return int(m.group(1))
+    return load_model_config(fx.folder / "model_config.json").conditioning.by_id("prompt").config.max_length
 
 
 def run(fx: Fixture) -> Iterator[CaseResult]:
@@ -119,11 +121,11 @@ def _output(fx, dit, length, kind, t, cross, cross_mask, global_cond, collapse):
 
 
 def _negative_factor(doc: str) -> float:
-    m = re.search(r"negative_cross_attn_cond = ([0-9.]+)\*cross_attn_cond\.flip\(0\), "
-                  r"negative_cross_attn_mask = cross_attn_mask\.flip\(0\)", doc)
+    m = re.search(rf"negative_cross_attn_cond\s*=\s*(?:({NUMBER})\s*\*\s*)?cross_attn_cond\.flip\(0\),\s*"
+                  r"negative_cross_attn_mask\s*=\s*cross_attn_mask\.flip\(0\)", doc)
     if m is None:
         raise ValueError(f"cannot read the negative prompt's construction from the doc: {doc!r}")
-    return float(m.group(1))
+    return float(m.group(1)) if m.group(1) is not None else 1.0
 
 
 class _Capture:

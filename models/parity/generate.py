@@ -95,21 +95,30 @@ def build_job(model: StableAudio3, kwargs: dict, audio: torch.Tensor):
 def run(fx: Fixture) -> Iterator[CaseResult]:
     audio = None
     for spec in fx.meta["runs"]:
-        name = spec["name"]
-        is_base = name.startswith("base") or "model_config_base.json" in spec.get("doc", "")
-        model = _model(fx.folder, "model_config_base.json" if is_base else "model_config.json")
+        model = _model(fx.folder, _config_name(fx, spec))
         if audio is None:
             audio = _audio_input(fx)
         yield from _run_one(fx, model, spec, audio)
 
 
+def _config_name(fx: Fixture, spec: dict) -> str:
+    """The config a run used, read from what it did rather than its name: the rf_denoiser
+    model samples ping-pong (one draw per step), the ``-base`` variant (rectified_flow) Euler
+    (no draw after the initial noise)."""
+    base = "model_config_base.json"
+    sites = [d["site"] for d in fx.meta[f"{spec['name']}_noise_sequence"]]
+    if any("pingpong" in site for site in sites) or not (fx.folder / base).exists():
+        return "model_config.json"
+    return base
+
+
 def _clip_for(spec: dict, audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """Continuation runs hand generate a short clip ("a 0.4 s clip, zero-padded by generate"):
     the first seconds of the shared input, as long as the part to keep."""
-    said = re.search(r"a ([0-9.]+) s clip", spec.get("doc", ""))
+    said = re.search(r"\b(?:a|the first) ([0-9]*\.?[0-9]+) ?s(?:ec(?:ond)?s?)? clip", spec.get("doc", ""))
     if said:
         return audio[:, : int(float(said.group(1)) * sample_rate)]
-    if spec["name"].startswith("continuation"):
+    if "continu" in spec["name"]:
         start = _as_list(spec["kwargs"]["inpaint_mask_start_seconds"], 1)[0]
         return audio[:, : int(start * sample_rate)]
     return audio
