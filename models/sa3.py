@@ -143,10 +143,9 @@ class StableAudio3(nn.Module):
     @torch.no_grad()
     def decode(self, latents: Tensor, chunked: bool = False, noise: Optional[NoiseSource] = None) -> Tensor:
         """Latents -> audio; ``noise`` replays the official decoder's inference noise (parity)."""
-        same_noise = None if noise is None else (lambda shape, like: noise(shape).to(like))
         if chunked:
-            return self.same.decode_chunked(latents, noise=same_noise)
-        return self.same.decode(latents, noise=same_noise, trim=False)
+            return self.same.decode_chunked(latents, noise=noise)
+        return self.same.decode(latents, noise=noise, trim=False)
 
     @torch.no_grad()
     def sample(self, job: Generation, noise: NoiseSource,

@@ -13,31 +13,21 @@ transformer layers mix the sequence, and only the new tokens are kept. Attention
 SAME-S attends within chunks (alternating half-chunk shifts), SAME-L within a sliding window.
 
 Randomness: the official decoder adds noise at inference (softnorm decode, and ``mask_noise``
-on the decoder's new tokens). Here it is off unless a ``noise`` source is given:
-``noise(shape, like) -> Tensor`` returns a standard-normal draw of ``shape`` (dtype/device of
-``like``); it is called in the official draw order, so recorded draws can be replayed.
+on the decoder's new tokens). Here it is off unless a ``noise`` source (models.noise) is
+given; it is called in the official draw order, so recorded draws can be replayed.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from models.config import SameCoderConfig, SameConfig, SoftNormConfig
+from models.noise import NoiseSource
 from models.transformer import Attention, FeedForward, RotaryEmbedding, make_norm
-
-Noise = Callable[[tuple, torch.Tensor], torch.Tensor]
-
-
-def gaussian_noise(generator: Optional[torch.Generator] = None) -> Noise:
-    """A ``Noise`` source drawing from ``generator`` (the official stochastic decode)."""
-    def draw(shape, like):
-        return torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype)
-    return draw
-
 
 def _pad_to_multiple(x: torch.Tensor, multiple: int, dim: int) -> torch.Tensor:
     """Zero-pad ``x`` at the end of ``dim`` to a multiple of ``multiple``."""
@@ -113,7 +103,7 @@ class ResamplingBlock(nn.Module):
         self.transformers = nn.ModuleList(
             SameLayer(dim, cfg, sinusoidal=(depth - i) < sinusoidal_blocks) for i in range(depth))
 
-    def forward(self, x: torch.Tensor, noise: Optional[Noise] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, noise: Optional[NoiseSource] = None) -> torch.Tensor:
         B = x.shape[0]
         if not self.decoder:  # pad before mapping, so padding goes through the mapping too
             x = self.mapping(_pad_to_multiple(x, self.stride if self.window else self.chunk_size, -1))
@@ -123,7 +113,7 @@ class ResamplingBlock(nn.Module):
         x = x.reshape(-1, self.seg_in, x.shape[-1])  # (B*n, seg_in, D)
         new = self.new_tokens.expand(x.shape[0], self.seg_out, -1)
         if self.mask_noise > 0 and noise is not None:  # official decoder: randn_like(new tokens)
-            new = new + noise(tuple(new.shape), new) * self.mask_noise
+            new = new + noise(new.shape).to(new) * self.mask_noise
         x = torch.cat([x, new], dim=1).reshape(B, -1, x.shape[-1])  # (B, n*sub, D)
         x = self._transform(x)
         x = x.reshape(B, -1, self.sub, x.shape[-1])[:, :, -self.seg_out:]  # keep the new tokens
@@ -192,7 +182,7 @@ class SameDecoder(nn.Module):
                   for i in range(len(cfg.c_mults), 0, -1)]
         self.layers = nn.ModuleList([nn.Identity(), nn.Linear(cfg.latent_dim, dims[-1]), nn.Identity()] + blocks)
 
-    def forward(self, x: torch.Tensor, noise: Optional[Noise] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, noise: Optional[NoiseSource] = None) -> torch.Tensor:
         x = self.layers[1](x.transpose(1, 2)).transpose(1, 2)
         for block in self.layers[3:]:
             x = block(x, noise)
@@ -217,10 +207,10 @@ class SoftNormBottleneck(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return (x * self.scaling_factor + self.bias) / self.running_std
 
-    def decode(self, x: torch.Tensor, noise: Optional[Noise] = None) -> torch.Tensor:
+    def decode(self, x: torch.Tensor, noise: Optional[NoiseSource] = None) -> torch.Tensor:
         x = x * self.running_std
         if self.noise_regularize and noise is not None:  # official eval-time regulariser, scale 1e-3
-            x = x + noise(tuple(x.shape), x) * self.running_std * 1e-3
+            x = x + noise(x.shape).to(x) * self.running_std * 1e-3
         return x
 
 
@@ -258,7 +248,7 @@ class Same(nn.Module):
         return self.bottleneck.encode(self.encoder(x))
 
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor, noise: Optional[Noise] = None, trim: bool = True) -> torch.Tensor:
+    def decode(self, latents: torch.Tensor, noise: Optional[NoiseSource] = None, trim: bool = True) -> torch.Tensor:
         """latents (B, latent_dim, L) -> audio (B, channels, L * 4096).
 
         noise: the official inference noise source (see the module doc); None = deterministic.
@@ -288,7 +278,7 @@ class Same(nn.Module):
 
     @torch.no_grad()
     def decode_chunked(self, latents: torch.Tensor, chunk_size: int = 128, overlap: int = 32,
-                       noise: Optional[Noise] = None, trim: bool = True) -> torch.Tensor:
+                       noise: Optional[NoiseSource] = None, trim: bool = True) -> torch.Tensor:
         """``decode`` in windows of ``chunk_size`` latents (official ``decode_audio(chunked=True)``);
         peak memory is that of one window. Fewer than ``chunk_size`` latents decode whole."""
         L = latents.shape[-1]

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from models.config import DiffusionConfig, DistributionShiftConfig
+from models.noise import NoiseSource, generator_noise, recorded_noise  # noqa: F401  (part of this API)
 
 SeqLen = Union[int, Tensor]  # one length for all, or (B,) effective lengths in latent frames
 
@@ -209,37 +210,6 @@ def effective_seq_len(seconds: Sequence[float], sample_rate: int, downsampling_r
     ``compute_effective_seq_len_from_conditioning``); the schedule's length."""
     frames = [math.ceil(int(s * sample_rate) / downsampling_ratio) for s in seconds]
     return torch.tensor(frames, dtype=torch.float32, device=device)
-
-
-# --------------------------------------------------------------------------- noise
-
-NoiseSource = Callable[[Sequence[int]], Tensor]  # shape -> float32 standard normal draw
-
-
-def generator_noise(generator: torch.Generator) -> NoiseSource:
-    """Draws from one seeded generator, on the generator's device."""
-
-    def draw(shape: Sequence[int]) -> Tensor:
-        return torch.randn(tuple(shape), generator=generator, device=generator.device)
-
-    return draw
-
-
-def recorded_noise(draws: Sequence[Tensor]) -> NoiseSource:
-    """Replays ``draws`` in order (e.g. the official code's, from a parity fixture); a
-    draw of another shape, or one too many, is an error."""
-    queue = list(draws)
-
-    def draw(shape: Sequence[int]) -> Tensor:
-        if not queue:
-            raise RuntimeError(f"recorded noise exhausted: all {len(draws)} draws used")
-        d = queue.pop(0)
-        if tuple(d.shape) != tuple(shape):
-            raise RuntimeError(f"recorded draw {len(draws) - len(queue) - 1} has shape "
-                               f"{tuple(d.shape)}, the sampler asked for {tuple(shape)}")
-        return d
-
-    return draw
 
 
 # --------------------------------------------------------------------------- samplers

@@ -8,7 +8,8 @@ import torch
 from models.config import load_model_config
 from models.parity.core import Fixture, check, discover
 from models.parity.same import load_same, run
-from models.same import Same, gaussian_noise
+from models.noise import generator_noise
+from models.same import Same
 from models.transformer import rotary_inv_freq
 from tests.conftest import GOLDEN, REFERENCE
 
@@ -56,7 +57,7 @@ def test_decode_is_deterministic_by_default(tiny):
     model, _ = tiny
     z = _latents(5)
     assert torch.equal(model.decode(z), model.decode(z))
-    noisy = model.decode(z, noise=gaussian_noise(torch.Generator().manual_seed(1)))
+    noisy = model.decode(z, noise=generator_noise(torch.Generator().manual_seed(1)))
     assert (noisy - model.decode(z)).abs().max() > 1e-4, "a noise source changes the output"
 
 

@@ -19,6 +19,7 @@ import torch
 from models import sa3
 from models.loading import Checkpoint, read_tensors
 from models.parity.core import CaseResult, Fixture, check, skip
+from models.noise import recorded_noise
 from models.same import Same
 
 AUDIO_INPUTS = ("common", "audio_inputs.safetensors")
@@ -28,22 +29,6 @@ AUDIO_INPUTS = ("common", "audio_inputs.safetensors")
 def load_same(folder: str) -> Same:
     """The fixture folder's SAME in fp32 on CPU (standalone layout, or a full checkpoint's pretransform)."""
     return sa3.load_same(Checkpoint(Path(folder)))
-
-
-def replay(draws: list[torch.Tensor]):
-    """A ``Noise`` source returning recorded draws in order; checks each requested shape."""
-    queue = list(draws)
-
-    def draw(shape, like):
-        if not queue:
-            raise AssertionError(f"an extra noise draw {list(shape)} beyond the {len(draws)} recorded")
-        t = queue.pop(0)
-        if tuple(t.shape) != tuple(shape):
-            raise AssertionError(f"noise draw {len(draws) - len(queue) - 1}: shape {list(shape)}, recorded {list(t.shape)}")
-        return t.to(like)
-
-    draw.remaining = queue
-    return draw
 
 
 def run(fx: Fixture) -> Iterator[CaseResult]:
@@ -105,7 +90,7 @@ def _decode_cases(fx: Fixture, model: Same) -> Iterator[CaseResult]:
             if seq is None or m[2]:
                 yield skip(name, f"no d{m[1]}_noise_sequence for this case")
                 continue
-            noise = replay([fx.tensors[d["name"]] for d in seq])
+            noise = recorded_noise([fx.tensors[d["name"]] for d in seq])
         if m[2]:
             ours = model.decode_chunked(latents, int(m[2]), int(m[3]), noise=noise, trim=False)
         else:
