@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -72,11 +73,13 @@ class Checkpoint:
 
 
 def resolve(name_or_path: str, *, revision: str | None = None, token: str | bool | None = None,
-            text_encoder: bool = True, local_only: bool | None = None) -> Checkpoint:
+            text_encoder: bool = True, local_only: bool | None = None,
+            progress: Callable[[int, int], None] | None = None) -> Checkpoint:
     """A short name, a Hugging Face repo id or a local folder -> a local checkpoint folder.
 
     Downloads through huggingface_hub (its cache, ``revision``, ``token``, its progress bars);
-    ``local_only`` (default: ``HF_HUB_OFFLINE``) uses the cache alone.
+    ``local_only`` (default: ``HF_HUB_OFFLINE``) uses the cache alone. ``progress(done, total)``
+    hears the downloaded bytes too.
     """
     path = Path(name_or_path).expanduser()
     if path.is_dir():
@@ -91,7 +94,8 @@ def resolve(name_or_path: str, *, revision: str | None = None, token: str | bool
     patterns = [CONFIG_FILE, WEIGHTS_FILE]
     if text_encoder:
         patterns.append(f"{TEXT_ENCODER_FOLDER}/*")
-    folder = _download(repo_id, patterns, revision=revision, token=token, local_only=local_only)
+    folder = _download(repo_id, patterns, revision=revision, token=token, local_only=local_only,
+                       progress=progress)
     return _check_folder(Checkpoint(Path(folder)))
 
 
@@ -100,15 +104,16 @@ def _looks_like_repo_id(s: str) -> bool:
     return len(parts) == 2 and all(parts) and not s.startswith((".", "/", "~"))
 
 
-def _download(repo_id, patterns, *, revision, token, local_only) -> str:
+def _download(repo_id, patterns, *, revision, token, local_only, progress=None) -> str:
     import huggingface_hub
     from huggingface_hub import errors
 
     if local_only is None:
         local_only = huggingface_hub.constants.HF_HUB_OFFLINE
+    bar = {} if progress is None else {"tqdm_class": _reporting_bar(progress)}
     try:
         return huggingface_hub.snapshot_download(repo_id, revision=revision, token=token,
-                                                 allow_patterns=patterns, local_files_only=local_only)
+                                                 allow_patterns=patterns, local_files_only=local_only, **bar)
     except errors.GatedRepoError as e:
         raise CheckpointError(
             f"{repo_id} is a gated model: accept its licence on https://huggingface.co/{repo_id} "
@@ -125,6 +130,24 @@ def _download(repo_id, patterns, *, revision, token, local_only) -> str:
             "(no network, or offline mode is on): connect and retry, or pass a local folder.") from e
     except (OSError, errors.HfHubHTTPError) as e:
         raise CheckpointError(f"Downloading {repo_id} failed: {e}") from e
+
+
+def _reporting_bar(progress: Callable[[int, int], None]):
+    """A tqdm class for huggingface_hub that also tells ``progress`` about byte bars."""
+    from huggingface_hub.utils import tqdm as hf_tqdm
+
+    class ReportingBar(hf_tqdm):
+        def __init__(self, *args, **kwargs):
+            self._bytes, self._done = kwargs.get("unit") == "B", kwargs.get("initial") or 0
+            super().__init__(*args, **kwargs)
+
+        def update(self, n=1):
+            self._done += n or 0  # counted here: a disabled tqdm counts nothing
+            if self._bytes and self.total:
+                progress(int(self._done), int(self.total))
+            return super().update(n)
+
+    return ReportingBar
 
 
 def _check_folder(ckpt: Checkpoint) -> Checkpoint:

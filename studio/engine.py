@@ -85,7 +85,8 @@ class RealEngine:
             return self._loaded.info
         _report(progress, "load", 0, 1)
         try:
-            ckpt = resolve(name, revision=self.revision, token=self.token)
+            ckpt = resolve(name, revision=self.revision, token=self.token,
+                           progress=lambda done, total: _report(progress, "load", done, total))
             model = StableAudio3.from_checkpoint(ckpt, self.device, self.dtype)
         except CheckpointError as e:
             raise EngineError(str(e)) from e

@@ -153,3 +153,19 @@ def test_full_model_load_names_a_corrupt_tensor(full_checkpoint):
     save_file(tensors, str(path))
     with pytest.raises(CheckpointError, match=r"wrong shape project_in\.weight|transformer\.project_in\.weight"):
         StableAudio3.from_checkpoint(resolve(str(full_checkpoint)))
+
+
+def test_download_progress_reaches_the_callback(monkeypatch, full_checkpoint):
+    import huggingface_hub
+
+    def fake_download(repo_id, tqdm_class=None, **kwargs):
+        bar = tqdm_class(total=1000, unit="B", disable=True)
+        for _ in range(4):
+            bar.update(250)
+        bar.close()
+        return str(full_checkpoint)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    seen = []
+    resolve("medium", local_only=False, progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (1000, 1000) and len(seen) == 4
