@@ -2,12 +2,12 @@
 on other tiny dimensions, seeds, lengths, regions, run names and doc wording than the shipped set.
 It proves the runners read everything from the files, as the hidden set requires."""
 
+from pathlib import Path
+
 import pytest
 
 from models.parity.__main__ import RUNNERS, run_fixture
 from models.parity.core import Fixture, discover
-
-from pathlib import Path
 
 ROOT = Path(__file__).parent / "fixtures" / "golden2"
 FIXTURES = discover(ROOT)
