@@ -115,13 +115,13 @@ class DiTBlock(nn.Module):
         local_embed (B, T, D) added to the T frames; padding_mask (B, M+T)."""
         scale_sa, shift_sa, gate_sa, scale_ff, shift_ff, gate_ff = \
             (self.to_scale_shift_gate + cond).unsqueeze(1).chunk(6, dim=-1)  # each (B, 1, D)
-        h = self.pre_norm(x) * (1 + scale_sa) + shift_sa
-        x = x + self.self_attn(h, freqs=freqs, padding_mask=padding_mask) * torch.sigmoid(1 - gate_sa)
+        h = torch.addcmul(shift_sa, self.pre_norm(x), 1 + scale_sa)  # norm(x) * (1 + scale) + shift
+        x = torch.addcmul(x, self.self_attn(h, freqs=freqs, padding_mask=padding_mask), torch.sigmoid(1 - gate_sa))
         x = x + self.cross_attn(self.cross_attend_norm(x), kv=cross_kv, mask=cross_bias)
-        if local_embed is not None:  # memory tokens get nothing (official left zero-padding)
-            x = x + F.pad(local_embed, (0, 0, x.shape[1] - local_embed.shape[1], 0))
-        h = self.ff_norm(x) * (1 + scale_ff) + shift_ff
-        return x + self.ff(h) * torch.sigmoid(1 - gate_ff)
+        if local_embed is not None:  # the T frames only: memory tokens get nothing (official zero-padding)
+            x[:, x.shape[1] - local_embed.shape[1]:] += local_embed  # x is this block's own tensor
+        h = torch.addcmul(shift_ff, self.ff_norm(x), 1 + scale_ff)
+        return torch.addcmul(x, self.ff(h), torch.sigmoid(1 - gate_ff))
 
 
 class Transformer(nn.Module):

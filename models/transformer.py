@@ -84,15 +84,18 @@ class RotaryEmbedding(nn.Module):
 def apply_rotary(t: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     """Rotate the first ``freqs.shape[-1]`` channels of ``t`` (..., n, d) by angles (n, r), in fp32.
 
-    Halves convention (GPT-NeoX / official ``rotate_half``): channel i pairs with i + r/2;
-    channels past r pass through unrotated.
+    Halves convention (GPT-NeoX / official ``rotate_half``): channel i pairs with i + r/2,
+    ``rot * cos + cat(-x2, x1) * sin``; channels past r pass through unrotated. ``freqs`` may
+    carry broadcast dims (e.g. (n, 1, r) for a (B, n, H, d) tensor). Each half is computed
+    directly (no rotate_half copy, one concatenation): the same products and sums.
     """
-    r = freqs.shape[-1]
-    rot, rest = t[..., :r].float(), t[..., r:]
-    x1, x2 = rot.chunk(2, dim=-1)
-    rotated = torch.cat((-x2, x1), dim=-1)
-    rot = torch.addcmul(rot * freqs.cos(), rotated, freqs.sin())
-    return torch.cat((rot.to(t.dtype), rest), dim=-1)
+    r, h = freqs.shape[-1], freqs.shape[-1] // 2
+    cos, sin = freqs.cos(), freqs.sin()
+    x = t.float()
+    x1, x2 = x[..., :h], x[..., h:r]
+    first = torch.addcmul(x1 * cos[..., :h], x2, -sin[..., :h])  # x1 cos + (-x2) sin
+    second = torch.addcmul(x2 * cos[..., h:], x1, sin[..., h:])  # x2 cos + x1 sin
+    return torch.cat((first, second, x[..., r:]), dim=-1).to(t.dtype)
 
 
 # --------------------------------------------------------------------------- attention kernel
@@ -161,7 +164,9 @@ def attend_padded(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, padding_mas
     """
     kernel = _flash_attn_varlen(q) if mask is None and window is None else None
     if kernel is None:
-        return attend(q, k, v * padding_mask[:, None, :, None].to(v.dtype), mask=mask, window=window)
+        if not bool(padding_mask.all()):  # nothing to zero: skip a pass over v (exact)
+            v = v * padding_mask[:, None, :, None].to(v.dtype)
+        return attend(q, k, v, mask=mask, window=window)
     B, H, N, D = q.shape
     index = padding_mask.flatten().nonzero().squeeze(1)  # packed position -> b * N + n
     lengths = padding_mask.sum(1, dtype=torch.int32)
@@ -228,11 +233,18 @@ class Attention(nn.Module):
             self.k_norm = make_norm(qk_norm, dim_heads, qk_norm_eps)
         self.qk_norm = qk_norm
 
-    def _heads(self, t: torch.Tensor) -> torch.Tensor:  # (B, N, H*D) -> (B, H, N, D)
-        return t.unflatten(-1, (-1, self.dim_heads)).transpose(1, 2)
+    def _heads(self, t: torch.Tensor) -> torch.Tensor:  # (B, N, H*D) -> (B, N, H, D), a view
+        return t.unflatten(-1, (-1, self.dim_heads))
+
+    def _grouped(self, ks, v, n_heads: int):
+        """Fewer context heads than query heads: each serves a group of queries ((B, N, H, D))."""
+        group = n_heads // v.shape[2]
+        if group == 1:
+            return ks, v
+        return [k.repeat_interleave(group, dim=2) for k in ks], v.repeat_interleave(group, dim=2)
 
     def _project(self, x, context):
-        """-> qs, ks (one or two sets, each (B, H, N, D)) and v (B, H, Nk, D)."""
+        """-> qs, ks (one or two sets, each (B, N, H, D)) and v (B, Nk, H, D)."""
         if context is None:
             parts = self.to_qkv(x).chunk(5 if self.differential else 3, dim=-1)
             q, k, v = parts[:3]
@@ -242,24 +254,20 @@ class Attention(nn.Module):
             kv = self.to_kv(context).chunk(3 if self.differential else 2, dim=-1)
             ks, v = kv[:-1], kv[-1]
         qs, ks, v = [self._heads(t) for t in qs], [self._heads(t) for t in ks], self._heads(v)
-        if v.shape[1] != qs[0].shape[1]:  # fewer context heads: each serves a group of queries
-            group = qs[0].shape[1] // v.shape[1]
-            ks, v = [k.repeat_interleave(group, dim=1) for k in ks], v.repeat_interleave(group, dim=1)
+        ks, v = self._grouped(ks, v, qs[0].shape[2])
         return qs, ks, v
 
     def context_kv(self, context: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         """Cross-attention keys (qk-normed; one set, two when differential) and values of a
-        context (B, Nk, dim_context), each (B, H, Nk, D). They depend on the context alone, so
-        a caller may compute them once and pass them as ``kv`` to every call (the DiT does,
-        once per generation)."""
+        context (B, Nk, dim_context), each (B, H, Nk, D) contiguous. They depend on the context
+        alone, so a caller may compute them once and pass them as ``kv`` to every call (the DiT
+        does, once per generation)."""
         kv = self.to_kv(context).chunk(3 if self.differential else 2, dim=-1)
         ks, v = [self._heads(k) for k in kv[:-1]], self._heads(kv[-1])
         if self.qk_norm is not None:
             ks = [self.k_norm(k) for k in ks]
-        group = self.to_q.out_features // len(ks) // self.dim_heads // v.shape[1]
-        if group > 1:  # fewer context heads, as in _project
-            ks, v = [k.repeat_interleave(group, dim=1) for k in ks], v.repeat_interleave(group, dim=1)
-        return tuple(ks), v
+        ks, v = self._grouped(ks, v, self.to_q.out_features // len(ks) // self.dim_heads)
+        return tuple(k.transpose(1, 2).contiguous() for k in ks), v.transpose(1, 2).contiguous()
 
     def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None, *,
                 freqs: Optional[torch.Tensor] = None, padding_mask: Optional[torch.Tensor] = None,
@@ -273,17 +281,24 @@ class Attention(nn.Module):
             device pass ``mask`` instead.
         mask / window: passed to ``attend``.
         kv: cross-attention only, ``context_kv(context)`` computed earlier, instead of ``context``.
+
+        The qk-norms run on the (B, N, H, D) views of the projections (no head-major copy
+        first); rotary then writes contiguous (B, H, N, D) queries and keys for the kernel.
         """
         if kv is not None:
+            if freqs is not None:
+                raise ValueError("Attention: rotary angles are for self-attention, kv for cross-attention")
             qs = [self._heads(q) for q in self.to_q(x).chunk(2 if self.differential else 1, dim=-1)]
-            ks, v = kv
+            ks, v = kv  # (B, H, Nk, D)
         else:
             qs, ks, v = self._project(x, context)
             if self.qk_norm is not None:
                 ks = [self.k_norm(k) for k in ks]
+            ks, v = [k.transpose(1, 2) for k in ks], v.transpose(1, 2)
         if self.qk_norm is not None:
             qs = [self.q_norm(q) for q in qs]
-        if freqs is not None:
+        qs = [q.transpose(1, 2) for q in qs]  # (B, H, N, D) views
+        if freqs is not None:  # rotary writes head-major copies: the layout sdpa runs fastest on
             qs = [apply_rotary(q, freqs).to(v.dtype) for q in qs]
             ks = [apply_rotary(k, freqs).to(v.dtype) for k in ks]
         if padding_mask is not None:
@@ -313,7 +328,7 @@ class GLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         value, gate = self.proj(x).chunk(2, dim=-1)
-        return value * self.act(gate)
+        return self.act(gate).mul_(value)  # = value * act(gate), in the activation's buffer
 
 
 class FeedForward(nn.Module):

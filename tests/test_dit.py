@@ -268,3 +268,31 @@ def test_step_must_fit_the_prepared_context(tiny):
         dit(torch.zeros(B, C, 7), torch.zeros(B), ctx)
     with pytest.raises(ValueError, match="batch"):
         dit(torch.zeros(2 * B, C, T), torch.zeros(2 * B), ctx)
+
+
+@torch.no_grad()
+def test_block_with_fused_modulation_equals_the_official_formulas(tiny):
+    """AdaLN as addcmul and the inpainting add on the frames' slice: the official block
+    (norm * (1 + scale) + shift, x + out * gate, x + zero-padded local) within fp32 rounding;
+    the caller's x is left untouched."""
+    import torch.nn.functional as F
+
+    dit, cross, global_cond, local, padding = tiny
+    ctx = dit.prepare(cross, global_cond, local, padding)
+    block, tr = dit.transformer.layers[0], dit.transformer
+    B, T, M = local.shape[0], local.shape[2], tr.memory_tokens.shape[0]
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(B, M + T, dit.cfg.embed_dim, generator=gen)
+    cond = tr.global_cond_embedder(ctx.global_embed + torch.randn(B, dit.cfg.embed_dim, generator=gen))
+    freqs, mask = tr.rotary_pos_emb(M + T), F.pad(ctx.padding_mask, (M, 0), value=True)
+    x_before = x.clone()
+    ours = block(x, cond, freqs, ctx.cross_kv[0], ctx.cross_bias, ctx.local_embeds[0], mask)
+    assert torch.equal(x, x_before)
+
+    s_sa, b_sa, g_sa, s_ff, b_ff, g_ff = (block.to_scale_shift_gate + cond).unsqueeze(1).chunk(6, dim=-1)
+    h = block.pre_norm(x) * (1 + s_sa) + b_sa
+    ref = x + block.self_attn(h, freqs=freqs, padding_mask=mask) * torch.sigmoid(1 - g_sa)
+    ref = ref + block.cross_attn(block.cross_attend_norm(ref), kv=ctx.cross_kv[0], mask=ctx.cross_bias)
+    ref = ref + F.pad(ctx.local_embeds[0], (0, 0, M, 0))
+    ref = ref + block.ff(block.ff_norm(ref) * (1 + s_ff) + b_ff) * torch.sigmoid(1 - g_ff)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)

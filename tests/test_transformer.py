@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.transformer import Attention, RotaryEmbedding, apply_rotary, attend, band_mask
+from models.transformer import Attention, FeedForward, RotaryEmbedding, apply_rotary, attend, band_mask
 
 
 def _qkv(n, seed=0, b=2, h=3, d=8):
@@ -63,3 +63,58 @@ def test_cross_attention_shapes():
     attn = Attention(16, 8, dim_context=24, differential=True)
     assert attn.to_q.weight.shape == (32, 16) and attn.to_kv.weight.shape == (72, 24)
     assert attn(torch.randn(2, 5, 16), torch.randn(2, 9, 24)).shape == (2, 5, 16)
+
+
+def _rotate_half_reference(t, freqs):
+    """The official formula, written plainly: rot * cos + cat(-x2, x1) * sin, rest unrotated."""
+    r = freqs.shape[-1]
+    rot, rest = t[..., :r], t[..., r:]
+    x1, x2 = rot.chunk(2, dim=-1)
+    return torch.cat((rot * freqs.cos() + torch.cat((-x2, x1), dim=-1) * freqs.sin(), rest), dim=-1)
+
+
+def test_rotary_halves_equal_rotate_half_in_both_layouts():
+    g = torch.Generator().manual_seed(3)
+    freqs = RotaryEmbedding(16)(40) * 37.0  # large angles, as at late positions
+    t = torch.randn(2, 4, 40, 24, generator=g)  # (B, H, N, D), 16 of 24 channels rotated
+    plain = _rotate_half_reference(t, freqs)
+    torch.testing.assert_close(apply_rotary(t, freqs), plain, rtol=0, atol=1e-6)
+    by_frame = apply_rotary(t.transpose(1, 2), freqs[:, None])  # (B, N, H, D) with (N, 1, r)
+    torch.testing.assert_close(by_frame.transpose(1, 2), plain, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("valid", [6, 4], ids=["all-valid", "padded"])
+def test_self_attention_with_norms_rotary_and_padding_equals_the_head_major_formula(valid):
+    """Norms and rotary on (B, N, H, D) views, the kernel on transposed views, the padding
+    pass skipped when every frame is valid: same numbers as the plain head-major path."""
+    torch.manual_seed(0)
+    attn = Attention(32, 8, qk_norm="rms")
+    with torch.no_grad():
+        attn.q_norm.gamma.uniform_(0.5, 1.5), attn.k_norm.gamma.uniform_(0.5, 1.5)
+    x, freqs = torch.randn(2, 6, 32), RotaryEmbedding(8)(6)
+    keep = torch.arange(6)[None].expand(2, -1) < valid
+    q, k, v = [t.unflatten(-1, (4, 8)).transpose(1, 2) for t in attn.to_qkv(x).chunk(3, dim=-1)]
+    q, k = _rotate_half_reference(attn.q_norm(q), freqs), _rotate_half_reference(attn.k_norm(k), freqs)
+    out = F.scaled_dot_product_attention(q, k, v * keep[:, None, :, None])
+    plain = attn.to_out(out.transpose(1, 2).flatten(2))
+    torch.testing.assert_close(attn(x, freqs=freqs, padding_mask=keep), plain, rtol=1e-5, atol=1e-6)
+
+
+def test_cached_context_kv_with_grouped_heads_equals_projecting_every_call():
+    torch.manual_seed(0)
+    attn = Attention(16, 4, dim_context=8, qk_norm="rms", differential=True)  # 4 query heads, 2 context heads
+    x, context = torch.randn(2, 5, 16), torch.randn(2, 7, 8)
+    ks, v = attn.context_kv(context)
+    assert v.shape == (2, 4, 7, 4) and v.is_contiguous() and all(k.shape == (2, 4, 7, 4) for k in ks)
+    torch.testing.assert_close(attn(x, kv=(ks, v)), attn(x, context), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="rotary"):
+        attn(x, kv=(ks, v), freqs=RotaryEmbedding(4)(5))
+
+
+@pytest.mark.parametrize("sinusoidal", [False, True])
+def test_glu_in_place_gate_equals_value_times_activation(sinusoidal):
+    ff = FeedForward(8, mult=2, sinusoidal=sinusoidal)
+    x = torch.randn(3, 5, 8)
+    value, gate = ff.ff[0].proj(x).chunk(2, dim=-1)
+    act = torch.sin(torch.pi * gate) if sinusoidal else F.silu(gate)
+    assert torch.equal(ff.ff[0](x), value * act)
