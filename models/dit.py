@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.config import DiTConfig
-from models.transformer import Attention, FeedForward, RMSNorm, RotaryEmbedding
+from models.transformer import Attention, FeedForward, RMSNorm, RotaryEmbedding, rotary_cos_sin
 
 
 def mlp(dim_in: int, dim: int, dim_out: int, bias: bool) -> nn.Sequential:
@@ -111,7 +111,7 @@ class DiTBlock(nn.Module):
 
     def forward(self, x: Tensor, cond: Tensor, freqs: Tensor, cross_kv, cross_bias: Optional[Tensor],
                 local_embed: Optional[Tensor], padding_mask: Optional[Tensor]) -> Tensor:
-        """x (B, M+T, D); cond (B, 6D) AdaLN condition; freqs (M+T, r) rotary angles;
+        """x (B, M+T, D); cond (B, 6D) AdaLN condition; freqs (M+T, r) rotary angles or their (cos, sin);
         local_embed (B, T, D) added to the T frames; padding_mask (B, M+T)."""
         scale_sa, shift_sa, gate_sa, scale_ff, shift_ff, gate_ff = \
             (self.to_scale_shift_gate + cond).unsqueeze(1).chunk(6, dim=-1)  # each (B, 1, D)
@@ -142,7 +142,7 @@ class Transformer(nn.Module):
         """x (B, T, C_in), global_embed (B, D) -> (B, T, C_out)."""
         B, M = x.shape[0], self.memory_tokens.shape[0]
         x = torch.cat([self.memory_tokens.expand(B, -1, -1), self.project_in(x)], dim=1)  # (B, M+T, D)
-        freqs = self.rotary_pos_emb(x.shape[1], device=x.device)
+        freqs = rotary_cos_sin(self.rotary_pos_emb(x.shape[1], device=x.device))  # once for all layers
         cond = self.global_cond_embedder(global_embed)  # (B, 6D)
         mask = None
         if ctx.padding_mask is not None:  # memory tokens are always valid

@@ -11,7 +11,7 @@ local windows) lives there, and every fast path is tested against plain masked s
 from __future__ import annotations
 
 import math
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -81,16 +81,23 @@ class RotaryEmbedding(nn.Module):
         return torch.cat((freqs, freqs), dim=-1)
 
 
-def apply_rotary(t: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
-    """Rotate the first ``freqs.shape[-1]`` channels of ``t`` (..., n, d) by angles (n, r), in fp32.
+Rotary = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]  # angles (n, r), or their (cos, sin)
+
+
+def rotary_cos_sin(freqs: Rotary) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos, sin) of rotary angles, computed once and shared by every tensor (and layer) they rotate."""
+    return freqs if isinstance(freqs, tuple) else (freqs.cos(), freqs.sin())
+
+
+def apply_rotary(t: torch.Tensor, freqs: Rotary) -> torch.Tensor:
+    """Rotate the first ``r`` channels of ``t`` (..., n, d) by angles (n, r) (or their (cos, sin)), in fp32.
 
     Halves convention (GPT-NeoX / official ``rotate_half``): channel i pairs with i + r/2,
-    ``rot * cos + cat(-x2, x1) * sin``; channels past r pass through unrotated. ``freqs`` may
-    carry broadcast dims (e.g. (n, 1, r) for a (B, n, H, d) tensor). Each half is computed
-    directly (no rotate_half copy, one concatenation): the same products and sums.
+    ``rot * cos + cat(-x2, x1) * sin``; channels past r pass through unrotated. Each half is
+    computed directly (no rotate_half copy, one concatenation): the same products and sums.
     """
-    r, h = freqs.shape[-1], freqs.shape[-1] // 2
-    cos, sin = freqs.cos(), freqs.sin()
+    cos, sin = rotary_cos_sin(freqs)
+    r, h = cos.shape[-1], cos.shape[-1] // 2
     x = t.float()
     x1, x2 = x[..., :h], x[..., h:r]
     first = torch.addcmul(x1 * cos[..., :h], x2, -sin[..., :h])  # x1 cos + (-x2) sin
@@ -270,12 +277,13 @@ class Attention(nn.Module):
         return tuple(k.transpose(1, 2).contiguous() for k in ks), v.transpose(1, 2).contiguous()
 
     def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None, *,
-                freqs: Optional[torch.Tensor] = None, padding_mask: Optional[torch.Tensor] = None,
+                freqs: Optional[Rotary] = None, padding_mask: Optional[torch.Tensor] = None,
                 mask: Optional[torch.Tensor] = None, window: Optional[tuple[int, int]] = None,
                 kv: Optional[tuple[tuple[torch.Tensor, ...], torch.Tensor]] = None) -> torch.Tensor:
         """x (B, N, dim), context (B, Nk, dim_context) -> (B, N, dim).
 
-        freqs: rotary angles (N, r) applied to queries and keys (self-attention).
+        freqs: rotary angles (N, r), or ``rotary_cos_sin`` of them, applied to queries and keys
+            (self-attention).
         padding_mask: (B, N) bool, True = valid frame, for self-attention over a padded batch:
             see ``attend_padded`` (official semantics per device). For true masking on every
             device pass ``mask`` instead.
@@ -299,6 +307,7 @@ class Attention(nn.Module):
             qs = [self.q_norm(q) for q in qs]
         qs = [q.transpose(1, 2) for q in qs]  # (B, H, N, D) views
         if freqs is not None:  # rotary writes head-major copies: the layout sdpa runs fastest on
+            freqs = rotary_cos_sin(freqs)
             qs = [apply_rotary(q, freqs).to(v.dtype) for q in qs]
             ks = [apply_rotary(k, freqs).to(v.dtype) for k in ks]
         if padding_mask is not None:

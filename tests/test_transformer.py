@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.transformer import Attention, FeedForward, RotaryEmbedding, apply_rotary, attend, band_mask
+from models.transformer import (Attention, FeedForward, RotaryEmbedding, apply_rotary, attend, band_mask,
+                                rotary_cos_sin)
 
 
 def _qkv(n, seed=0, b=2, h=3, d=8):
@@ -81,6 +82,7 @@ def test_rotary_halves_equal_rotate_half_in_both_layouts():
     torch.testing.assert_close(apply_rotary(t, freqs), plain, rtol=0, atol=1e-6)
     by_frame = apply_rotary(t.transpose(1, 2), freqs[:, None])  # (B, N, H, D) with (N, 1, r)
     torch.testing.assert_close(by_frame.transpose(1, 2), plain, rtol=0, atol=1e-6)
+    assert torch.equal(apply_rotary(t, rotary_cos_sin(freqs)), apply_rotary(t, freqs))  # cos/sin shared
 
 
 @pytest.mark.parametrize("valid", [6, 4], ids=["all-valid", "padded"])
