@@ -9,7 +9,8 @@ tiny word-level tokenizer of tests/fixtures/golden/t5gemma-b-b-ul2). Prints one 
 duration: seconds of a full 8-step generation (conditioning + sampling + decode, decoded in one
 piece as the official ``generate`` does), each DiT step, the decode, and peak RSS, with the
 exact-math savings on (``fast``) and, with ``--plain``, off (``plain``: ``sample(plain=True)``,
-the official per-step cost) in the same process, so both see the same machine load. Then one
+the official per-step cost) in the same process, so both see the same machine load;
+``cpu_s`` is the process's CPU time over the run (all threads). Then one
 line for an inpaint of a 4 s region in the middle of a 120 s track through ``RealEngine.edit``
 (first edit of the track, which encodes it; then a second edit, which reuses the latents).
 
@@ -68,14 +69,14 @@ def generation(model: StableAudio3, seconds: float, plain: bool) -> dict:
     model.conditioner.prompt.encoder._cache.clear()  # the prompt is encoded in every run
     marks = []
     with PeakRSS() as mem:
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         latents = model.sample(job, generator_noise(torch.Generator().manual_seed(0)),
                                callback=lambda s: marks.append(time.perf_counter()), plain=plain)
         t1 = time.perf_counter()
         model.decode(latents)
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), time.process_time()
     steps = np.diff([t0, *marks])  # the first also holds the conditioning and (fast) the prepare
-    return {"total_s": round(t2 - t0, 3), "sample_s": round(t1 - t0, 3),
+    return {"total_s": round(t2 - t0, 3), "cpu_s": round(c2 - c0, 3), "sample_s": round(t1 - t0, 3),
             "step_s": [round(s, 3) for s in steps], "step_mean_s": round(float(np.mean(steps[1:])), 3),
             "decode_s": round(t2 - t1, 3), "peak_rss_gib": round(mem.peak / GIB, 3)}, latents
 
