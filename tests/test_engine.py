@@ -151,3 +151,13 @@ def test_plan_window():
     assert start == 0 and end >= 20.9 * sr  # 20 s of context in all
     with pytest.raises(ValueError, match="edit them in smaller groups"):
         plan_window((Region(0.0, 10.0), Region(200.0, 210.0)), total, 114.0, None)
+
+
+def test_from_model_wraps_a_built_model(engine):
+    """RealEngine.from_model: an engine over an already-built model gives the same takes."""
+    model = engine._loaded.model
+    wrapped = RealEngine.from_model(model, "small-music")
+    assert wrapped.device == str(model.device) and wrapped.dtype == model.dit.dtype
+    assert wrapped.load("small-music").name == "small-music"  # already loaded: nothing is resolved
+    req = GenerateRequest("rain", 1.0, seed=2)
+    assert np.array_equal(wrapped.generate(req).audio, engine.generate(req).audio)
