@@ -5,10 +5,10 @@ weights and a cache of encoded tracks (a track is encoded once, every later edit
 reuses its latents).
 
 An edit runs on a *window* of the track around its regions: ``context_seconds`` of audio on
-each side (default: the whole track while it fits the model's maximum, else as much context
-as fits). The window is aligned to the latent grid, regenerated with the regions masked,
-decoded only around the regions, and spliced into the full track with equal-power
-crossfades, so outside the regions the result equals the source sample for sample.
+each side (default: the whole track while it fits the model's maximum, else
+``LONG_TRACK_CONTEXT`` seconds). The window is aligned to the latent grid, regenerated with
+the regions masked, decoded only around the regions, and spliced into the full track with
+equal-power crossfades, so outside the regions the result equals the source sample for sample.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from studio.api import (LATENT_HOP, SAMPLE_RATE, Cancelled, EditRequest, EngineE
                         ModelInfo, Progress, Region, Take)
 
 HEADROOM_SECONDS = 6.0  # attended frames past the clip (official duration_padding_sec)
+LONG_TRACK_CONTEXT = 30.0  # seconds heard on each side of an edit in a track longer than the model
 DECODE_MARGIN = 16  # latent frames decoded on each side of the edited span (~1.5 s)
 ENCODE_CACHE = 4  # tracks whose latents are kept
 
@@ -232,7 +233,7 @@ def plan_window(regions, total: int, max_seconds: float, context_seconds: Option
     """(start, end) samples of the part of a ``total``-sample track an edit runs on.
 
     The regions' hull plus ``context_seconds`` each side (None: the whole track when it fits
-    ``max_seconds``, else as much context as fits, centred), clipped to the track and aligned
+    ``max_seconds``, else ``LONG_TRACK_CONTEXT`` as far as it fits), clipped to the track and aligned
     to the latent grid. A hull longer than ``max_seconds`` is an error naming both lengths.
     """
     limit = int(max_seconds * SAMPLE_RATE) // LATENT_HOP * LATENT_HOP
@@ -245,7 +246,7 @@ def plan_window(regions, total: int, max_seconds: float, context_seconds: Option
     if context_seconds is None:
         if end_of_track <= limit:
             return 0, total
-        context = (limit - (last - first)) // 2
+        context = min(int(LONG_TRACK_CONTEXT * SAMPLE_RATE), (limit - (last - first)) // 2)
     else:
         if context_seconds < 0:
             raise ValueError(f"context_seconds must be >= 0, got {context_seconds}")
