@@ -41,7 +41,7 @@ from bench._common import PeakRSS, bf16_support, load_average, rss_bytes  # noqa
 from bench.text import build_encoder  # noqa: E402
 from models.config import load_model_config  # noqa: E402
 from models.sa3 import Generation, StableAudio3  # noqa: E402
-from models.sampling import generator_noise  # noqa: E402
+from models.noise import generator_noise  # noqa: E402
 
 MANIFEST = ROOT / "tests" / "fixtures" / "reference" / "manifests" / "t5gemma-b-b-ul2.json"
 TOKENIZER = ROOT / "tests" / "fixtures" / "golden" / "t5gemma-b-b-ul2"

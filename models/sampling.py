@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from models.config import DiffusionConfig, DistributionShiftConfig
-from models.noise import NoiseSource, generator_noise, recorded_noise  # noqa: F401  (part of this API)
+from models.noise import NoiseSource
 
 SeqLen = Union[int, Tensor]  # one length for all, or (B,) effective lengths in latent frames
 

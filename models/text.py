@@ -18,7 +18,6 @@ read only the ``model.encoder.*`` tensors.
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from pathlib import Path
 from typing import Optional, Sequence, Union

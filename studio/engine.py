@@ -27,10 +27,10 @@ from models import plan
 from models.config import DiffusionModelConfig, load_model_config
 from models.loading import CheckpointError, resolve
 from models.sa3 import Generation, StableAudio3
-from models.sampling import generator_noise
+from models.noise import generator_noise
 from studio import edit
 from studio.catalog import CATALOG, MUSIC, SFX, model_info, prompt_for_model
-from studio.api import (LATENT_HOP, SAMPLE_RATE, Cancelled, EditRequest, EngineError, GenerateRequest,
+from studio.api import (LATENT_HOP, SAMPLE_RATE, EditRequest, EngineError, GenerateRequest,
                         ModelInfo, Progress, Region, Take)
 
 HEADROOM_SECONDS = 6.0  # attended frames past the clip (official duration_padding_sec)

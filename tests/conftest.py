@@ -1,3 +1,4 @@
+import shutil
 import sys
 from pathlib import Path
 
@@ -19,3 +20,13 @@ def golden() -> Path:
 @pytest.fixture
 def reference() -> Path:
     return REFERENCE
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ckpt") / "sa3-small-tiny"
+    folder.mkdir()
+    for name in ("model_config.json", "model.safetensors"):
+        shutil.copy(GOLDEN / "sa3_small_tiny" / name, folder)
+    shutil.copytree(GOLDEN / "t5gemma-b-b-ul2", folder / "t5gemma-b-b-ul2")
+    return folder

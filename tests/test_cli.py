@@ -7,7 +7,6 @@ import pytest
 import soundfile as sf
 
 from studio.__main__ import main
-from tests.test_engine import tiny_checkpoint  # noqa: F401  (module fixture)
 
 
 def test_generate_then_edit_with_regions_and_continuation(tiny_checkpoint, tmp_path, capsys):

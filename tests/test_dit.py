@@ -1,20 +1,16 @@
 """models/dit.py and models/guidance.py: official parity, the exact-math savings, full-size layout."""
 
-import json
-from pathlib import Path
 
 import pytest
 import torch
 
-from models.config import DiTConfig, load_model_config
-from models.dit import DiT, collapse_rows
+from models.dit import collapse_rows
 from models.guidance import apg_project, guide, guided, null_context, prepare_guided
-from models.loading import DIT_PREFIX
 from models.parity.core import Fixture
 from models.parity.dit import assemble_context, load_dit, run_cases
 from models import transformer
 from models.transformer import attend, attend_padded
-from tests.conftest import GOLDEN, REFERENCE
+from tests.conftest import GOLDEN
 
 DIT_FIXTURES = sorted(p.parent.name for p in GOLDEN.glob("dit_*/forward.json"))
 
@@ -213,29 +209,7 @@ def test_null_context_negative_rows():
     assert neg[0, 2].abs().sum() == 0 and neg[0, 3].sum() == 6 and neg[1, 1:].abs().sum() == 0
 
 
-# --------------------------------------------------------------------------- layout
-
-
-RELEASED = {
-    "stable-audio-3-small-music": "stable-audio-3-small-music",
-    "stable-audio-3-small-music-base": "stable-audio-3-small-music",
-    "stable-audio-3-small-sfx": "stable-audio-3-small-music",
-    "stable-audio-3-small-sfx-base": "stable-audio-3-small-music",
-    "stable-audio-3-medium": "stable-audio-3-medium",
-    "stable-audio-3-medium-base": "stable-audio-3-medium",
-}
-
-
-@pytest.mark.parametrize("config", sorted(RELEASED))
-def test_full_size_state_dict_equals_manifest(config):
-    """Built on the meta device: names and shapes equal the released `model.model.` tensors."""
-    cfg = load_model_config(REFERENCE / "configs" / f"{config}.json").diffusion.config
-    with torch.device("meta"):
-        dit = DiT(cfg)
-    ours = {DIT_PREFIX + k: list(v.shape) for k, v in dit.state_dict().items()}
-    manifest = json.loads((REFERENCE / "manifests" / f"{RELEASED[config]}.json").read_text())
-    expected = {e["key"]: e["shape"] for e in manifest["state_dict"] if e["key"].startswith(DIT_PREFIX)}
-    assert ours == expected
+# The full-size layout (names and shapes vs the manifests) is tests/test_inventory.py's.
 
 
 def test_tiny_checkpoint_loads_strictly():

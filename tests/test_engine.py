@@ -1,24 +1,11 @@
 """The real engine end to end on a tiny checkpoint in the released layout (random weights)."""
 
-import shutil
-
 import numpy as np
 import pytest
 
 from studio import edit
 from studio.api import LATENT_HOP, SAMPLE_RATE, Cancelled, EditRequest, EngineError, GenerateRequest, Region
 from studio.engine import RealEngine, plan_window
-from tests.conftest import GOLDEN
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ckpt") / "sa3-small-tiny"
-    folder.mkdir()
-    for name in ("model_config.json", "model.safetensors"):
-        shutil.copy(GOLDEN / "sa3_small_tiny" / name, folder)
-    shutil.copytree(GOLDEN / "t5gemma-b-b-ul2", folder / "t5gemma-b-b-ul2")
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from models import plan
 from models.loading import Checkpoint
 from models.parity.__main__ import main as parity_main
 from models.sa3 import Generation, StableAudio3
-from models.sampling import generator_noise
+from models.noise import generator_noise
 from tests.conftest import GOLDEN
 
 

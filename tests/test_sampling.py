@@ -8,8 +8,9 @@ import torch
 from models.config import DistributionShiftConfig, load_model_config
 from models.parity.conditioning import run_schedules
 from models.parity.core import Fixture, check
-from models.sampling import (FluxShift, FullShift, LogSNRShift, build_schedule, effective_seq_len, generator_noise,
-                             recorded_noise, sample_euler, sample_pingpong, sampling_shift, schedule_from)
+from models.noise import generator_noise, recorded_noise
+from models.sampling import (FluxShift, FullShift, LogSNRShift, build_schedule, effective_seq_len, sample_euler,
+                             sample_pingpong, sampling_shift, schedule_from)
 from tests.conftest import GOLDEN
 
 MODELS = ["sa3_small_tiny", "sa3_medium_tiny"]

@@ -19,7 +19,8 @@ from models.config import load_model_config
 from models.loading import Checkpoint
 from models.parity.core import GENERATE_REL_TOL, CaseResult, Fixture, check, check_sum
 from models.sa3 import Generation, StableAudio3
-from models.sampling import build_schedule, recorded_noise, sampling_shift
+from models.noise import recorded_noise
+from models.sampling import build_schedule, sampling_shift
 
 # The official generate()'s defaults (its sample_size default, not the config's, caps lengths).
 DEFAULTS = dict(batch_size=1, steps=8, cfg_scale=1.0, apg_scale=1.0, duration_padding_sec=6.0,

@@ -127,6 +127,19 @@ def set_region(page, index: int, start: float | None = None, end: float | None =
                 ".querySelector('input.' + c).value) - v) < 1e-6", arg=[index, cls, value])
 
 
+def export_current(page, path: Path) -> Path:
+    """Export the current version as 32-bit float WAV and download it through the browser to ``path``."""
+    page.get_by_label("WAV · 32-bit float").check()
+    page.click("#export-current")
+    wait_status(page, "Exported")
+    link = page.locator("#exported a").first
+    link.wait_for()
+    response = page.request.get(link.get_attribute("href"))
+    assert response.ok
+    path.write_bytes(response.body())
+    return path
+
+
 def take_count(page) -> int:
     return page.locator("#takes input[type=radio]").count()
 

@@ -12,7 +12,7 @@ import soundfile as sf
 
 from studio.api import SAMPLE_RATE, Region
 from studio.edit import region_mask
-from .helpers import (drag_region, open_page, paint_region, screenshot, set_region, start_app, take_count,
+from .helpers import (drag_region, export_current, open_page, paint_region, screenshot, set_region, start_app, take_count,
                       time_to_x, upload, wait_attr, wait_status, wait_text, write_clip)
 
 
@@ -84,15 +84,7 @@ def test_paint_generate_compare_accept_export(studio, browser, tmp_path):
     assert take_count(page) == 1
     wait_attr(page, "ready", "1")
 
-    page.get_by_label("WAV · 32-bit float").check()
-    page.click("#export-current")
-    wait_status(page, "Exported")
-    link = page.locator("#exported a").first
-    link.wait_for()
-    response = page.request.get(link.get_attribute("href"))
-    assert response.ok
-    exported_path = tmp_path / "exported.wav"
-    exported_path.write_bytes(response.body())
+    exported_path = export_current(page, tmp_path / "exported.wav")
     screenshot(page, "07-exported")
 
     sidecar = json.loads(next(sessions.glob("*/exports/*.json")).read_text())

@@ -4,28 +4,20 @@ brush, type one, generate, A/B, accept, undo, export; outside the regions the ex
 source sample for sample."""
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 import soundfile as sf
 
 from studio.api import SAMPLE_RATE, Region
 from studio.edit import region_mask
-from tests.conftest import GOLDEN
-from .helpers import (drag_region, open_page, paint_region, screenshot, set_region, start_app, take_count,
+from .helpers import (drag_region, export_current, open_page, paint_region, screenshot, set_region, start_app, take_count,
                       upload, wait_attr, wait_status, wait_text, write_clip)
 
 
 @pytest.fixture(scope="module")
-def studio(browser, tmp_path_factory):
-    ckpt = tmp_path_factory.mktemp("ckpt") / "sa3-small-tiny"
-    ckpt.mkdir()
-    for name in ("model_config.json", "model.safetensors"):
-        shutil.copy(GOLDEN / "sa3_small_tiny" / name, ckpt)
-    shutil.copytree(GOLDEN / "t5gemma-b-b-ul2", ckpt / "t5gemma-b-b-ul2")
+def studio(browser, tiny_checkpoint, tmp_path_factory):
     sessions = tmp_path_factory.mktemp("sessions")
-    proc, url = start_app(sessions, "--model", str(ckpt), fake=False)
+    proc, url = start_app(sessions, "--model", str(tiny_checkpoint), fake=False)
     yield url, sessions
     proc.terminate()
     proc.wait(timeout=30)
@@ -61,13 +53,7 @@ def test_real_engine_flow(studio, browser, tmp_path):
     page.click("#redo")
     wait_text(page, "#versions", "Version 2 of 2")
 
-    page.get_by_label("WAV · 32-bit float").check()
-    page.click("#export-current")
-    wait_status(page, "Exported")
-    link = page.locator("#exported a").first
-    link.wait_for()
-    exported = tmp_path / "exported.wav"
-    exported.write_bytes(page.request.get(link.get_attribute("href")).body())
+    exported = export_current(page, tmp_path / "exported.wav")
 
     import json
     sidecar = json.loads(next(sessions.glob("*/exports/*.json")).read_text())
