@@ -135,16 +135,19 @@ class StableAudio3(nn.Module):
         return n // self.downsampling_ratio
 
     @torch.no_grad()
-    def encode(self, audio: Tensor, chunked: bool = False) -> Tensor:
-        """(B, 2, N) audio at 44.1 kHz -> (B, C, ceil(N / 4096)) latents."""
+    def encode(self, audio: Tensor, chunked: bool = False, window: int = 128) -> Tensor:
+        """(B, 2, N) audio at 44.1 kHz -> (B, C, ceil(N / 4096)) latents; ``chunked``: in windows
+        of ``window`` latents overlapping by 32 (official default window: 128), bounding memory."""
         audio = audio.to(self.device)
-        return self.same.encode_chunked(audio) if chunked else self.same.encode(audio)
+        return self.same.encode_chunked(audio, chunk_size=window) if chunked else self.same.encode(audio)
 
     @torch.no_grad()
-    def decode(self, latents: Tensor, chunked: bool = False, noise: Optional[NoiseSource] = None) -> Tensor:
-        """Latents -> audio; ``noise`` replays the official decoder's inference noise (parity)."""
+    def decode(self, latents: Tensor, chunked: bool = False, noise: Optional[NoiseSource] = None,
+               window: int = 128) -> Tensor:
+        """Latents -> audio; ``chunked`` as ``encode``; ``noise`` replays the official decoder's
+        inference noise (parity)."""
         if chunked:
-            return self.same.decode_chunked(latents, noise=noise)
+            return self.same.decode_chunked(latents, chunk_size=window, noise=noise)
         return self.same.decode(latents, noise=noise, trim=False)
 
     @torch.no_grad()

@@ -62,7 +62,7 @@ class EditRequest:
     seed: int
     steps: int | None = None
     continue_seconds: float = 0.0      # > 0 appends that much new audio after the source
-    context_seconds: float | None = None  # audio around regions the model sees; None: all (30 s on long tracks)
+    context_seconds: float | None = None  # audio around regions the model sees; None: all (15 s on long tracks)
     crossfade_ms: float = 30.0         # equal-power crossfade at each region border
     strength: float = 1.0              # 1.0 regenerates regions from noise; < 1 keeps their shape
 

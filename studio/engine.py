@@ -34,8 +34,12 @@ from studio.api import (LATENT_HOP, SAMPLE_RATE, EditRequest, EngineError, Gener
                         ModelInfo, Progress, Region, Take)
 
 HEADROOM_SECONDS = 6.0  # attended frames past the clip (official duration_padding_sec)
-LONG_TRACK_CONTEXT = 30.0  # seconds heard on each side of an edit in a track longer than the model
-DECODE_MARGIN = 16  # latent frames decoded on each side of the edited span (~1.5 s)
+LONG_TRACK_CONTEXT = 15.0  # seconds heard on each side of an edit in a track longer than the model
+DECODE_MARGIN = 16
+# Longer spans are encoded/decoded in windows of this many latents (~48 s): peak memory stays
+# that of one window, and with the official 32-latent overlap the extra work is ~7%
+# (the official 128-latent windows cost ~40% more than one pass).
+CODEC_WINDOW = 512  # latent frames decoded on each side of the edited span (~1.5 s)
 ENCODE_CACHE = 4  # tracks whose latents are kept
 
 
@@ -204,14 +208,14 @@ class RealEngine:
 
     def _decode(self, model: StableAudio3, latents: torch.Tensor, progress) -> np.ndarray:
         _report(progress, "decode", 0, 1)
-        chunked = latents.shape[-1] > 256  # ~24 s: bound peak memory on long spans
-        audio = model.decode(latents, chunked=chunked)[..., : latents.shape[-1] * LATENT_HOP]
+        chunked = latents.shape[-1] > CODEC_WINDOW
+        audio = model.decode(latents, chunked, window=CODEC_WINDOW)[..., : latents.shape[-1] * LATENT_HOP]
         _report(progress, "decode", 1, 1)
         return audio.float().clamp(-1, 1).cpu().numpy()
 
     def _encode(self, audio: np.ndarray, model: StableAudio3) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None]
-        return model.encode(x, chunked=x.shape[-1] > 256 * LATENT_HOP).float().cpu()
+        return model.encode(x, x.shape[-1] > CODEC_WINDOW * LATENT_HOP, window=CODEC_WINDOW).float().cpu()
 
     def _source_latents(self, source: np.ndarray, model: StableAudio3, progress) -> torch.Tensor:
         """The whole track's latents, encoded once per track (keyed by its samples)."""
