@@ -16,6 +16,7 @@ from studio.audio_io import atomic_write, read_track, write_json
 
 PEAK_COLUMNS = 2400     # enough for a full-width painter zoomed in 2x on a wide screen
 MAX_SPEC_COLUMNS = 3000  # PNG width cap; the browser stretches it onto the time axis
+N_FFT = 2048
 N_MELS = 160
 
 
@@ -32,15 +33,25 @@ def peaks(audio: np.ndarray, columns: int = PEAK_COLUMNS) -> list[list[float]]:
     return out
 
 
+def _power_stft(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """|STFT|^2 (1 + n_fft/2, frames), centred frames, periodic Hann window. Plain numpy (as
+    is the dB scale below): librosa.stft's and power_to_db's numba kernels take ~25 s to
+    compile on a fresh install, which the first clip a musician loads would wait for."""
+    frames = np.lib.stride_tricks.sliding_window_view(np.pad(x, n_fft // 2), n_fft)[::hop]
+    window = np.hanning(n_fft + 1)[:-1].astype(np.float32)
+    return (np.abs(np.fft.rfft(frames * window, axis=-1)) ** 2).T
+
+
 def spectrogram_rgb(audio: np.ndarray) -> np.ndarray:
     """(N_MELS, T, 3) uint8 image of the mono mix's mel spectrogram in dB (top = high frequency)."""
     import librosa
     from matplotlib import colormaps
     mono = audio.mean(axis=0)
     hop = max(256, int(np.ceil(len(mono) / MAX_SPEC_COLUMNS)))
-    mel = librosa.feature.melspectrogram(y=mono, sr=SAMPLE_RATE, n_fft=2048, hop_length=hop,
-                                         n_mels=N_MELS, fmax=SAMPLE_RATE / 2)
-    db = librosa.power_to_db(mel, ref=max(float(mel.max()), 1e-10), top_db=80.0)
+    fb = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmax=SAMPLE_RATE / 2)
+    mel = fb @ _power_stft(mono, N_FFT, hop)
+    db = 10 * np.log10(np.maximum(mel, 1e-10) / max(float(mel.max()), 1e-10))  # dB re the peak
+    db = np.maximum(db, -80.0)
     norm = (db + 80.0) / 80.0
     rgb = colormaps["magma"](norm[::-1])[..., :3]
     return (rgb * 255).astype(np.uint8)
