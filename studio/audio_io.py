@@ -55,8 +55,10 @@ def load_audio(path: str | os.PathLike, limits: Limits = Limits()) -> tuple[np.n
     if note:
         notes.append(note)
     if sr != SAMPLE_RATE:
-        import librosa
-        data = librosa.resample(data, orig_sr=sr, target_sr=SAMPLE_RATE, axis=-1)
+        # soxr directly (librosa's default resampler): librosa.resample's first call compiles
+        # numba kernels for ~25 s on a fresh install, which an upload would wait for.
+        import soxr
+        data = soxr.resample(np.ascontiguousarray(data.T), sr, SAMPLE_RATE, quality="HQ").T
         notes.append(f"resampled {sr} Hz → {SAMPLE_RATE} Hz")
     audio = np.ascontiguousarray(data, dtype=np.float32)
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0

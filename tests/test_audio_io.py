@@ -118,3 +118,11 @@ def test_write_refuses_bad_shapes_and_formats(tmp_path):
         audio_io.write_audio(tmp_path / "x.wav", np.zeros((1, 10), np.float32))
     with pytest.raises(ValueError, match="fmt must be"):
         audio_io.write_audio(tmp_path / "x.wav", np.zeros((2, 10), np.float32), "mp3")
+
+
+def test_resampling_keeps_pitch_and_length(tmp_path):
+    sf.write(tmp_path / "h.wav", tone(48000, 2, 48000), 48000, subtype="FLOAT")  # 1 s of 440 Hz
+    audio, note = load_audio(tmp_path / "h.wav")
+    assert note == "resampled 48000 Hz → 44100 Hz" and audio.shape == (2, SR)
+    spectrum = np.abs(np.fft.rfft(audio[0]))
+    assert abs(np.argmax(spectrum) * SR / audio.shape[1] - 440) <= 1
