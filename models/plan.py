@@ -7,13 +7,13 @@ Pure functions of numbers and small tensors, shared by the model-level ``generat
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from models.config import SameConfig
+from models.sampling import effective_seq_len
 
 def audio_length(same: SameConfig, sample_size: int, seconds_total: float, padding_seconds: float,
                  sample_rate: int) -> int:
@@ -61,14 +61,9 @@ def to_latent_mask(mask: torch.Tensor, n_latents: int) -> torch.Tensor:
     return F.interpolate(mask.unsqueeze(1), size=n_latents, mode="nearest").squeeze(1)
 
 
-def effective_lengths(seconds: Sequence[float], sample_rate: int, ratio: int) -> torch.Tensor:
-    """Latent frames that hold each item's real audio: ceil(int(s * sr) / ratio), float32."""
-    return torch.tensor([math.ceil(int(s * sample_rate) / ratio) for s in seconds], dtype=torch.float32)
-
-
 def padding_mask(seconds: Sequence[float], headroom_seconds: float, sample_rate: int, ratio: int,
                  n_latents: int) -> torch.Tensor:
     """(B, n_latents) bool, True = attended: each item's length plus the headroom."""
     headroom = int(headroom_seconds * sample_rate / ratio)
-    valid = (effective_lengths(seconds, sample_rate, ratio) + headroom).clamp(max=n_latents).long()
+    valid = (effective_seq_len(seconds, sample_rate, ratio) + headroom).clamp(max=n_latents).long()
     return torch.arange(n_latents)[None, :] < valid[:, None]

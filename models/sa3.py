@@ -97,13 +97,15 @@ class StableAudio3(nn.Module):
     @classmethod
     def from_checkpoint(cls, ckpt: Checkpoint, device="cpu", dtype: torch.dtype = torch.float32,
                         text_encoder_folder: Optional[Path] = None,
-                        text_dtype: Optional[torch.dtype] = None) -> "StableAudio3":
+                        text_dtype: Optional[torch.dtype] = None,
+                        config_path: Optional[Path] = None) -> "StableAudio3":
         """Load a full checkpoint folder; every tensor goes straight to ``device``/``dtype``.
 
         ``text_encoder_folder`` overrides the checkpoint's ``t5gemma-b-b-ul2/`` (the tiny test
         models keep it beside the checkpoint). ``text_dtype`` defaults to what the device runs fast.
+        ``config_path`` overrides ``model_config.json`` (a -base variant: same weights).
         """
-        cfg = load_model_config(ckpt.config_path)
+        cfg = load_model_config(config_path or ckpt.config_path)
         if not isinstance(cfg, DiffusionModelConfig):
             raise ValueError(f"{ckpt.folder} holds an autoencoder, not an SA3 diffusion model")
         text = load_text_encoder(text_encoder_folder or ckpt.text_encoder_folder, device, text_dtype,

@@ -20,7 +20,7 @@ from models.loading import Checkpoint
 from models.parity.core import GENERATE_REL_TOL, CaseResult, Fixture, check, check_sum
 from models.sa3 import Generation, StableAudio3
 from models.noise import recorded_noise
-from models.sampling import build_schedule, sampling_shift
+from models.sampling import build_schedule, effective_seq_len, sampling_shift
 
 # The official generate()'s defaults (its sample_size default, not the config's, caps lengths).
 DEFAULTS = dict(batch_size=1, steps=8, cfg_scale=1.0, apg_scale=1.0, duration_padding_sec=6.0,
@@ -34,10 +34,8 @@ UNDERSTOOD = set(DEFAULTS) | {"prompt", "negative_prompt", "duration", "seed", "
 def _model(folder: Path, config_name: str) -> StableAudio3:
     ckpt = Checkpoint(folder)
     cfg_path = folder / config_name
-    model = StableAudio3.from_checkpoint(ckpt, text_encoder_folder=_text_folder(folder, cfg_path),
-                                         text_dtype=torch.float32)
-    model.cfg = load_model_config(cfg_path)  # the -base variant: same weights, other objective
-    return model
+    return StableAudio3.from_checkpoint(ckpt, text_encoder_folder=_text_folder(folder, cfg_path),
+                                        text_dtype=torch.float32, config_path=cfg_path)
 
 
 def _text_folder(folder: Path, cfg_path: Path) -> Path:
@@ -161,14 +159,14 @@ def _intermediates(fx: Fixture, model: StableAudio3, name: str, job: Generation,
     cond = model.conditioner(job.prompts, job.seconds)
     local = model._local_add_cond(job, job.batch_size, model.cfg.io_channels, job.latent_length)
     ours = {
-        "effective_seq_len": plan.effective_lengths(job.seconds, model.sample_rate, model.downsampling_ratio),
+        "effective_seq_len": effective_seq_len(job.seconds, model.sample_rate, model.downsampling_ratio),
         "padding_mask": plan.padding_mask(job.seconds, job.headroom_seconds, model.sample_rate,
                                           model.downsampling_ratio, job.latent_length),
         "local_add_cond": local,
         "global_cond": cond.global_cond,
     }
     sigma_max = job.init_noise_level if job.init is not None else 1.0
-    lengths = plan.effective_lengths(job.seconds, model.sample_rate, model.downsampling_ratio)
+    lengths = effective_seq_len(job.seconds, model.sample_rate, model.downsampling_ratio)
     ours["sigmas"] = build_schedule(job.steps, sigma_max, sampling_shift(model.cfg.diffusion), lengths)
     for key, value in ours.items():
         if f"{name}_{key}" in T:
