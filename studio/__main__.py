@@ -83,20 +83,22 @@ def main(argv=None) -> int:
     seed = args.seed if args.seed is not None else random.randrange(2**31)
     engine = RealEngine(device=args.device, token=args.token)
     try:
-        info = engine.load(args.model or default_model(), progress=_print_progress)
+        model = args.model or default_model()
         if args.command == "generate":
             init = audio_io.load_audio(args.init)[0] if args.init else None
-            req = GenerateRequest(args.prompt, args.seconds, seed, args.steps, init, args.strength)
+            req = GenerateRequest(model=model, prompt=args.prompt, seconds=args.seconds, seed=seed, steps=args.steps,
+                                  init_audio=init, init_strength=args.strength)
             take = engine.generate(req, progress=_print_progress)
-            prompt = args.prompt
         else:
             source, note = audio_io.load_audio(args.source)
             if note:
                 print(f"note: {args.source.name}: {note}", file=sys.stderr)
-            req = EditRequest(source, args.regions, args.prompt, seed, args.steps, args.continue_seconds,
-                              args.context, args.crossfade_ms, args.strength)
+            req = EditRequest(model=model, source=source, regions=args.regions, prompt=args.prompt, seed=seed,
+                              steps=args.steps, continue_seconds=args.continue_seconds,
+                              context_seconds=args.context, crossfade_ms=args.crossfade_ms, strength=args.strength)
             take = engine.edit(req, progress=_print_progress)
-            prompt = args.prompt
+        info = engine.describe(model)
+        prompt = args.prompt
     except (EngineError, ValueError) as e:
         print(f"\nerror: {e}", file=sys.stderr)
         return 1

@@ -13,11 +13,11 @@ SMALL_SECONDS = 5292032 / 44100
 MEDIUM_SECONDS = 16777216 / 44100
 
 CATALOG = (
-    ModelInfo("small-music", "Small · music", "music",
+    ModelInfo("small-music", "Small · music",
               "Runs on a laptop CPU (about 6 GB of memory); a GPU makes it faster.", SMALL_SECONDS, MUSIC, 8),
-    ModelInfo("small-sfx", "Small · sound effects", "sfx",
+    ModelInfo("small-sfx", "Small · sound effects",
               "Runs on a laptop CPU (about 6 GB of memory); a GPU makes it faster.", SMALL_SECONDS, SFX, 8),
-    ModelInfo("medium", "Medium · music and sound", "music",
+    ModelInfo("medium", "Medium · music and sound",
               "Needs an NVIDIA GPU with 12 GB of memory or more.", MEDIUM_SECONDS, MUSIC, 8),
 )
 

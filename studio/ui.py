@@ -257,8 +257,8 @@ class _Handlers:
         """Load the picked model now, so a download shows its progress before the first edit."""
         info = self.models[name]
         try:
-            self.engine.load(name, lambda stage, done, total: progress(done / max(total, 1),
-                                                                       desc=f"Loading {info.label}"))
+            self.engine.prepare(name, lambda stage, done, total: progress(done / max(total, 1),
+                                                                          desc=f"Loading {info.label}"))
             msg = f"Model **{info.label}** ready."
         except EngineError as e:
             msg = f"⚠️ {_sentence(e)}"
@@ -289,18 +289,17 @@ class _Handlers:
             if not regions and cont <= 0:
                 raise ValueError("Paint at least one region (or set “continue by”) before generating.")
             s.path("cancel").unlink(missing_ok=True)
-            info = self.engine.load(model, _progress(progress, s.path("cancel"), 0, 1))
-        except Cancelled:
-            return self.failed(s, painter, None, ValueError("Cancelled while loading the model.")) + [seed]
+            info = self.models[model]
         except PROBLEMS as e:
             return self.failed(s, painter, None, e) + [seed]
         settings = {"steps": int(steps), "strength": float(strength), "crossfade_ms": float(crossfade),
                     "continue_seconds": cont}
         made, msg, flag = [], "", s.path("cancel")
         for k in range(int(n_takes)):
-            req = EditRequest(source, regions, prompt or "", seed + k, int(steps),
-                              cont, None, float(crossfade), float(strength))
             try:
+                req = EditRequest(model=model, source=source, regions=regions, prompt=prompt or "", seed=seed + k,
+                                  steps=int(steps), continue_seconds=cont, crossfade_ms=float(crossfade),
+                                  strength=float(strength))
                 take = self.engine.edit(req, _progress(progress, flag, k, int(n_takes)))
             except Cancelled:
                 msg = f"Cancelled after {len(made)} of {int(n_takes)} takes; finished takes are kept."
@@ -318,8 +317,7 @@ class _Handlers:
         seed = secrets.randbelow(2**31) if random_seed else int(seed or 0)
         s.path("cancel").unlink(missing_ok=True)
         try:
-            self.engine.load(model, _progress(progress, s.path("cancel"), 0, 1))
-            req = GenerateRequest(prompt or "", float(seconds), seed)
+            req = GenerateRequest(model=model, prompt=prompt or "", seconds=float(seconds), seed=seed)
             take = self.engine.generate(req, _progress(progress, s.path("cancel"), 0, 1))
         except Cancelled:
             return self.failed(s, painter, None, ValueError("Cancelled.")) + [seed]
