@@ -294,7 +294,7 @@ class _Handlers:
             return self.failed(s, painter, None, e) + [seed]
         settings = {"steps": int(steps), "strength": float(strength), "crossfade_ms": float(crossfade),
                     "continue_seconds": cont}
-        made, msg, flag = [], "", s.path("cancel")
+        made, msg, flag, notes = [], "", s.path("cancel"), []
         for k in range(int(n_takes)):
             try:
                 req = EditRequest(model=model, source=source, regions=regions, prompt=prompt or "", seed=seed + k,
@@ -308,9 +308,11 @@ class _Handlers:
                 return self.failed(s, painter, made[-1] if made else None, e) + [seed]
             s, rec = session.add_take(s, take, req.prompt, {**settings, "prefix": info.prompt_prefix})
             made.append(rec.id)
+            notes += [n for n in take.notes if n not in notes]
         flag.unlink(missing_ok=True)
         if made and not msg:
             msg = f"{len(made)} take{'s' if len(made) > 1 else ''} ready (seed {seed}). Press B to compare."
+        msg = " ".join([msg, *notes])
         return self.view(s, painter, msg, made[0] if made else None) + [seed]
 
     def generate_source(self, s, painter, prompt, seconds, seed, random_seed, model, progress=gr.Progress()):
@@ -376,6 +378,9 @@ def _progress(progress, flag: Path, k: int, n: int):
     def report(stage: str, done: int, total: int) -> None:
         if flag.exists():
             raise Cancelled()
+        if stage == "queue":
+            progress(0.0, desc=f"Waiting for the engine: {done} job{'s' if done > 1 else ''} ahead")
+            return
         span = 0.85 if stage == "steps" else 0.05
         frac = (k + weights.get(stage, 0) + span * done / max(total, 1)) / n
         progress(min(frac, 1.0), desc=f"Take {k + 1}/{n} · {stage} {done}/{total}")

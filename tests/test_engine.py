@@ -164,3 +164,34 @@ def test_from_model_wraps_a_built_model(engine):
     assert wrapped.prepare(MODEL).name == MODEL  # already loaded: nothing is resolved
     req = gen("rain", 1.0, seed=2)
     assert np.array_equal(wrapped.generate(req).audio, engine.generate(req).audio)
+
+
+def test_an_over_long_prompt_is_noted_on_the_take(engine, track):
+    encoder = engine._loaded[MODEL].model.conditioner.prompt.encoder
+    words = " ".join(f"word{i}" for i in range(encoder.max_length + 50))
+    take = engine.edit(ed(track, (Region(0.5, 1.0),), words, seed=1))
+    assert len(take.notes) == 1 and f"reads only the first {encoder.max_length}" in take.notes[0]
+    assert engine.edit(ed(track, (Region(0.5, 1.0),), "short", seed=1)).notes == ()
+
+
+def test_a_model_switch_frees_the_old_model_before_loading_the_new(tmp_path, tiny_checkpoint, monkeypatch):
+    """Peak memory of a switch is one model: the old one is unreachable when the new one is read."""
+    import gc
+    import shutil
+    import weakref
+    from models.sa3 import StableAudio3
+    other = tmp_path / "other"
+    shutil.copytree(tiny_checkpoint, other)
+    e = RealEngine()
+    e.prepare(str(tiny_checkpoint))
+    old = weakref.ref(e._loaded[str(tiny_checkpoint)].model)
+    alive_at_load = []
+    original = StableAudio3.from_checkpoint.__func__
+
+    def spy(cls, *a, **k):
+        gc.collect()
+        alive_at_load.append(old() is not None)
+        return original(cls, *a, **k)
+    monkeypatch.setattr(StableAudio3, "from_checkpoint", classmethod(spy))
+    e.prepare(str(other))
+    assert alive_at_load == [False] and e.loaded() == [str(other)]
