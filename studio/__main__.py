@@ -15,7 +15,7 @@ import random
 import sys
 from pathlib import Path
 
-from studio.api import Cancelled, EditRequest, EngineError, GenerateRequest, Region
+from studio.api import Cancelled, EditRequest, EngineError, GenerateRequest, Guidance, Region
 
 FORMATS = {".wav": "wav24", ".flac": "flac"}
 
@@ -41,7 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--token", default=None, help="Hugging Face token for gated repos (default: HF_TOKEN / login)")
     common.add_argument("--seed", type=int, default=None, help="random seed; the same seed gives the same take "
                                                                 "(default: random, printed)")
-    common.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's, 8)")
+    common.add_argument("--steps", type=int, default=None,
+                        help="sampling steps (default: the model's: 8, or 50 for -base models)")
+    common.add_argument("--cfg", type=float, default=None,
+                        help="-base models: classifier-free guidance scale (default 7; 1 turns guidance off)")
+    common.add_argument("--apg", type=float, default=1.0,
+                        help="-base models: adaptive projected guidance, 1 = full APG, 0 = plain CFG (default 1)")
+    common.add_argument("--negative-prompt", default="", help="-base models: what the take should avoid")
     common.add_argument("-o", "--output", type=Path, required=True,
                         help="output file, .wav (24-bit) or .flac; a .json side-car is written beside it")
     parser = argparse.ArgumentParser(prog="python -m studio", description=__doc__.split("\n\n")[0],
@@ -87,7 +93,7 @@ def main(argv=None) -> int:
         if args.command == "generate":
             init = audio_io.load_audio(args.init)[0] if args.init else None
             req = GenerateRequest(model=model, prompt=args.prompt, seconds=args.seconds, seed=seed, steps=args.steps,
-                                  init_audio=init, init_strength=args.strength)
+                                  init_audio=init, init_strength=args.strength, guidance=_guidance(args))
             take = engine.generate(req, progress=_print_progress)
         else:
             source, note = audio_io.load_audio(args.source)
@@ -95,7 +101,8 @@ def main(argv=None) -> int:
                 print(f"note: {args.source.name}: {note}", file=sys.stderr)
             req = EditRequest(model=model, source=source, regions=args.regions, prompt=args.prompt, seed=seed,
                               steps=args.steps, continue_seconds=args.continue_seconds,
-                              context_seconds=args.context, crossfade_ms=args.crossfade_ms, strength=args.strength)
+                              context_seconds=args.context, crossfade_ms=args.crossfade_ms, strength=args.strength,
+                              guidance=_guidance(args))
             take = engine.edit(req, progress=_print_progress)
         info = engine.describe(model)
         prompt = args.prompt
@@ -111,6 +118,10 @@ def main(argv=None) -> int:
     print(f"\nwrote {audio_path} ({take.audio.shape[1] / 44100:.2f} s, seed {seed}, {take.elapsed:.1f} s) "
           f"and {json_path.name}", file=sys.stderr)
     return 0
+
+
+def _guidance(args) -> Guidance:
+    return Guidance(cfg_scale=args.cfg, apg_scale=args.apg, negative_prompt=args.negative_prompt)
 
 
 def _print_progress(stage: str, done: int, total: int) -> None:

@@ -9,7 +9,7 @@ they are made, so a request that exists is a valid one (ValueError with one sent
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import numpy as np
@@ -19,6 +19,7 @@ LATENT_HOP = 4096  # samples per latent frame of SAME (the grid regions snap to)
 MAX_STEPS = 500    # sampling steps a request may ask for (the -base models' official default is 50)
 MAX_SEED = 2**63 - 1
 MAX_REGIONS = 64   # regions in one edit
+MAX_CFG = 25.0     # the official UI's CFG slider range
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total); raise Cancelled to stop
 # stages: "queue" (done = jobs ahead), "load", "encode", "steps", "decode"
@@ -40,6 +41,11 @@ class ModelInfo:
     max_seconds: float  # longest track the model generates
     prompt_prefix: str  # prepended to every prompt (shown in the UI)
     default_steps: int
+    default_cfg: float = 1.0  # > 1: a -base model sampled with guidance (CFG/APG, negative prompt)
+
+    @property
+    def guided(self) -> bool:
+        return self.default_cfg != 1.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,6 +70,24 @@ class Region:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Guidance:
+    """Classifier-free guidance for -base models (post-trained models ignore it: they need none)."""
+    cfg_scale: float | None = None  # None: the model's default_cfg (official UI: 7 for -base)
+    apg_scale: float = 1.0          # 1 = full adaptive projected guidance, 0 = vanilla CFG
+    negative_prompt: str = ""       # what the unconditional branch hears instead of silence
+
+    def __post_init__(self):
+        if self.cfg_scale is not None:
+            _finite("CFG scale", self.cfg_scale)
+            if not 0 <= self.cfg_scale <= MAX_CFG:
+                raise ValueError(f"CFG scale must be from 0 to {MAX_CFG:g}, got {self.cfg_scale:g}.")
+        _finite("APG scale", self.apg_scale)
+        if not 0 <= self.apg_scale <= 1:
+            raise ValueError(f"APG scale must be from 0 to 1, got {self.apg_scale:g}.")
+        check_prompt(self.negative_prompt, "The negative prompt")
+
+
+@dataclass(frozen=True, kw_only=True)
 class GenerateRequest:
     model: str                             # a name from Engine.models(), a repo id or a folder
     prompt: str                            # as the user typed it; the engine adds ModelInfo.prompt_prefix
@@ -72,6 +96,7 @@ class GenerateRequest:
     steps: int | None = None               # None: the model's default_steps
     init_audio: np.ndarray | None = None   # (2, N) float32 at SAMPLE_RATE, for audio-to-audio
     init_strength: float = 1.0             # 1 ignores init_audio; lower keeps more of it (> 0)
+    guidance: Guidance = field(default_factory=Guidance)
     loras: tuple[LoraSpec, ...] = ()
 
     def __post_init__(self):
@@ -92,6 +117,7 @@ class EditRequest:
     context_seconds: float | None = None  # audio heard each side of the regions; None: the engine's default
     crossfade_ms: float = 30.0         # equal-power crossfade at each region border
     strength: float = 1.0              # 1 regenerates regions from noise; lower keeps their shape (> 0)
+    guidance: Guidance = field(default_factory=Guidance)
     loras: tuple[LoraSpec, ...] = ()
 
     def __post_init__(self):

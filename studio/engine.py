@@ -31,7 +31,7 @@ from models.loading import CheckpointError, resolve
 from models.sa3 import Generation, StableAudio3
 from models.noise import generator_noise
 from studio import edit
-from studio.catalog import CATALOG, MUSIC, SFX, model_info, prompt_for_model
+from studio.catalog import BASE_CFG, BASE_STEPS, CATALOG, MUSIC, SFX, model_info, prompt_for_model
 from studio.api import (LATENT_HOP, SAMPLE_RATE, Cancelled, EditRequest, EngineError, GenerateRequest,
                         ModelInfo, Progress, Region, Take, check_finite, check_length)
 from studio.jobs import JobQueue
@@ -155,7 +155,7 @@ class RealEngine:
         job = Generation((prompt,), (float(req.seconds),), L,
                          req.steps or info.default_steps, init=init,
                          init_noise_level=float(req.init_strength), headroom_seconds=HEADROOM_SECONDS,
-                         monotonic_init=True)
+                         monotonic_init=True, **_guidance(req.guidance, info, 1))
         latents = self._sample(model, job, torch.Generator().manual_seed(int(req.seed)), progress)
         n = edit.to_samples(req.seconds)
         audio = self._decode(model, latents[..., : -(-n // LATENT_HOP)], progress)[0, :, :n]
@@ -214,7 +214,8 @@ class RealEngine:
         strength = float(req.strength)
         job = Generation(prompts, (seconds,) * len(groups), L, req.steps or info.default_steps,
                          reference=reference, keep=keep, init=reference if strength < 1 else None,
-                         init_noise_level=strength, headroom_seconds=HEADROOM_SECONDS, monotonic_init=True)
+                         init_noise_level=strength, headroom_seconds=HEADROOM_SECONDS, monotonic_init=True,
+                         **_guidance(req.guidance, info, len(groups)))
         latents = self._sample(model, job, generator, progress)
         # Decode only the edited span (plus margin): the rest of the window is the source anyway.
         regions = [r for _, group in groups for r in group]
@@ -304,6 +305,16 @@ def plan_window(regions, total: int, max_seconds: float, context_seconds: Option
     return start, min(end, total)
 
 
+def _guidance(guidance, info: ModelInfo, batch: int) -> dict:
+    """Generation's guidance fields for a request: none for post-trained models, else the
+    request's (or the model's default) CFG, APG and negative prompt for each of ``batch`` items."""
+    if not info.guided:
+        return {}
+    negative = (guidance.negative_prompt,) * batch if guidance.negative_prompt.strip() else None
+    cfg = info.default_cfg if guidance.cfg_scale is None else guidance.cfg_scale
+    return dict(cfg_scale=float(cfg), apg_scale=float(guidance.apg_scale), negative_prompts=negative)
+
+
 def _by_prompt(regions, prompt: str) -> list[tuple[str, tuple[Region, ...]]]:
     """Regions grouped by the prompt they ask for (a region's own, else the edit's)."""
     groups: dict[str, list[Region]] = {}
@@ -322,7 +333,10 @@ def _describe(name: str, cfg: Optional[DiffusionModelConfig] = None) -> ModelInf
     sfx = "sfx" in f"{name} {repo or ''}".lower()
     max_seconds = cfg.max_seconds if cfg is not None else model_info("medium").max_seconds
     where = "A local checkpoint folder." if path.is_dir() else "A checkpoint from Hugging Face."
-    return ModelInfo(name, path.name if path.is_dir() else name, where, max_seconds, SFX if sfx else MUSIC, 8)
+    base = cfg.is_base if cfg is not None else name.lower().endswith("-base")
+    steps, guidance = (BASE_STEPS, BASE_CFG) if base else (8, 1.0)
+    return ModelInfo(name, path.name if path.is_dir() else name, where, max_seconds, SFX if sfx else MUSIC,
+                     steps, guidance)
 
 
 def _prompt_notes(model: StableAudio3, prompts) -> tuple[str, ...]:

@@ -102,12 +102,19 @@ class FakeEngine:
             if delay:
                 time.sleep(delay)
         _report(progress, "steps", steps, steps)
-        audio = _texture(zlib.crc32(req.model.encode()) ^ req.seed, n)
+        audio = _texture(zlib.crc32(_recipe(req).encode()) ^ req.seed, n)
         if "[fail:nan]" in req.prompt:
             audio[:, n // 2:] = np.nan
         check_finite(audio)
         _report(progress, "decode", 1, 1)
         return audio
+
+
+def _recipe(req) -> str:
+    """What, besides the seed, shapes the fake output: the model, and guidance on -base models."""
+    info = next(m for m in CATALOG if m.name == req.model)
+    g = req.guidance
+    return f"{req.model}|{g.cfg_scale}|{g.apg_scale}|{g.negative_prompt}" if info.guided else req.model
 
 
 def _texture(seed: int, n: int) -> np.ndarray:

@@ -16,7 +16,8 @@ from typing import Callable
 import gradio as gr
 
 from studio import edit, session
-from studio.api import SAMPLE_RATE, Cancelled, EditRequest, Engine, EngineError, GenerateRequest
+from studio.api import (MAX_CFG, SAMPLE_RATE, Cancelled, EditRequest, Engine, EngineError, GenerateRequest,
+                        Guidance)
 from studio.audio_io import AudioError, Limits, load_audio
 from studio.catalog import prompt_for_model
 from studio.ui_view import ensure_view, read_view
@@ -104,7 +105,7 @@ def build_ui(engine: Engine, cfg: StudioConfig) -> gr.Blocks:
         c.status = gr.Markdown("Load a clip to begin.", elem_id="status")
         with gr.Row(equal_height=False):
             with gr.Column(scale=4, min_width=280):
-                _source_panel(c, demos)
+                _source_panel(c, demos, models[cfg.default_model])
             with gr.Column(scale=5, min_width=320):
                 _edit_panel(c, models, cfg.default_model)
             with gr.Column(scale=4, min_width=280):
@@ -115,7 +116,7 @@ def build_ui(engine: Engine, cfg: StudioConfig) -> gr.Blocks:
     return demo
 
 
-def _source_panel(c, demos: list[str]) -> None:
+def _source_panel(c, demos: list[str], info) -> None:
     gr.Markdown("### Source")
     with gr.Tabs():
         with gr.Tab("Upload"):
@@ -124,7 +125,8 @@ def _source_panel(c, demos: list[str]) -> None:
             c.record = gr.Audio(sources=["microphone"], type="filepath", label="Record")
         with gr.Tab("Prompt"):
             c.src_prompt = gr.Textbox(label="Prompt", placeholder="warm lo-fi drums, 90 BPM", elem_id="src-prompt")
-            c.src_seconds = gr.Slider(2, 60, value=10, step=1, label="Seconds", elem_id="src-seconds")
+            c.src_seconds = gr.Slider(1, int(info.max_seconds), value=10, step=1, label="Seconds",
+                                      elem_id="src-seconds")
             c.src_btn = gr.Button("Generate source", elem_id="src-generate")
     with gr.Row():
         c.demo_pick = gr.Dropdown(demos, value=demos[0] if demos else None, label="Demo clip",
@@ -149,6 +151,15 @@ def _edit_panel(c, models: dict, default: str) -> None:
         c.strength = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Strength",
                                info="1 = new audio; lower keeps the region's shape")
         c.crossfade = gr.Slider(0, 200, value=30, step=5, label="Crossfade (ms)", elem_id="crossfade")
+    info = models[default]
+    with gr.Accordion("Guidance · -base models", open=True, visible=info.guided, elem_id="guidance") as c.guidance:
+        with gr.Row():
+            c.cfg = gr.Slider(0, MAX_CFG, value=info.default_cfg, step=0.5, label="CFG scale", elem_id="cfg",
+                              info="how closely to follow the prompt; 1 = no guidance")
+            c.apg = gr.Slider(0, 1, value=1.0, step=0.1, label="APG", elem_id="apg",
+                              info="1 = adaptive projected guidance (less harsh), 0 = plain CFG")
+        c.negative = gr.Textbox(label="Negative prompt", placeholder="what to avoid, e.g. vocals, distortion",
+                                elem_id="negative")
     c.beats = gr.Checkbox(label="Snap regions to beats (latent grid always)", value=False, elem_id="snap-beats")
     with gr.Row():
         c.gen_btn = gr.Button("Generate takes", variant="primary", elem_id="generate")
@@ -180,12 +191,14 @@ def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
     c.record.stop_recording(h.load_file, [c.sess, c.painter, c.record], view)
     c.demo_btn.click(h.load_demo, [c.sess, c.painter, c.demo_pick], view)
     c.src_btn.click(gpu(h.generate_source), [c.sess, c.painter, c.src_prompt, c.src_seconds, c.seed,
-                                             c.random_seed, c.model], view + [c.seed])
-    c.model.change(h.pick_model, [c.model], [c.model, c.steps, c.status])
+                                             c.random_seed, c.model, c.steps, c.cfg, c.apg, c.negative],
+                    view + [c.seed])
+    c.model.change(h.pick_model, [c.model], [c.model, c.steps, c.status, c.guidance, c.cfg, c.src_seconds])
     for trigger in (c.prompt.change, c.model.change):
         trigger(h.sent_text, [c.model, c.prompt], [c.sent])
     c.gen_btn.click(gpu(h.generate), [c.sess, c.painter, c.model, c.prompt, c.seed, c.random_seed, c.n_takes,
-                                      c.steps, c.strength, c.crossfade], view + [c.seed])
+                                      c.steps, c.strength, c.crossfade, c.cfg, c.apg, c.negative],
+                    view + [c.seed])
     # runs beside generate; no output, so it cannot overwrite the "Cancelled" that generate reports
     c.cancel_btn.click(h.cancel, [c.sess], None, concurrency_limit=None)
     c.takes.select(h.pick_take, on_take, view)
@@ -262,7 +275,8 @@ class _Handlers:
             msg = f"Model **{info.label}** ready."
         except EngineError as e:
             msg = f"⚠️ {_sentence(e)}"
-        return gr.update(info=info.needs), info.default_steps, msg
+        return (gr.update(info=info.needs), info.default_steps, msg, gr.update(visible=info.guided),
+                info.default_cfg, gr.update(maximum=int(info.max_seconds)))
 
     def sent_text(self, name, prompt):
         sent = prompt_for_model(prompt or "", self.models[name])
@@ -277,7 +291,7 @@ class _Handlers:
         return self.view(s, painter, msg, take_id, beats=found)
 
     def generate(self, s, painter, model, prompt, seed, random_seed, n_takes, steps, strength, crossfade,
-                 progress=gr.Progress()):
+                 cfg, apg, negative, progress=gr.Progress()):
         seed = secrets.randbelow(2**31) if random_seed else int(seed or 0)
         try:
             if s is None or s.current is None:
@@ -299,7 +313,7 @@ class _Handlers:
             try:
                 req = EditRequest(model=model, source=source, regions=regions, prompt=prompt or "", seed=seed + k,
                                   steps=int(steps), continue_seconds=cont, crossfade_ms=float(crossfade),
-                                  strength=float(strength))
+                                  strength=float(strength), guidance=_guidance(cfg, apg, negative))
                 take = self.engine.edit(req, _progress(progress, flag, k, int(n_takes)))
             except Cancelled:
                 msg = f"Cancelled after {len(made)} of {int(n_takes)} takes; finished takes are kept."
@@ -315,11 +329,13 @@ class _Handlers:
         msg = " ".join([msg, *notes])
         return self.view(s, painter, msg, made[0] if made else None) + [seed]
 
-    def generate_source(self, s, painter, prompt, seconds, seed, random_seed, model, progress=gr.Progress()):
+    def generate_source(self, s, painter, prompt, seconds, seed, random_seed, model, steps, cfg, apg, negative,
+                        progress=gr.Progress()):
         seed = secrets.randbelow(2**31) if random_seed else int(seed or 0)
         s.path("cancel").unlink(missing_ok=True)
         try:
-            req = GenerateRequest(model=model, prompt=prompt or "", seconds=float(seconds), seed=seed)
+            req = GenerateRequest(model=model, prompt=prompt or "", seconds=float(seconds), seed=seed,
+                                  steps=int(steps), guidance=_guidance(cfg, apg, negative))
             take = self.engine.generate(req, _progress(progress, s.path("cancel"), 0, 1))
         except Cancelled:
             return self.failed(s, painter, None, ValueError("Cancelled.")) + [seed]
@@ -369,6 +385,10 @@ class _Handlers:
         except PROBLEMS as e:
             return None, f"⚠️ {_sentence(e)}"
         return str(path), f"Exported **{path.name}** with its settings in {path.with_suffix('.json').name}."
+
+
+def _guidance(cfg, apg, negative) -> Guidance:
+    return Guidance(cfg_scale=float(cfg), apg_scale=float(apg), negative_prompt=negative or "")
 
 
 def _progress(progress, flag: Path, k: int, n: int):

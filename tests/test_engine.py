@@ -6,6 +6,7 @@ import pytest
 from studio import edit
 from studio.api import LATENT_HOP, SAMPLE_RATE, Cancelled, EditRequest, EngineError, GenerateRequest, Region
 from studio.engine import RealEngine, plan_window
+from tests.conftest import GOLDEN
 
 
 @pytest.fixture(scope="module")
@@ -195,3 +196,26 @@ def test_a_model_switch_frees_the_old_model_before_loading_the_new(tmp_path, tin
     monkeypatch.setattr(StableAudio3, "from_checkpoint", classmethod(spy))
     e.prepare(str(other))
     assert alive_at_load == [False] and e.loaded() == [str(other)]
+
+
+def test_base_models_are_guided_by_the_request(tmp_path, tiny_checkpoint):
+    """A -base checkpoint samples with the model's default CFG (7) unless the request says
+    otherwise; CFG, APG and the negative prompt each change the take."""
+    import shutil
+    from studio.api import Guidance
+    base = tmp_path / "tiny-base"
+    shutil.copytree(tiny_checkpoint, base)
+    shutil.copy(GOLDEN / "sa3_small_tiny" / "model_config_base.json", base / "model_config.json")
+    e = RealEngine()
+    info = e.describe(str(base))
+    assert info.guided and info.default_cfg == 7.0 and info.default_steps == 50
+
+    def run(**g):
+        req = GenerateRequest(model=str(base), prompt="rain", seconds=1.0, seed=2, steps=4, guidance=Guidance(**g))
+        return e.generate(req).audio
+    default, explicit = run(), run(cfg_scale=7.0)
+    assert np.array_equal(default, explicit)
+    others = [run(cfg_scale=3.0), run(apg_scale=0.0), run(negative_prompt="noise"), run(cfg_scale=1.0)]
+    for other in others:
+        assert not np.allclose(other, default, atol=1e-4)
+
