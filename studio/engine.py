@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ from studio.catalog import BASE_CFG, BASE_STEPS, CATALOG, MUSIC, SFX, model_info
 from studio.api import (LATENT_HOP, SAMPLE_RATE, Cancelled, EditRequest, EngineError, GenerateRequest,
                         ModelInfo, Progress, Region, Take, check_finite, check_length)
 from studio.jobs import JobQueue
+
+log = logging.getLogger(__name__)
 
 HEADROOM_SECONDS = 6.0  # attended frames past the clip (official duration_padding_sec)
 LONG_TRACK_CONTEXT = 15.0  # seconds heard on each side of an edit in a track longer than the model
@@ -110,6 +113,8 @@ class RealEngine:
         if name in self._loaded:
             return self._loaded[name]
         self._unload()
+        log.info("loading model %s on %s", name, self.device)
+        t0 = time.perf_counter()
         _report(progress, "load", 0, 1)
         try:
             ckpt = resolve(name, revision=self.revision, token=self.token,
@@ -124,6 +129,7 @@ class RealEngine:
                               "check that it is a complete SA3 checkpoint, or download it again.") from e
         info = next((m for m in self.models() if m.name == name), None) or _describe(name, model.cfg)
         self._loaded[name] = _Loaded(info, model)
+        log.info("loaded model %s in %.1f s", name, time.perf_counter() - t0)
         _report(progress, "load", 1, 1)
         return self._loaded[name]
 

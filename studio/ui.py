@@ -6,6 +6,7 @@ and the settings from app.py). Handlers return the whole visible state through `
 """
 from __future__ import annotations
 
+import inspect
 import json
 import secrets
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ class StudioConfig:
     limits: Limits = Limits()
     assets: Path = Path(__file__).parent.parent / "assets"
     hardware: str = ""                  # one line shown under the title
-    gpu: Callable = lambda fn: fn       # spaces.GPU on ZeroGPU Spaces
+    gpu: Callable = lambda fn, seconds: fn  # spaces.GPU(duration=seconds) on ZeroGPU Spaces
 
 
 def painter_component() -> gr.HTML:
@@ -190,13 +191,13 @@ def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
     c.upload.upload(h.load_upload, [c.sess, c.painter, c.upload], view + [c.upload])
     c.record.stop_recording(h.load_file, [c.sess, c.painter, c.record], view)
     c.demo_btn.click(h.load_demo, [c.sess, c.painter, c.demo_pick], view)
-    c.src_btn.click(gpu(h.generate_source), [c.sess, c.painter, c.src_prompt, c.src_seconds, c.seed,
+    c.src_btn.click(gpu(h.generate_source, h.gpu_seconds(h.generate_source)), [c.sess, c.painter, c.src_prompt, c.src_seconds, c.seed,
                                              c.random_seed, c.model, c.steps, c.cfg, c.apg, c.negative],
                     view + [c.seed])
     c.model.change(h.pick_model, [c.model], [c.model, c.steps, c.status, c.guidance, c.cfg, c.src_seconds])
     for trigger in (c.prompt.change, c.model.change):
         trigger(h.sent_text, [c.model, c.prompt], [c.sent])
-    c.gen_btn.click(gpu(h.generate), [c.sess, c.painter, c.model, c.prompt, c.seed, c.random_seed, c.n_takes,
+    c.gen_btn.click(gpu(h.generate, h.gpu_seconds(h.generate)), [c.sess, c.painter, c.model, c.prompt, c.seed, c.random_seed, c.n_takes,
                                       c.steps, c.strength, c.crossfade, c.cfg, c.apg, c.negative],
                     view + [c.seed])
     # runs beside generate; no output, so it cannot overwrite the "Cancelled" that generate reports
@@ -215,6 +216,14 @@ _SET_URL_JS = """(sid) => { if (sid) { const u = new URL(window.location.href);
   u.searchParams.set('session', sid); window.history.replaceState(null, '', u); } return []; }"""
 
 PROBLEMS = (AudioError, EngineError, ValueError, KeyError)
+# ZeroGPU durations: the model is loaded at start-up (app.preload), so a call holds the GPU for the
+# steps, the encode and the decode. Generous per step (a medium step on a 380 s track is ~0.15 s on
+# an H200); ZeroGPU queues shorter requests first, so the estimate follows the work.
+GPU_SECONDS_BASE, GPU_SECONDS_PER_STEP, GPU_SECONDS_MAX = 20, 1.5, 300
+
+
+def gpu_seconds(takes: int, steps: int) -> int:
+    return int(min(GPU_SECONDS_MAX, GPU_SECONDS_BASE + int(takes) * int(steps) * GPU_SECONDS_PER_STEP))
 
 
 class _Handlers:
@@ -222,6 +231,16 @@ class _Handlers:
 
     def __init__(self, engine: Engine, cfg: StudioConfig, models: dict):
         self.engine, self.cfg, self.models = engine, cfg, models
+
+    @staticmethod
+    def gpu_seconds(handler) -> Callable[..., int]:
+        """A ZeroGPU duration for ``handler``: called with the handler's own arguments."""
+        signature = inspect.signature(handler)
+
+        def seconds(*args, **kwargs) -> int:
+            given = signature.bind_partial(*args, **kwargs).arguments
+            return gpu_seconds(given.get("n_takes", 1), given.get("steps", 8))
+        return seconds
 
     def view(self, s, painter, msg, take_id=None, keep=True, beats=None):
         return [s, painter_value(s, painter, take_id, keep, beats), msg, takes_update(s, take_id),
