@@ -71,12 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="START:END seconds, comma separated, e.g. 4:8,16:20")
     ed.add_argument("--continue", dest="continue_seconds", type=float, default=0.0,
                     help="append this many seconds of new audio after the end")
+    ed.add_argument("--extend-start", dest="extend_start_seconds", type=float, default=0.0,
+                    help="put this many seconds of new audio before the start (an intro); the track follows unchanged")
     ed.add_argument("--context", type=float, default=None,
                     help="seconds of the track the model hears on each side of the regions "
                          "(default: the whole track while it fits the model)")
     ed.add_argument("--crossfade-ms", type=float, default=30.0, help="equal-power crossfade at region borders")
     ed.add_argument("--strength", type=float, default=1.0,
                     help="1 regenerates the regions from noise; lower keeps more of their shape")
+    ed.add_argument("--guide", type=Path, default=None,
+                    help="audio-to-audio: restyle the regions from this file (aligned to the track's start) "
+                         "instead of the track itself; needs --strength below 1")
     rep = sub.add_parser("replay", help="make a take again from its side-car JSON (bit-exact on the same "
                                         "machine and precision)")
     rep.add_argument("sidecar", type=Path, help="the .json written beside an export")
@@ -129,10 +134,12 @@ def _request(args) -> tuple[GenerateRequest | EditRequest, dict]:
     source, note = audio_io.load_audio(args.source)
     if note:
         print(f"note: {args.source.name}: {note}", file=sys.stderr)
+    guide = audio_io.load_audio(args.guide)[0] if args.guide else None
     req = EditRequest(model=model, source=source, regions=args.regions, prompt=args.prompt, seed=seed,
-                      steps=args.steps, continue_seconds=args.continue_seconds, context_seconds=args.context,
-                      crossfade_ms=args.crossfade_ms, strength=args.strength, guidance=_guidance(args))
-    return req, {"source": args.source}
+                      steps=args.steps, continue_seconds=args.continue_seconds,
+                      extend_start_seconds=args.extend_start_seconds, context_seconds=args.context,
+                      crossfade_ms=args.crossfade_ms, strength=args.strength, guide=guide, guidance=_guidance(args))
+    return req, {"source": args.source, **({"guide": args.guide} if args.guide else {})}
 
 
 def _replayed(args) -> tuple[GenerateRequest | EditRequest, dict]:

@@ -178,48 +178,44 @@ class RealEngine:
 
     def _edit(self, model: StableAudio3, info: ModelInfo, req: EditRequest, progress) -> Take:
         t0 = time.perf_counter()
-        n = req.source.shape[1]
-        regions = edit.validate_regions(req.regions, n / SAMPLE_RATE)
-        total = n + edit.to_samples(req.continue_seconds)
-        if req.continue_seconds > 0:
-            regions = regions + (Region(n / SAMPLE_RATE, total / SAMPLE_RATE, None),)
-        if not regions:
-            raise ValueError("Paint at least one region or set “continue by” before generating.")
-        window = plan_window(regions, total, info.max_seconds - HEADROOM_SECONDS, req.context_seconds)
-        source_latents = self._source_latents(req.source, model, info.name, progress)
-        groups = _by_prompt(regions, req.prompt)
+        plan = edit.layout(req.source, req.regions, req.continue_seconds, req.extend_start_seconds)
+        window = plan_window(plan.spans, plan.total, info.max_seconds - HEADROOM_SECONDS, req.context_seconds)
+        source_latents = self._source_latents(plan.source, model, info.name, progress)
+        init_latents = source_latents
+        if req.guide is not None:
+            _check_audio(req.guide, "guide")
+            init_latents = self._source_latents(edit.place_guide(plan, req.guide), model, info.name, progress)
+        groups = _by_prompt(plan.spans, req.prompt)
         prompts = tuple(self._prompt(prompt, info) for prompt, _ in groups)
         generator = torch.Generator().manual_seed(int(req.seed))
-        generated = np.zeros((2, total), dtype=np.float32)
-        generated[:, :n] = req.source
+        generated = np.zeros((2, plan.total), dtype=np.float32)
         for first in range(0, len(groups), MAX_BATCH):  # bounded batches, one generator for all
             batch = groups[first:first + MAX_BATCH]
             made = self._edit_window(model, info, req, batch, prompts[first:first + MAX_BATCH], window,
-                                     source_latents, generator, progress)
+                                     (source_latents, init_latents), generator, progress)
             for (_, group), new in zip(batch, made):  # each region from the item that made it
                 for r in group:
-                    a, b = edit.to_samples(r.start), min(edit.to_samples(r.end), total)
+                    a, b = edit.to_samples(r.start), min(edit.to_samples(r.end), plan.total)
                     generated[:, a:b] = new[:, a - window[0]:b - window[0]]
-        audio = edit.splice(req.source, generated, regions, req.crossfade_ms)
-        return Take(audio, req, req.seed, info.name, regions, time.perf_counter() - t0,
+        audio = edit.assemble(plan, generated, req.crossfade_ms)
+        return Take(audio, req, req.seed, info.name, plan.spans, time.perf_counter() - t0,
                     _prompt_notes(model, prompts))
 
     def _edit_window(self, model: StableAudio3, info: ModelInfo, req: EditRequest, groups, prompts, window,
-                     source_latents: torch.Tensor, generator: torch.Generator, progress) -> np.ndarray:
+                     latents: tuple[torch.Tensor, torch.Tensor], generator: torch.Generator, progress) -> np.ndarray:
         """Regenerate each group's regions inside ``window`` (samples, latent-aligned), one batch
-        item per group (its prompt; the other groups' audio kept). Returns (G, 2, window) audio,
-        decoded only around the regions (zeros elsewhere)."""
+        item per group (its prompt; the other groups' audio kept). ``latents``: the whole track's
+        (kept outside the regions) and what strength < 1 starts from (the track or a guide).
+        Returns (G, 2, window) audio, decoded only around the regions (zeros elsewhere)."""
         w0, w1 = window
         f0, f1 = w0 // LATENT_HOP, -(-w1 // LATENT_HOP)
         seconds = (w1 - w0) / SAMPLE_RATE
         L = model.latent_length(seconds, HEADROOM_SECONDS)
-        reference = torch.zeros(1, source_latents.shape[1], L)
-        have = source_latents[..., f0:min(f1, source_latents.shape[-1])]
-        reference[..., : have.shape[-1]] = have.float()
+        reference, start = (_frames(whole, f0, f1, L) for whole in latents)
         keep = torch.cat([self._keep(group, w0, L, seconds) for _, group in groups])  # (G, L)
         strength = float(req.strength)
         job = Generation(prompts, (seconds,) * len(groups), L, req.steps or info.default_steps,
-                         reference=reference, keep=keep, init=reference if strength < 1 else None,
+                         reference=reference, keep=keep, init=start if strength < 1 else None,
                          init_noise_level=strength, headroom_seconds=HEADROOM_SECONDS, monotonic_init=True,
                          **_guidance(req.guidance, info, len(groups)))
         latents = self._sample(model, job, generator, progress)
@@ -309,6 +305,14 @@ def plan_window(regions, total: int, max_seconds: float, context_seconds: Option
     if end - start > limit:
         end = start + limit
     return start, min(end, total)
+
+
+def _frames(latents: torch.Tensor, f0: int, f1: int, L: int) -> torch.Tensor:
+    """(1, C, L) fp32: frames [f0, f1) of a track's latents, zero past the track's end."""
+    out = torch.zeros(1, latents.shape[1], L)
+    have = latents[..., f0:min(f1, latents.shape[-1])]
+    out[..., : have.shape[-1]] = have.float()
+    return out
 
 
 def _guidance(guidance, info: ModelInfo, batch: int) -> dict:
