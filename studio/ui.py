@@ -149,7 +149,7 @@ def _edit_panel(c, models: dict, default: str) -> None:
         c.n_takes = gr.Slider(1, 4, value=1, step=1, label="Takes", elem_id="n-takes")
         c.steps = gr.Slider(1, 100, value=models[default].default_steps, step=1, label="Steps", elem_id="steps")
     with gr.Row():
-        c.strength = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Strength",
+        c.strength = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Strength", elem_id="strength",
                                info="1 = new audio; lower keeps the region's shape")
         c.crossfade = gr.Slider(0, 200, value=30, step=5, label="Crossfade (ms)", elem_id="crossfade")
     c.guide = gr.File(label="Guide file (optional): with strength below 1, restyle the regions from it",
