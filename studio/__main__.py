@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds of the track the model hears on each side of the regions "
                          "(default: the whole track while it fits the model)")
     ed.add_argument("--crossfade-ms", type=float, default=30.0, help="equal-power crossfade at region borders")
+    ed.add_argument("--match-loudness", action="store_true",
+                    help="scale each region to the loudness of the 2 s around it (within ±12 dB)")
     ed.add_argument("--strength", type=float, default=1.0,
                     help="1 regenerates the regions from noise; lower keeps more of their shape")
     ed.add_argument("--guide", type=Path, default=None,
@@ -138,7 +140,8 @@ def _request(args) -> tuple[GenerateRequest | EditRequest, dict]:
     req = EditRequest(model=model, source=source, regions=args.regions, prompt=args.prompt, seed=seed,
                       steps=args.steps, continue_seconds=args.continue_seconds,
                       extend_start_seconds=args.extend_start_seconds, context_seconds=args.context,
-                      crossfade_ms=args.crossfade_ms, strength=args.strength, guide=guide, guidance=_guidance(args))
+                      crossfade_ms=args.crossfade_ms, match_loudness=args.match_loudness, strength=args.strength,
+                      guide=guide, guidance=_guidance(args))
     return req, {"source": args.source, **({"guide": args.guide} if args.guide else {})}
 
 

@@ -197,7 +197,7 @@ class RealEngine:
                 for r in group:
                     a, b = edit.to_samples(r.start), min(edit.to_samples(r.end), plan.total)
                     generated[:, a:b] = new[:, a - window[0]:b - window[0]]
-        audio = edit.assemble(plan, generated, req.crossfade_ms)
+        audio = edit.assemble(plan, generated, req.crossfade_ms, req.match_loudness)
         return Take(audio, req, req.seed, info.name, plan.spans, time.perf_counter() - t0,
                     _prompt_notes(model, prompts))
 

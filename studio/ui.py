@@ -152,6 +152,10 @@ def _edit_panel(c, models: dict, default: str) -> None:
         c.strength = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Strength", elem_id="strength",
                                info="1 = new audio; lower keeps the region's shape")
         c.crossfade = gr.Slider(0, 200, value=30, step=5, label="Crossfade (ms)", elem_id="crossfade")
+    with gr.Row():
+        c.context = gr.Dropdown(CONTEXT_CHOICES, value="auto", label="Context the model hears", elem_id="context",
+                                info="around the regions; more is slower")
+        c.match = gr.Checkbox(label="Match loudness at the seams", value=False, elem_id="match-loudness")
     c.guide = gr.File(label="Guide file (optional): with strength below 1, restyle the regions from it",
                       file_types=["audio"], elem_id="guide", height=90)
     c.extend_start = gr.Number(label="Extend start by (s)", value=0, minimum=0, elem_id="extend-start",
@@ -203,7 +207,7 @@ def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
         trigger(h.sent_text, [c.model, c.prompt], [c.sent])
     c.gen_btn.click(gpu(h.generate, h.gpu_seconds(h.generate)), [c.sess, c.painter, c.model, c.prompt, c.seed, c.random_seed, c.n_takes,
                                       c.steps, c.strength, c.crossfade, c.cfg, c.apg, c.negative, c.extend_start,
-                                      c.guide],
+                                      c.guide, c.context, c.match],
                     view + [c.seed])
     # runs beside generate; no output, so it cannot overwrite the "Cancelled" that generate reports
     c.cancel_btn.click(h.cancel, [c.sess], None, concurrency_limit=None)
@@ -221,6 +225,10 @@ _SET_URL_JS = """(sid) => { if (sid) { const u = new URL(window.location.href);
   u.searchParams.set('session', sid); window.history.replaceState(null, '', u); } return []; }"""
 
 PROBLEMS = (AudioError, EngineError, ValueError, KeyError)
+# Context each side of the regions: auto = the whole track while it fits the model, else 15 s.
+CONTEXT_SECONDS = {"auto": None, "whole track (up to the model's limit)": 10_000.0, "5 s each side": 5.0,
+                   "10 s each side": 10.0, "15 s each side": 15.0, "30 s each side": 30.0}
+CONTEXT_CHOICES = list(CONTEXT_SECONDS)
 # ZeroGPU durations: the model is loaded at start-up (app.preload), so a call holds the GPU for the
 # steps, the encode and the decode. Generous per step (a medium step on a 380 s track is ~0.15 s on
 # an H200); ZeroGPU queues shorter requests first, so the estimate follows the work.
@@ -315,7 +323,7 @@ class _Handlers:
         return self.view(s, painter, msg, take_id, beats=found)
 
     def generate(self, s, painter, model, prompt, seed, random_seed, n_takes, steps, strength, crossfade,
-                 cfg, apg, negative, extend_start, guide, progress=gr.Progress()):
+                 cfg, apg, negative, extend_start, guide, context, match, progress=gr.Progress()):
         seed = secrets.randbelow(2**31) if random_seed else int(seed or 0)
         try:
             if s is None or s.current is None:
@@ -337,7 +345,8 @@ class _Handlers:
             try:
                 req = EditRequest(model=model, source=source, regions=regions, prompt=prompt or "", seed=seed + k,
                                   steps=int(steps), continue_seconds=cont, extend_start_seconds=intro,
-                                  crossfade_ms=float(crossfade),
+                                  crossfade_ms=float(crossfade), context_seconds=CONTEXT_SECONDS[context],
+                                  match_loudness=bool(match),
                                   strength=float(strength), guide=guide_audio, guidance=_guidance(cfg, apg, negative))
                 take = self.engine.edit(req, _progress(progress, flag, k, int(n_takes)))
             except Cancelled:
