@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from models import plan
+from models.plan import HEADROOM_SECONDS
 from models.config import DiffusionModelConfig, load_model_config
 from models.loading import CheckpointError, resolve
 from models.sa3 import Generation, StableAudio3
@@ -39,7 +40,6 @@ from studio.jobs import JobQueue
 
 log = logging.getLogger(__name__)
 
-HEADROOM_SECONDS = 6.0  # attended frames past the clip (official duration_padding_sec)
 LONG_TRACK_CONTEXT = 15.0  # seconds heard on each side of an edit in a track longer than the model
 DECODE_MARGIN = 16
 # Longer spans are encoded/decoded in windows of this many latents (~48 s): peak memory stays
