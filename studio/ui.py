@@ -24,7 +24,8 @@ from studio.catalog import prompt_for_model
 from studio.ui_view import ensure_view, read_view
 
 PAINTER = Path(__file__).parent / "painter"
-EXPORT_FORMATS = [("WAV · 24-bit", "wav24"), ("WAV · 32-bit float", "wav32f"), ("FLAC · 24-bit", "flac")]
+EXPORT_FORMATS = [("WAV · 24-bit", "wav24"), ("WAV · 32-bit float", "wav32f"), ("FLAC · 24-bit", "flac"),
+                  ("MP3", "mp3")]
 
 
 @dataclass(frozen=True)
