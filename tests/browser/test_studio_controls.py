@@ -114,3 +114,18 @@ def test_restyle_from_a_guide_file(studio, browser, tmp_path):
                                              seed=5, strength=0.5, guide=guide)).audio
     np.testing.assert_array_equal(audio, expected)
     page.close()
+
+
+def test_mp3_export(studio, browser, tmp_path):
+    page = open_page(browser, studio[0])
+    source = _setup(page, tmp_path, 3.0)
+    page.get_by_label("MP3").check()
+    page.click("#export-current")
+    wait_status(page, ".mp3")
+    link = page.locator("#exported a").first
+    page.wait_for_function("() => (document.querySelector('#exported a')?.href || '').endsWith('.mp3')")
+    out = tmp_path / "current.mp3"
+    out.write_bytes(page.request.get(link.get_attribute("href")).body())
+    audio, sr = sf.read(out, dtype="float32", always_2d=True)
+    assert sr == 44100 and abs(audio.shape[0] - source.shape[1]) < 4096  # MP3 frames pad the end
+    page.close()
