@@ -63,7 +63,7 @@ class FakeEngine:
         info = self._ready(req.prompt)
         t0 = time.perf_counter()
         n = req.source.shape[1]
-        regions = edit.validate_regions(req.regions, n / SAMPLE_RATE)
+        regions = edit.snap_regions(req.regions, n / SAMPLE_RATE)
         if not regions and req.continue_seconds <= 0:
             raise ValueError("Paint at least one region or set “continue by” before generating.")
         m = n + edit.to_samples(req.continue_seconds)

@@ -285,7 +285,7 @@ class _Handlers:
             source = session.audio(s, s.current.file)
             regions, cont = edit.parse_painter(painter)
             seconds = source.shape[1] / SAMPLE_RATE
-            regions = edit.snap_regions(edit.validate_regions(regions, seconds), seconds)
+            regions = edit.snap_regions(regions, seconds)
             if not regions and cont <= 0:
                 raise ValueError("Paint at least one region (or set “continue by”) before generating.")
             s.path("cancel").unlink(missing_ok=True)

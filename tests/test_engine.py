@@ -62,7 +62,7 @@ def test_one_region(engine, track):
 def test_two_regions_with_their_own_prompts(engine, track):
     regions = (Region(0.3, 0.8, "bass"), Region(1.5, 2.0))
     take = engine.edit(EditRequest(track, regions, "drums", seed=2))
-    assert _outside_equal(take, track) and take.regions == regions
+    assert _outside_equal(take, track) and take.regions == edit.snap_regions(regions, track.shape[1] / SAMPLE_RATE)
     same_prompt = engine.edit(EditRequest(track, (Region(0.3, 0.8), Region(1.5, 2.0)), "drums", seed=2))
     a, b = edit.to_samples(0.4), edit.to_samples(0.7)
     assert not np.allclose(take.audio[:, a:b], same_prompt.audio[:, a:b])
