@@ -42,20 +42,6 @@ def snap_edge(t: float, duration: float, up: bool, grid: float = GRID_SECONDS,
     return min(max(k * grid, 0.0), duration)
 
 
-def validate_regions(regions, duration: float) -> tuple[Region, ...]:
-    """Sorted regions, or ValueError for too many, one outside [0, duration], of zero length,
-    or two overlapping."""
-    regions = list(regions)
-    _check_count(regions)
-    for i, r in enumerate(regions, 1):
-        _check_region(i, r, duration)
-    ordered = sorted(range(len(regions)), key=lambda i: regions[i].start)
-    for i, j in zip(ordered, ordered[1:]):
-        if regions[j].start < regions[i].end - 1e-9:
-            raise _overlap(i, regions[i], j, regions[j])
-    return tuple(regions[i] for i in ordered)
-
-
 def _check_count(regions) -> None:
     if len(regions) > MAX_REGIONS:
         raise ValueError(f"There are {len(regions)} regions; an edit takes at most {MAX_REGIONS}: "

@@ -19,9 +19,9 @@ from studio import edit, session
 from studio.api import SAMPLE_RATE, Cancelled, EditRequest, Engine, EngineError, GenerateRequest
 from studio.audio_io import AudioError, Limits, load_audio
 from studio.catalog import prompt_for_model
+from studio.painter import Painter
 from studio.ui_view import ensure_view, read_view
 
-PAINTER = Path(__file__).parent / "painter"
 EXPORT_FORMATS = [("WAV · 24-bit", "wav24"), ("WAV · 32-bit float", "wav32f"), ("FLAC · 24-bit", "flac")]
 
 
@@ -35,13 +35,6 @@ class StudioConfig:
     gpu: Callable = lambda fn: fn       # spaces.GPU on ZeroGPU Spaces
 
 
-def painter_component() -> gr.HTML:
-    js = f"const PAINTER_CSS = {json.dumps((PAINTER / 'painter.css').read_text())};\n"
-    return gr.HTML(value="", html_template=(PAINTER / "painter.html").read_text(),
-                   js_on_load=js + (PAINTER / "painter.js").read_text(), elem_id="painter",
-                   apply_default_css=False)
-
-
 def file_url(path: Path) -> str:
     return f"/gradio_api/file={Path(path).resolve()}"
 
@@ -50,7 +43,7 @@ def painter_value(s: session.Session | None, old: str | None, take_id: str | Non
                   keep_regions: bool = True, beats=None) -> str:
     """The painter's JSON for session `s`: current version as A, take `take_id` as B."""
     prev = json.loads(old) if old else {}
-    value = {"track": None, "take": None, "highlight": [], "grid": edit.GRID_SECONDS, "max_continue": 30,
+    value = {"track": None, "take": None, "highlight": [],
              "regions": prev.get("regions", []) if keep_regions else [],
              "continue_seconds": prev.get("continue_seconds", 0) if keep_regions else 0,
              "beats": beats if beats is not None else prev.get("beats")}
@@ -100,7 +93,7 @@ def build_ui(engine: Engine, cfg: StudioConfig) -> gr.Blocks:
         with gr.Row(elem_id="header"):
             gr.Markdown(f"## SA3 Studio\n<span class='sub'>Paint a region, regenerate it with Stable Audio 3, "
                         f"keep the best take. {cfg.hardware}</span>")
-        c.painter = painter_component()
+        c.painter = Painter(elem_id="painter")
         c.status = gr.Markdown("Load a clip to begin.", elem_id="status")
         with gr.Row(equal_height=False):
             with gr.Column(scale=4, min_width=280):
@@ -211,11 +204,11 @@ class _Handlers:
         self.engine, self.cfg, self.models = engine, cfg, models
 
     def view(self, s, painter, msg, take_id=None, keep=True, beats=None):
-        return [s, painter_value(s, painter, take_id, keep, beats), msg, takes_update(s, take_id),
+        return [s, painter_value(s, painter, take_id, keep, beats), status(msg), takes_update(s, take_id),
                 versions_text(s)]
 
     def failed(self, s, painter, take_id, err):
-        return [s, gr.update(), f"⚠️ {_sentence(err)}", takes_update(s, take_id), versions_text(s)]
+        return [s, gr.update(), status(err), takes_update(s, take_id), versions_text(s)]
 
     def open(self, painter, request: gr.Request):
         sid = dict(request.query_params).get("session", "") if request else ""
@@ -261,8 +254,8 @@ class _Handlers:
                                                                        desc=f"Loading {info.label}"))
             msg = f"Model **{info.label}** ready."
         except EngineError as e:
-            msg = f"⚠️ {_sentence(e)}"
-        return gr.update(info=info.needs), info.default_steps, msg
+            msg = e
+        return gr.update(info=info.needs), info.default_steps, status(msg)
 
     def sent_text(self, name, prompt):
         sent = prompt_for_model(prompt or "", self.models[name])
@@ -367,8 +360,8 @@ class _Handlers:
                 raise ValueError("Pick a take to export first." if s and s.current else "Nothing to export yet.")
             path = session.export(s, what, fmt)
         except PROBLEMS as e:
-            return None, f"⚠️ {_sentence(e)}"
-        return str(path), f"Exported **{path.name}** with its settings in {path.with_suffix('.json').name}."
+            return None, status(e)
+        return str(path), status(f"Exported **{path.name}** with its settings in {path.with_suffix('.json').name}.")
 
 
 def _progress(progress, flag: Path, k: int, n: int):
@@ -382,6 +375,16 @@ def _progress(progress, flag: Path, k: int, n: int):
         frac = (k + weights.get(stage, 0) + span * done / max(total, 1)) / n
         progress(min(frac, 1.0), desc=f"Take {k + 1}/{n} · {stage} {done}/{total}")
     return report
+
+
+def status(msg):
+    """The status line's update: an exception becomes its sentence styled as an error (class
+    `error`, see app.STUDIO_CSS), a string a plain message (class `ok`); gr.update() passes."""
+    if isinstance(msg, dict):
+        return msg
+    if isinstance(msg, BaseException):
+        return gr.update(value=f"⚠️ {_sentence(msg)}", elem_classes=["error"])
+    return gr.update(value=msg, elem_classes=["ok"])
 
 
 def _sentence(err) -> str:

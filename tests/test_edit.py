@@ -24,14 +24,15 @@ def noise(n, seed):
     ([Region(5.0, 6.0), Region(1.0, 2.0), Region(5.5, 7.0)], "Regions 1 and 3 overlap"),
     ([Region(float("nan"), 1.0)], "must be numbers"),
 ])
-def test_validate_refuses_with_region_and_value(regions, message):
+def test_snap_refuses_with_region_and_value(regions, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        edit.validate_regions(regions, 10.0)
+        edit.snap_regions(regions, 10.0)
 
 
-def test_validate_sorts_and_allows_touching_regions():
-    out = edit.validate_regions([Region(4.0, 5.0), Region(1.0, 4.0)], 10.0)
-    assert out == (Region(1.0, 4.0), Region(4.0, 5.0))
+def test_snap_sorts_and_keeps_touching_regions_with_their_prompts():
+    grid = LATENT_HOP / SR
+    out = edit.snap_regions([Region(40 * grid, 50 * grid, "b"), Region(10 * grid, 40 * grid, "a")], 10.0)
+    assert out == (Region(10 * grid, 40 * grid, "a"), Region(40 * grid, 50 * grid, "b"))
 
 
 def test_snap_widens_to_the_latent_grid():
@@ -128,9 +129,8 @@ def test_real_overlaps_are_refused_naming_the_regions(regions, message):
 
 def test_thousands_of_tiny_regions_get_a_sentence_with_the_cap():
     tiny = [Region(0.003 * i, 0.003 * i + 0.001) for i in range(3000)]
-    for check in (edit.snap_regions, edit.validate_regions):
-        with pytest.raises(ValueError, match=f"There are 3000 regions; an edit takes at most {edit.MAX_REGIONS}"):
-            check(tiny, 10.0)
+    with pytest.raises(ValueError, match=f"There are 3000 regions; an edit takes at most {edit.MAX_REGIONS}"):
+        edit.snap_regions(tiny, 10.0)
     with pytest.raises(ValueError, match="at most"):
         edit.parse_painter(json.dumps({"regions": [{"start": r.start, "end": r.end} for r in tiny]}))
 
