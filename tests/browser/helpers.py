@@ -138,13 +138,16 @@ def painted_regions(page) -> list[tuple[float, float]]:
     return [tuple(r) for r in json.loads(page.get_attribute("#painter .sa3p", "data-painted"))]
 
 
-def export_current(page, path: Path) -> Path:
-    """Export the current version as 32-bit float WAV and download it through the browser to ``path``."""
-    page.get_by_label("WAV · 32-bit float").check()
-    page.click("#export-current")
-    wait_status(page, "Exported")
+def export_current(page, path: Path, button: str = "#export-current") -> Path:
+    """Export the current version (or, with ``button="#export-take"``, the picked take) as 32-bit
+    float WAV and download it through the browser to ``path``."""
     link = page.locator("#exported a").first
-    link.wait_for()
+    before = link.get_attribute("href") if link.count() else None
+    page.get_by_label("WAV · 32-bit float").check()
+    page.click(button)
+    wait_status(page, "Exported")
+    page.wait_for_function("(old) => { const a = document.querySelector('#exported a');"
+                           " return a && a.getAttribute('href') !== old; }", arg=before)
     response = page.request.get(link.get_attribute("href"))
     assert response.ok
     path.write_bytes(response.body())
