@@ -8,7 +8,6 @@ the CLI and both engines apply it, so what the musician sees is what changes.
 """
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -178,39 +177,3 @@ def region_mask(n: int, regions, sr: int = SAMPLE_RATE) -> np.ndarray:
     for r in regions:
         mask[to_samples(r.start, sr):to_samples(r.end, sr)] = True
     return mask
-
-
-def parse_painter(value: str | dict | None) -> tuple[tuple[Region, ...], float]:
-    """(regions, continue_seconds) from the painter's JSON (see studio/painter/README.md).
-
-    Regions come back in the painter's order and unvalidated; snap_regions judges them.
-    """
-    if not value:
-        return (), 0.0
-    try:
-        data = json.loads(value) if isinstance(value, str) else value
-    except ValueError:
-        raise ValueError(_UNREADABLE) from None
-    items = data.get("regions") or [] if isinstance(data, dict) else None
-    if not isinstance(items, list):
-        raise ValueError(_UNREADABLE)
-    _check_count(items)
-    regions = []
-    for i, item in enumerate(items, 1):
-        try:
-            start, end = float(item["start"]), float(item["end"])
-            prompt = str(item.get("prompt") or "").strip() or None
-        except (KeyError, TypeError, ValueError, AttributeError):
-            raise ValueError(f"Region {i}: start and end must be numbers, got {item!r}.") from None
-        regions.append(Region(start, end, prompt))
-    try:
-        cont = float(data.get("continue_seconds") or 0.0)
-    except (TypeError, ValueError):
-        cont = math.nan
-    if not math.isfinite(cont) or cont < 0:
-        raise ValueError(f"Continue-by must be zero or more seconds, got {data.get('continue_seconds')!r}.")
-    return tuple(regions), cont
-
-
-_UNREADABLE = ("The painter's regions could not be read (the page may be out of date): reload the page "
-               "and paint the regions again.")

@@ -6,7 +6,6 @@ and the settings from app.py). Handlers return the whole visible state through `
 """
 from __future__ import annotations
 
-import json
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from studio import edit, session
 from studio.api import SAMPLE_RATE, Cancelled, EditRequest, Engine, EngineError, GenerateRequest
 from studio.audio_io import AudioError, Limits, load_audio
 from studio.catalog import prompt_for_model
-from studio.painter import Painter
+from studio.painter import Painted, Painter
 from studio.ui_view import ensure_view, read_view
 
 EXPORT_FORMATS = [("WAV · 24-bit", "wav24"), ("WAV · 32-bit float", "wav32f"), ("FLAC · 24-bit", "flac")]
@@ -39,10 +38,10 @@ def file_url(path: Path) -> str:
     return f"/gradio_api/file={Path(path).resolve()}"
 
 
-def painter_value(s: session.Session | None, old: str | None, take_id: str | None = None,
-                  keep_regions: bool = True, beats=None) -> str:
-    """The painter's JSON for session `s`: current version as A, take `take_id` as B."""
-    prev = json.loads(old) if old else {}
+def painter_value(s: session.Session | None, old: Painted | None, take_id: str | None = None,
+                  keep_regions: bool = True, beats=None) -> dict:
+    """The painter's contract for session `s`: current version as A, take `take_id` as B."""
+    prev = old.kept if old is not None else {}
     value = {"track": None, "take": None, "highlight": [],
              "regions": prev.get("regions", []) if keep_regions else [],
              "continue_seconds": prev.get("continue_seconds", 0) if keep_regions else 0,
@@ -54,7 +53,7 @@ def painter_value(s: session.Session | None, old: str | None, take_id: str | Non
     if s is not None and take_id:
         t = s.take(take_id)
         value["take"] = _side(s, t.file, f"{session.take_label(t)} · seed {t.seed}")
-    return json.dumps(value)
+    return value
 
 
 def _side(s: session.Session, rel: str, label: str) -> dict:
@@ -276,7 +275,9 @@ class _Handlers:
             if s is None or s.current is None:
                 raise ValueError("Load or generate a clip first, then paint the regions to regenerate.")
             source = session.audio(s, s.current.file)
-            regions, cont = edit.parse_painter(painter)
+            if painter.error:
+                raise ValueError(painter.error)
+            regions, cont = painter.regions, painter.continue_seconds
             seconds = source.shape[1] / SAMPLE_RATE
             regions = edit.snap_regions(regions, seconds)
             if not regions and cont <= 0:

@@ -1,7 +1,5 @@
-"""studio.edit: region validation, grid/beat snapping, the equal-power splice, the painter contract."""
+"""studio.edit: the snapping rule, region validation, the equal-power splice."""
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
@@ -131,8 +129,6 @@ def test_thousands_of_tiny_regions_get_a_sentence_with_the_cap():
     tiny = [Region(0.003 * i, 0.003 * i + 0.001) for i in range(3000)]
     with pytest.raises(ValueError, match=f"There are 3000 regions; an edit takes at most {edit.MAX_REGIONS}"):
         edit.snap_regions(tiny, 10.0)
-    with pytest.raises(ValueError, match="at most"):
-        edit.parse_painter(json.dumps({"regions": [{"start": r.start, "end": r.end} for r in tiny]}))
 
 
 def test_a_sliver_on_a_grid_line_becomes_one_grid_cell():
@@ -181,26 +177,3 @@ def test_splice_appends_the_continuation():
 def test_splice_refuses_shorter_generation():
     with pytest.raises(ValueError, match="generated"):
         edit.splice(noise(100, 0), noise(99, 1), ())
-
-
-def test_parse_painter_contract():
-    value = json.dumps({"regions": [{"id": "r1", "start": 1, "end": 2.5, "prompt": "  "},
-                                    {"id": "r2", "start": "3", "end": 4, "prompt": "choir"}],
-                        "continue_seconds": 2.0, "track": None})
-    regions, cont = edit.parse_painter(value)
-    assert regions == (Region(1.0, 2.5, None), Region(3.0, 4.0, "choir")) and cont == 2.0
-    assert edit.parse_painter("") == ((), 0.0)
-
-
-@pytest.mark.parametrize("value, message", [
-    ('{"regions": [{"start": null, "end": 1}]}', "Region 1: start and end must be numbers"),
-    ('{"regions": [], "continue_seconds": -1}', "Continue-by must be zero or more"),
-    ('[1, 2]', "The painter's regions could not be read"),
-    ('{"regions": [', "The painter's regions could not be read"),
-    ('{"regions": {"start": 1}}', "The painter's regions could not be read"),
-    ('{"regions": [7]}', "Region 1: start and end must be numbers"),
-    ('{"regions": [], "continue_seconds": "soon"}', "Continue-by must be zero or more"),
-])
-def test_parse_painter_refuses(value, message):
-    with pytest.raises(ValueError, match=message):
-        edit.parse_painter(value)

@@ -119,7 +119,8 @@ def paint_region(page, t0: float, t1: float) -> None:
 
 def set_region(page, index: int, start: float | None = None, end: float | None = None) -> None:
     """Type start/end into row `index` (1-based) of the painter's region list; the painter shows
-    the typed edge snapped by studio.edit's rule (to the millisecond)."""
+    the typed edge snapped by studio.edit's rule (to the millisecond), or as typed while the
+    region is not valid (so Python can say why)."""
     row = page.locator("#painter .sa3p-row").nth(index - 1)
     duration = float(page.get_attribute("#painter .sa3p", "data-duration"))
     for cls, value in (("start", start), ("end", end)):
@@ -127,10 +128,10 @@ def set_region(page, index: int, start: float | None = None, end: float | None =
             box = row.locator(f"input.{cls}")
             box.fill(str(value))
             box.press("Tab")  # change fires on blur; the list re-renders from the new state
-            shown = round(edit.snap_edge(value, duration, up=cls == "end"), 3)
+            snapped = round(edit.snap_edge(value, duration, up=cls == "end"), 3)
             page.wait_for_function(
-                "([i, c, v]) => Math.abs(parseFloat(document.querySelectorAll('#painter .sa3p-row')[i - 1]"
-                ".querySelector('input.' + c).value) - v) < 1e-6", arg=[index, cls, shown])
+                "([i, c, vs]) => vs.some((v) => Math.abs(parseFloat(document.querySelectorAll('#painter .sa3p-row')"
+                "[i - 1].querySelector('input.' + c).value) - v) < 1e-6)", arg=[index, cls, [snapped, value]])
 
 
 def painted_regions(page) -> list[tuple[float, float]]:
