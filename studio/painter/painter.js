@@ -300,6 +300,10 @@
     clearBrush();
     if (!g) return;
     if ((g.kind === "drag" || g.kind === "paint") && !g.region) { if (g.kind === "drag") seek(g.t0); render(); return; }
+    if (g.kind === "move") {  // whole grid steps, so a moved region keeps its length
+      const k = Math.round((g.region.start - g.start) / props.grid);
+      g.region.start = Math.max(0, g.start + k * props.grid); g.region.end = g.end + k * props.grid;
+    }
     if (g.region) snapRegion(g.region);  // exact seconds: the list shows them to the millisecond
     render(); publish();
     trigger("change");
