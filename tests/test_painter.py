@@ -55,3 +55,43 @@ def test_the_js_writes_no_grid_or_limit_of_its_own():
     js = (painter.HERE / "painter.js").read_text()
     for fact in ("4096", "44100", "44.1", "max_continue: 30", "0.0928"):
         assert fact not in js
+
+
+@pytest.fixture()
+def studio(tmp_path):
+    """The UI's handlers over the fake engine and a session holding a 4 s clip."""
+    import numpy as np
+
+    from studio import session
+    from studio.fake_engine import FakeEngine
+    from studio.ui import StudioConfig, _Handlers
+    engine = FakeEngine()
+    handlers = _Handlers(engine, StudioConfig(sessions=tmp_path, default_model="small-music"),
+                         {m.name: m for m in engine.models()})
+    clip = np.random.default_rng(0).uniform(-0.3, 0.3, (2, 4 * 44100)).astype(np.float32)
+    return handlers, session.set_source(session.create(tmp_path), clip, "source")
+
+
+def _generate(handlers, s, value):
+    out = handlers.generate(s, painter.read(value), "small-music", "", 1, False, 1, 2, 1.0, 30.0,
+                            progress=lambda *a, **k: None)
+    return out[2]  # the status line's update
+
+
+@pytest.mark.parametrize("value, sentence", [
+    ("{", painter.UNREADABLE),
+    (json.dumps({"regions": [{"start": 0.001 * i, "end": 0.001 * i + 0.0005} for i in range(3000)]}),
+     f"There are 3000 regions; an edit takes at most {edit.MAX_REGIONS}"),
+    (json.dumps({"regions": [{"start": 1, "end": 2}, {"start": 1.2, "end": 3}]}), "Regions 1 and 2 overlap"),
+])
+def test_the_studio_answers_bad_painter_values_with_one_sentence_styled_as_an_error(studio, value, sentence):
+    handlers, s = studio
+    shown = _generate(handlers, s, value)
+    assert shown["value"].startswith(f"⚠️ {sentence}") and shown["elem_classes"] == ["error"]
+    assert s.takes == ()
+
+
+def test_neighbours_ten_ms_apart_are_accepted_by_the_studio(studio):
+    handlers, s = studio
+    shown = _generate(handlers, s, json.dumps({"regions": [{"start": 0.5, "end": 0.6}, {"start": 0.61, "end": 0.7}]}))
+    assert "take ready" in shown["value"] and shown["elem_classes"] == ["ok"]
