@@ -71,7 +71,7 @@ def test_two_regions_with_their_own_prompts(engine, track):
 def test_painted_neighbours_are_one_edit_and_change_only_what_snapping_shows(engine, track):
     # issue 9: 0.5-0.6 s and 0.61-0.7 s were refused as overlapping; the end of 0.557-1.672 moved a grid step
     painted = (Region(0.5, 0.6, "bass"), Region(0.61, 0.7), Region(1.3, 1.672))
-    take = engine.edit(EditRequest(track, painted, "drums", seed=3))
+    take = engine.edit(EditRequest(source=track, regions=painted, prompt="drums", seed=3))
     shown = edit.snap_regions(painted, track.shape[1] / SAMPLE_RATE)
     assert take.regions == shown and len(shown) == 3 and shown[0].end == shown[1].start
     assert shown[2].end == pytest.approx(18 * LATENT_HOP / SAMPLE_RATE)
