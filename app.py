@@ -124,7 +124,8 @@ DARK_JS = "() => { document.body.classList.add('dark'); }"
 STUDIO_CSS = """
 #header h2 { margin-bottom: 0; letter-spacing: .01em; }
 #header .sub { color: var(--body-text-color-subdued); }
-#status { min-height: 1.6em; padding: 2px 4px; }
+#status { min-height: 1.6em; padding: 2px 8px; border-left: 3px solid transparent; border-radius: 4px; }
+#status.error { border-left-color: #f87171; background: #f871711f; color: #fecaca; }
 #session-info { opacity: .7; font-size: 12px; }
 """
 

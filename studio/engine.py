@@ -236,8 +236,8 @@ class RealEngine:
         latents = self._sample(model, job, generator, progress)
         # Decode only the edited span (plus margin): the rest of the window is the source anyway.
         regions = [r for _, group in groups for r in group]
-        first = max(0, int(min(r.start for r in regions) * SAMPLE_RATE) // LATENT_HOP - f0 - DECODE_MARGIN)
-        last = min(f1 - f0, -(-int(max(r.end for r in regions) * SAMPLE_RATE) // LATENT_HOP) - f0 + DECODE_MARGIN)
+        first = max(0, edit.to_samples(min(r.start for r in regions)) // LATENT_HOP - f0 - DECODE_MARGIN)
+        last = min(f1 - f0, -(-edit.to_samples(max(r.end for r in regions)) // LATENT_HOP) - f0 + DECODE_MARGIN)
         audio = self._decode(model, latents[..., first:last], progress)  # (G, 2, span)
         out = np.zeros((len(groups), 2, w1 - w0), dtype=np.float32)
         span = out[..., first * LATENT_HOP: last * LATENT_HOP]
@@ -328,8 +328,8 @@ def plan_window(regions, total: int, max_seconds: float, context_seconds: Option
     to the latent grid. A hull longer than ``max_seconds`` is an error naming both lengths.
     """
     limit = int(max_seconds * SAMPLE_RATE) // LATENT_HOP * LATENT_HOP
-    first = int(min(r.start for r in regions) * SAMPLE_RATE) // LATENT_HOP * LATENT_HOP
-    last = -(-int(round(max(r.end for r in regions) * SAMPLE_RATE)) // LATENT_HOP) * LATENT_HOP
+    first = edit.to_samples(min(r.start for r in regions)) // LATENT_HOP * LATENT_HOP
+    last = -(-edit.to_samples(max(r.end for r in regions)) // LATENT_HOP) * LATENT_HOP
     if last - first > limit:
         raise ValueError(f"The regions span {(last - first) / SAMPLE_RATE:.1f} s, more than this model's "
                          f"{max_seconds:.0f} s: edit them in smaller groups.")

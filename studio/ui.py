@@ -7,7 +7,6 @@ and the settings from app.py). Handlers return the whole visible state through `
 from __future__ import annotations
 
 import inspect
-import json
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +20,9 @@ from studio.api import (MAX_CFG, SAMPLE_RATE, Cancelled, EditRequest, Engine, En
                         Guidance)
 from studio.audio_io import AudioError, Limits, load_audio
 from studio.catalog import prompt_for_model
+from studio.painter import Painted, Painter
 from studio.ui_view import ensure_view, read_view
 
-PAINTER = Path(__file__).parent / "painter"
 EXPORT_FORMATS = [("WAV · 24-bit", "wav24"), ("WAV · 32-bit float", "wav32f"), ("FLAC · 24-bit", "flac"),
                   ("MP3", "mp3")]
 
@@ -38,22 +37,15 @@ class StudioConfig:
     gpu: Callable = lambda fn, seconds: fn  # spaces.GPU(duration=seconds) on ZeroGPU Spaces
 
 
-def painter_component() -> gr.HTML:
-    js = f"const PAINTER_CSS = {json.dumps((PAINTER / 'painter.css').read_text())};\n"
-    return gr.HTML(value="", html_template=(PAINTER / "painter.html").read_text(),
-                   js_on_load=js + (PAINTER / "painter.js").read_text(), elem_id="painter",
-                   apply_default_css=False)
-
-
 def file_url(path: Path) -> str:
     return f"/gradio_api/file={Path(path).resolve()}"
 
 
-def painter_value(s: session.Session | None, old: str | None, take_id: str | None = None,
-                  keep_regions: bool = True, beats=None) -> str:
-    """The painter's JSON for session `s`: current version as A, take `take_id` as B."""
-    prev = json.loads(old) if old else {}
-    value = {"track": None, "take": None, "highlight": [], "grid": edit.GRID_SECONDS, "max_continue": 30,
+def painter_value(s: session.Session | None, old: Painted | None, take_id: str | None = None,
+                  keep_regions: bool = True, beats=None) -> dict:
+    """The painter's contract for session `s`: current version as A, take `take_id` as B."""
+    prev = old.kept if old is not None else {}
+    value = {"track": None, "take": None, "highlight": [],
              "regions": prev.get("regions", []) if keep_regions else [],
              "continue_seconds": prev.get("continue_seconds", 0) if keep_regions else 0,
              "beats": beats if beats is not None else prev.get("beats")}
@@ -64,7 +56,7 @@ def painter_value(s: session.Session | None, old: str | None, take_id: str | Non
     if s is not None and take_id:
         t = s.take(take_id)
         value["take"] = _side(s, t.file, f"{session.take_label(t)} · seed {t.seed}")
-    return json.dumps(value)
+    return value
 
 
 def _side(s: session.Session, rel: str, label: str) -> dict:
@@ -103,7 +95,7 @@ def build_ui(engine: Engine, cfg: StudioConfig) -> gr.Blocks:
         with gr.Row(elem_id="header"):
             gr.Markdown(f"## SA3 Studio\n<span class='sub'>Paint a region, regenerate it with Stable Audio 3, "
                         f"keep the best take. {cfg.hardware}</span>")
-        c.painter = painter_component()
+        c.painter = Painter(elem_id="painter")
         c.status = gr.Markdown("Load a clip to begin.", elem_id="status")
         with gr.Row(equal_height=False):
             with gr.Column(scale=4, min_width=280):
@@ -257,11 +249,11 @@ class _Handlers:
         return seconds
 
     def view(self, s, painter, msg, take_id=None, keep=True, beats=None):
-        return [s, painter_value(s, painter, take_id, keep, beats), msg, takes_update(s, take_id),
+        return [s, painter_value(s, painter, take_id, keep, beats), status(msg), takes_update(s, take_id),
                 versions_text(s)]
 
     def failed(self, s, painter, take_id, err):
-        return [s, gr.update(), f"⚠️ {_sentence(err)}", takes_update(s, take_id), versions_text(s)]
+        return [s, gr.update(), status(err), takes_update(s, take_id), versions_text(s)]
 
     def open(self, painter, request: gr.Request):
         sid = dict(request.query_params).get("session", "") if request else ""
@@ -307,8 +299,8 @@ class _Handlers:
                                                                           desc=f"Loading {info.label}"))
             msg = f"Model **{info.label}** ready."
         except EngineError as e:
-            msg = f"⚠️ {_sentence(e)}"
-        return (gr.update(info=info.needs), info.default_steps, msg, gr.update(visible=info.guided),
+            msg = e
+        return (gr.update(info=info.needs), info.default_steps, status(msg), gr.update(visible=info.guided),
                 info.default_cfg, gr.update(maximum=int(info.max_seconds)))
 
     def sent_text(self, name, prompt):
@@ -324,15 +316,18 @@ class _Handlers:
         return self.view(s, painter, msg, take_id, beats=found)
 
     def generate(self, s, painter, model, prompt, seed, random_seed, n_takes, steps, strength, crossfade,
-                 cfg, apg, negative, extend_start, guide, context, match, progress=gr.Progress()):
+                 cfg=None, apg=1.0, negative="", extend_start=0.0, guide=None, context="auto", match=False,
+                 progress=gr.Progress()):
         seed = secrets.randbelow(2**31) if random_seed else int(seed or 0)
         try:
             if s is None or s.current is None:
                 raise ValueError("Load or generate a clip first, then paint the regions to regenerate.")
             source = session.audio(s, s.current.file)
-            regions, cont = edit.parse_painter(painter)
+            if painter.error:
+                raise ValueError(painter.error)
+            regions, cont = painter.regions, painter.continue_seconds
             seconds = source.shape[1] / SAMPLE_RATE
-            regions = edit.snap_regions(edit.validate_regions(regions, seconds), seconds)
+            regions = edit.snap_regions(regions, seconds)
             intro = float(extend_start or 0)
             guide_audio = load_audio(_path(guide), self.cfg.limits)[0] if guide else None
             s.path("cancel").unlink(missing_ok=True)
@@ -418,8 +413,8 @@ class _Handlers:
                 raise ValueError("Pick a take to export first." if s and s.current else "Nothing to export yet.")
             path = session.export(s, what, fmt)
         except PROBLEMS as e:
-            return None, f"⚠️ {_sentence(e)}"
-        return str(path), f"Exported **{path.name}** with its settings in {path.with_suffix('.json').name}."
+            return None, status(e)
+        return str(path), status(f"Exported **{path.name}** with its settings in {path.with_suffix('.json').name}.")
 
 
 def _path(file) -> Path:
@@ -428,7 +423,7 @@ def _path(file) -> Path:
 
 
 def _guidance(cfg, apg, negative) -> Guidance:
-    return Guidance(cfg_scale=float(cfg), apg_scale=float(apg), negative_prompt=negative or "")
+    return Guidance(cfg_scale=None if cfg is None else float(cfg), apg_scale=float(apg), negative_prompt=negative or "")
 
 
 def _progress(progress, flag: Path, k: int, n: int):
@@ -445,6 +440,16 @@ def _progress(progress, flag: Path, k: int, n: int):
         frac = (k + weights.get(stage, 0) + span * done / max(total, 1)) / n
         progress(min(frac, 1.0), desc=f"Take {k + 1}/{n} · {stage} {done}/{total}")
     return report
+
+
+def status(msg):
+    """The status line's update: an exception becomes its sentence styled as an error (class
+    `error`, see app.STUDIO_CSS), a string a plain message (class `ok`); gr.update() passes."""
+    if isinstance(msg, dict):
+        return msg
+    if isinstance(msg, BaseException):
+        return gr.update(value=f"⚠️ {_sentence(msg)}", elem_classes=["error"])
+    return gr.update(value=msg, elem_classes=["ok"])
 
 
 def _sentence(err) -> str:
