@@ -25,12 +25,12 @@ import torch
 
 from models import plan
 from models.config import DiffusionModelConfig, load_model_config
-from models.loading import CheckpointError, resolve
+from models.loading import CheckpointError, first_line, resolve
 from models.sa3 import Generation, StableAudio3
 from models.noise import generator_noise
 from studio import edit
 from studio.catalog import CATALOG, MUSIC, SFX, model_info, prompt_for_model
-from studio.api import (LATENT_HOP, SAMPLE_RATE, EditRequest, EngineError, GenerateRequest,
+from studio.api import (LATENT_HOP, SAMPLE_RATE, Cancelled, EditRequest, EngineError, GenerateRequest,
                         ModelInfo, Progress, Region, Take)
 
 HEADROOM_SECONDS = 6.0  # attended frames past the clip (official duration_padding_sec)
@@ -45,6 +45,24 @@ ENCODE_CACHE = 4  # tracks whose latents are kept
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_device(device: str) -> str:
+    """``device`` if this machine has it, else an EngineError saying what to use instead."""
+    try:
+        kind = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise EngineError(f"Unknown device {device!r}: use cpu or cuda (cuda:1 for a second GPU).") from None
+    if kind.type == "cuda":
+        if not torch.cuda.is_available():
+            raise EngineError(f"Device {device!r} needs an NVIDIA GPU, but PyTorch finds none (no GPU, no driver, "
+                              "or a CPU-only torch build): use the cpu device, or install torch with CUDA.")
+        if (kind.index or 0) >= torch.cuda.device_count():
+            raise EngineError(f"Device {device!r} does not exist: this machine has {torch.cuda.device_count()} "
+                              "GPU(s), numbered from cuda:0.")
+    elif kind.type != "cpu":
+        raise EngineError(f"Device {device!r} is not supported: use cpu or cuda.")
+    return device
 
 
 def default_model() -> str:
@@ -64,7 +82,7 @@ class RealEngine:
     def __init__(self, device: Optional[str] = None, dtype: Optional[torch.dtype] = None,
                  token: Optional[str] = None, revision: Optional[str] = None, extra_models: tuple[str, ...] = ()):
         """``extra_models``: repo ids or local checkpoint folders offered beside the catalogue."""
-        self.device = device or default_device()
+        self.device = check_device(device or default_device())
         self.extra = tuple(_describe(name) for name in extra_models)
         self.dtype = dtype or (torch.bfloat16 if self.device.startswith("cuda") else torch.float32)
         self.token, self.revision = token, revision
@@ -95,8 +113,15 @@ class RealEngine:
             model = StableAudio3.from_checkpoint(ckpt, self.device, self.dtype)
         except CheckpointError as e:
             raise EngineError(str(e)) from e
-        except (ValueError, OSError) as e:
-            raise EngineError(f"The model {name!r} could not be loaded: {e}") from e
+        except Cancelled:
+            raise
+        except Exception as e:  # a bad config, torch's RuntimeErrors, out of memory: one sentence
+            raise EngineError(f"The model {name!r} could not be loaded ({type(e).__name__}: {first_line(e)}); "
+                              "check that its files are complete, or download it again.") from e
+        if (model.cfg.sample_rate, model.cfg.same.downsampling_ratio) != (SAMPLE_RATE, LATENT_HOP):
+            raise EngineError(f"The model {name!r} works at {model.cfg.sample_rate} Hz with a latent hop of "
+                              f"{model.cfg.same.downsampling_ratio}; the studio needs {SAMPLE_RATE} Hz and "
+                              f"{LATENT_HOP} (the released SA3 models).")
         info = next((m for m in self.models() if m.name == name), None) or _describe(name, model.cfg)
         self._loaded, self._latents = _Loaded(info, model), OrderedDict()
         _report(progress, "load", 1, 1)
