@@ -6,6 +6,7 @@ and the settings from app.py). Handlers return the whole visible state through `
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 from dataclasses import dataclass
@@ -245,8 +246,12 @@ class _Handlers:
         return self.view(s, painter, msg, keep=False)
 
     def load_upload(self, s, painter, path):
-        """load_file, then empty the drop zone so the next file can be dropped at once."""
-        return self.load_file(s, painter, path) + [None]
+        """load_file, then empty the drop zone so the next file can be dropped at once; Gradio's
+        temporary copy is deleted, read or refused (the session keeps its own)."""
+        try:
+            return self.load_file(s, painter, path) + [None]
+        finally:
+            discard_upload(path)
 
     def load_demo(self, s, painter, name):
         if not name:
@@ -382,6 +387,20 @@ def _progress(progress, flag: Path, k: int, n: int):
         frac = (k + weights.get(stage, 0) + span * done / max(total, 1)) / n
         progress(min(frac, 1.0), desc=f"Take {k + 1}/{n} · {stage} {done}/{total}")
     return report
+
+
+def discard_upload(path) -> None:
+    """Delete an upload's file and its per-upload folder, only inside Gradio's upload folder."""
+    if not path:
+        return
+    file = Path(path if isinstance(path, str) else path.name).resolve()
+    root = Path(gr.utils.get_upload_folder()).resolve()
+    if root not in file.parents:
+        return
+    file.unlink(missing_ok=True)
+    if file.parent != root:
+        with contextlib.suppress(OSError):  # not empty: another upload of the same content
+            file.parent.rmdir()
 
 
 def _sentence(err) -> str:
