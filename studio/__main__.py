@@ -151,13 +151,11 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def check_seconds(args) -> None:
-    """--seconds within a catalogue model's range, known before loading it (others: after)."""
-    from studio.catalog import model_info
-
-    info = model_info(args.model)
+def check_seconds(args, info) -> None:
+    """--seconds within the model's range: a catalogue model's is known before loading it, any
+    other's once loaded (``info`` None: not known yet)."""
     if args.command == "generate" and info is not None and args.seconds > info.max_seconds:
-        raise Refused(f"--seconds {args.seconds:g} is longer than {info.name} makes: at most "
+        raise Refused(f"--seconds {args.seconds:g} is longer than {Path(info.name).name} makes: at most "
                       f"{info.max_seconds:.1f} s.")
 
 
@@ -188,12 +186,13 @@ def main(argv=None) -> int:
 
 def run(args) -> int:
     from studio import audio_io
+    from studio.catalog import model_info
     from studio.engine import RealEngine, default_model
 
     args.model = args.model or default_model()
     sources = [p for p in (getattr(args, "init", None), getattr(args, "source", None)) if p is not None]
     fmt = check_output(args.output, sources)
-    check_seconds(args)
+    check_seconds(args, model_info(args.model))
     engine = RealEngine(device=args.device, token=args.token)  # refuses a device this machine lacks
     audio = {}
     for path in sources:  # read (and refused) before the model loads
@@ -202,6 +201,7 @@ def run(args) -> int:
             print(f"note: {path.name}: {note}", file=sys.stderr)
     seed = args.seed if args.seed is not None else random.randrange(2**31)
     info = engine.load(args.model, progress=_print_progress)
+    check_seconds(args, info)
     if args.command == "generate":
         req = GenerateRequest(prompt=args.prompt, seconds=args.seconds, seed=seed, steps=args.steps,
                               init_audio=audio.get(args.init), init_strength=args.strength)

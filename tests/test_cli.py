@@ -225,3 +225,11 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(fake_run,
     assert "Traceback (most recent call last)" in err and err.endswith("error: unexpected KeyError: 'plan'.\n")
     fake_run(EngineError("The model ran out of memory: try fewer seconds."))
     assert refused(argv, capsys, code=1) == "error: The model ran out of memory: try fewer seconds."
+
+
+def test_seconds_past_a_local_models_longest_clip_is_one_sentence(tiny_checkpoint, tmp_path, capsys):
+    """A folder's longest clip is known once its config is read: refused before any sampling."""
+    err = refused(["generate", "x", "--seconds", "121", "--model", str(tiny_checkpoint),
+                   "-o", str(tmp_path / "o.wav")], capsys)
+    assert err == "error: --seconds 121 is longer than sa3-small-tiny makes: at most 120.0 s."
+    assert os.listdir(tmp_path) == []
