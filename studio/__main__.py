@@ -51,7 +51,6 @@ def number(kind: type, rule: str, low: float, high: float = math.inf, above: boo
             raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}")
         return value
 
-    parse.__name__ = rule  # argparse names the type in some messages
     return parse
 
 
@@ -128,7 +127,7 @@ def check_output(output: Path, inputs: list[Path]) -> str:
     fmt = FORMATS.get(output.suffix.lower())
     if fmt is None:
         raise Refused(f"--output must end in .wav or .flac, got {output.name!r}.")
-    folder = output.resolve().parent
+    folder = output.absolute().parent  # where atomic_write puts its temporary file
     if not folder.is_dir():
         raise Refused(f"The folder of --output, {folder}, does not exist: create it first, or choose another path.")
     if not os.access(folder, os.W_OK | os.X_OK):
