@@ -3,15 +3,18 @@
     python -m studio generate "lofi house loop, 90 BPM" --seconds 30 -o loop.wav
     python -m studio edit song.wav --regions 4:8,16:20 --prompt "drum fill" -o fixed.flac
     python -m studio edit song.wav --continue 10 --prompt "outro" -o longer.wav
+    python -m studio replay fixed.json -o again.flac     # the same take again, from its side-car
 
-Every run writes the audio (atomically) and a side-car JSON with the prompt, seed, model
-and regions, like the studio's export. Every argument is checked before a model is loaded;
-a problem is one line on stderr (`--debug` adds the traceback of an unexpected one).
+Every run writes the audio (atomically) and a side-car JSON holding everything the take depends
+on (studio/recipe.py), like the studio's export; `replay` makes the take again from it. Every
+argument is checked before a model is loaded; a problem is one line on stderr (`--debug` adds
+the traceback of an unexpected one).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import random
@@ -19,11 +22,11 @@ import sys
 import traceback
 from pathlib import Path
 
-from studio.api import LATENT_HOP, SAMPLE_RATE, Cancelled, EditRequest, EngineError, GenerateRequest, Region
+from studio import recipe
+from studio.api import (LATENT_HOP, MAX_CFG, MAX_SEED, MAX_STEPS, SAMPLE_RATE, Cancelled, EditRequest, EngineError,
+                        GenerateRequest, Guidance, Region, check_length)
 
 FORMATS = {".wav": "wav24", ".flac": "flac"}
-MAX_STEPS = 500  # the released models use 8 (base: 50); more only costs time
-MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
 MIN_SECONDS = LATENT_HOP / SAMPLE_RATE  # one latent frame (~0.093 s): the shortest clip a model makes
 
 
@@ -59,6 +62,8 @@ NON_NEGATIVE = number(float, "a number of at least 0", 0.0)
 STRENGTH = number(float, "a number above 0 and at most 1", 0.0, 1.0, above=True)
 STEPS = number(int, f"a whole number from 1 to {MAX_STEPS}", 1, MAX_STEPS)
 SEED = number(int, f"a whole number from 0 to {MAX_SEED} (2**63 - 1)", 0, MAX_SEED)
+CFG = number(float, f"a number from 0 to {MAX_CFG:g}", 0.0, MAX_CFG)
+APG = number(float, "a number from 0 to 1", 0.0, 1.0)
 
 
 def parse_regions(text: str) -> tuple[Region, ...]:
@@ -85,7 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--seed", type=SEED, default=None, help="random seed; the same seed gives the same take "
                                                                  "(default: random, printed)")
     common.add_argument("--steps", type=STEPS, default=None,
-                        help=f"sampling steps, 1 to {MAX_STEPS} (default: the model's, 8)")
+                        help=f"sampling steps, 1 to {MAX_STEPS} (default: the model's: 8, or 50 for -base models)")
+    common.add_argument("--cfg", type=CFG, default=None,
+                        help="-base models: classifier-free guidance scale (default 7; 1 turns guidance off)")
+    common.add_argument("--apg", type=APG, default=1.0,
+                        help="-base models: adaptive projected guidance, 1 = full APG, 0 = plain CFG (default 1)")
+    common.add_argument("--negative-prompt", default="", help="-base models: what the take should avoid")
     common.add_argument("-o", "--output", type=Path, required=True,
                         help="output file, .wav (24-bit) or .flac; a .json side-car is written beside it")
     common.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
@@ -114,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--crossfade-ms", type=NON_NEGATIVE, default=30.0, help="equal-power crossfade at region borders")
     ed.add_argument("--strength", type=STRENGTH, default=1.0,
                     help="above 0 and at most 1: 1 regenerates the regions from noise; lower keeps more of their shape")
+    rep = sub.add_parser("replay", help="make a take again from its side-car JSON (bit-exact on the same "
+                                        "machine and precision)")
+    rep.add_argument("sidecar", type=Path, help="the .json written beside an export")
+    rep.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    rep.add_argument("--token", default=None, help="Hugging Face token for gated repos")
+    rep.add_argument("-o", "--output", type=Path, required=True, help="output file, .wav (24-bit) or .flac")
+    rep.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     return parser
 
 
@@ -150,12 +167,30 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def check_seconds(args, info) -> None:
-    """--seconds within the model's range: a catalogue model's is known before loading it, any
-    other's once loaded (``info`` None: not known yet)."""
-    if args.command == "generate" and info is not None and args.seconds > info.max_seconds:
-        raise Refused(f"--seconds {args.seconds:g} is longer than {Path(info.name).name} makes: at most "
-                      f"{info.max_seconds:.1f} s.")
+def check_seconds(args) -> None:
+    """--seconds within a catalogue model's range, known before loading it (others: the engine
+    checks once the model's config is read, still before any sampling)."""
+    from studio.catalog import model_info
+
+    info = model_info(args.model)
+    if args.command == "generate" and info is not None:
+        check_length(args.seconds, info)
+
+
+def inputs(args) -> list[Path]:
+    """The files a run reads; the output must overwrite none of them."""
+    if args.command == "replay":
+        return [args.sidecar, *_recorded_files(args.sidecar)]
+    return [p for p in (args.init if args.command == "generate" else args.source,) if p is not None]
+
+
+def _recorded_files(sidecar: Path) -> list[Path]:
+    """The audio files a side-car names (none if it cannot be read: replaying it says why)."""
+    try:
+        data = json.loads(sidecar.read_text())
+        return [Path(data[name]["file"]) for name in recipe.AUDIO_FIELDS if data.get(name)]
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError):
+        return []
 
 
 # --------------------------------------------------------------------------- the run
@@ -185,37 +220,60 @@ def main(argv=None) -> int:
 
 def run(args) -> int:
     from studio import audio_io
-    from studio.catalog import model_info
     from studio.engine import RealEngine, default_model
 
-    args.model = args.model or default_model()
-    sources = [p for p in (getattr(args, "init", None), getattr(args, "source", None)) if p is not None]
-    fmt = check_output(args.output, sources)
-    check_seconds(args, model_info(args.model))
+    if args.command != "replay":
+        args.model = args.model or default_model()
+        check_seconds(args)
+    fmt = check_output(args.output, inputs(args))
     engine = RealEngine(device=args.device, token=args.token)  # refuses a device this machine lacks
-    audio = {}
-    for path in sources:  # read (and refused) before the model loads
-        audio[path], note = audio_io.load_audio(path)
-        if note:
-            print(f"note: {path.name}: {note}", file=sys.stderr)
-    seed = args.seed if args.seed is not None else random.randrange(2**31)
-    info = engine.load(args.model, progress=_print_progress)
-    check_seconds(args, info)
-    if args.command == "generate":
-        req = GenerateRequest(prompt=args.prompt, seconds=args.seconds, seed=seed, steps=args.steps,
-                              init_audio=audio.get(args.init), init_strength=args.strength)
-        take = engine.generate(req, progress=_print_progress)
-    else:
-        req = EditRequest(source=audio[args.source], regions=args.regions, prompt=args.prompt, seed=seed,
-                          steps=args.steps, continue_seconds=args.continue_seconds, context_seconds=args.context,
-                          crossfade_ms=args.crossfade_ms, strength=args.strength)
-        take = engine.edit(req, progress=_print_progress)
-    sidecar = dict(prompt=args.prompt, seed=seed, model=take.model, steps=args.steps or info.default_steps,
-                   regions=[dict(start=r.start, end=r.end, prompt=r.prompt) for r in take.regions])
+    req, files = _replayed(args) if args.command == "replay" else _request(args)  # audio read before any model
+    take = (engine.edit if isinstance(req, EditRequest) else engine.generate)(req, progress=_print_progress)
+    for note in take.notes:
+        _say(f"note: {note}")
+    sidecar = recipe.to_recipe(take, files, precision=str(engine.dtype).removeprefix("torch."), device=engine.device)
     audio_path, json_path = audio_io.export(args.output, take.audio, fmt, sidecar)
-    _say(f"wrote {audio_path} ({take.audio.shape[1] / SAMPLE_RATE:.2f} s, seed {seed}, {take.elapsed:.1f} s) "
+    _say(f"wrote {audio_path} ({take.audio.shape[1] / SAMPLE_RATE:.2f} s, seed {take.seed}, {take.elapsed:.1f} s) "
          f"and {json_path.name}")
     return 0
+
+
+def _request(args) -> tuple[GenerateRequest | EditRequest, dict]:
+    """The request the command line asks for, and the files its audio comes from."""
+    from studio import audio_io
+
+    seed = args.seed if args.seed is not None else random.randrange(2**31)
+    guidance = Guidance(cfg_scale=args.cfg, apg_scale=args.apg, negative_prompt=args.negative_prompt)
+    if args.command == "generate":
+        init = _load(args.init) if args.init else None
+        req = GenerateRequest(model=args.model, prompt=args.prompt, seconds=args.seconds, seed=seed,
+                              steps=args.steps, init_audio=init, init_strength=args.strength, guidance=guidance)
+        return req, ({"init_audio": args.init} if args.init else {})
+    req = EditRequest(model=args.model, source=_load(args.source), regions=args.regions, prompt=args.prompt,
+                      seed=seed, steps=args.steps, continue_seconds=args.continue_seconds,
+                      context_seconds=args.context, crossfade_ms=args.crossfade_ms, strength=args.strength,
+                      guidance=guidance)
+    return req, {"source": args.source}
+
+
+def _load(path: Path):
+    from studio import audio_io
+
+    audio, note = audio_io.load_audio(path)
+    if note:
+        _say(f"note: {path.name}: {note}")
+    return audio
+
+
+def _replayed(args) -> tuple[GenerateRequest | EditRequest, dict]:
+    """The request a side-car records (its audio files checked unchanged), and those files."""
+    try:
+        data = json.loads(args.sidecar.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{args.sidecar} is not a readable side-car JSON ({e}).") from None
+    req = recipe.from_recipe(data, _load)
+    files = {name: data[name]["file"] for name in recipe.AUDIO_FIELDS if data.get(name)}
+    return req, files
 
 
 def _sentence(e: Exception) -> str:

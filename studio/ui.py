@@ -7,6 +7,7 @@ and the settings from app.py). Handlers return the whole visible state through `
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import secrets
 from dataclasses import dataclass
@@ -17,7 +18,8 @@ from typing import Callable
 import gradio as gr
 
 from studio import edit, session
-from studio.api import SAMPLE_RATE, Cancelled, EditRequest, Engine, EngineError, GenerateRequest
+from studio.api import (MAX_CFG, SAMPLE_RATE, Cancelled, EditRequest, Engine, EngineError, GenerateRequest,
+                        Guidance)
 from studio.audio_io import AudioError, Limits, load_audio
 from studio.catalog import prompt_for_model
 from studio.ui_view import ensure_view, read_view
@@ -33,7 +35,7 @@ class StudioConfig:
     limits: Limits = Limits()
     assets: Path = Path(__file__).parent.parent / "assets"
     hardware: str = ""                  # one line shown under the title
-    gpu: Callable = lambda fn: fn       # spaces.GPU on ZeroGPU Spaces
+    gpu: Callable = lambda fn, seconds: fn  # spaces.GPU(duration=seconds) on ZeroGPU Spaces
 
 
 def painter_component() -> gr.HTML:
@@ -105,7 +107,7 @@ def build_ui(engine: Engine, cfg: StudioConfig) -> gr.Blocks:
         c.status = gr.Markdown("Load a clip to begin.", elem_id="status")
         with gr.Row(equal_height=False):
             with gr.Column(scale=4, min_width=280):
-                _source_panel(c, demos)
+                _source_panel(c, demos, models[cfg.default_model])
             with gr.Column(scale=5, min_width=320):
                 _edit_panel(c, models, cfg.default_model)
             with gr.Column(scale=4, min_width=280):
@@ -116,7 +118,7 @@ def build_ui(engine: Engine, cfg: StudioConfig) -> gr.Blocks:
     return demo
 
 
-def _source_panel(c, demos: list[str]) -> None:
+def _source_panel(c, demos: list[str], info) -> None:
     gr.Markdown("### Source")
     with gr.Tabs():
         with gr.Tab("Upload"):
@@ -125,7 +127,8 @@ def _source_panel(c, demos: list[str]) -> None:
             c.record = gr.Audio(sources=["microphone"], type="filepath", label="Record")
         with gr.Tab("Prompt"):
             c.src_prompt = gr.Textbox(label="Prompt", placeholder="warm lo-fi drums, 90 BPM", elem_id="src-prompt")
-            c.src_seconds = gr.Slider(2, 60, value=10, step=1, label="Seconds", elem_id="src-seconds")
+            c.src_seconds = gr.Slider(1, int(info.max_seconds), value=10, step=1, label="Seconds",
+                                      elem_id="src-seconds")
             c.src_btn = gr.Button("Generate source", elem_id="src-generate")
     with gr.Row():
         c.demo_pick = gr.Dropdown(demos, value=demos[0] if demos else None, label="Demo clip",
@@ -150,6 +153,15 @@ def _edit_panel(c, models: dict, default: str) -> None:
         c.strength = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Strength",
                                info="1 = new audio; lower keeps the region's shape")
         c.crossfade = gr.Slider(0, 200, value=30, step=5, label="Crossfade (ms)", elem_id="crossfade")
+    info = models[default]
+    with gr.Accordion("Guidance · -base models", open=True, visible=info.guided, elem_id="guidance") as c.guidance:
+        with gr.Row():
+            c.cfg = gr.Slider(0, MAX_CFG, value=info.default_cfg, step=0.5, label="CFG scale", elem_id="cfg",
+                              info="how closely to follow the prompt; 1 = no guidance")
+            c.apg = gr.Slider(0, 1, value=1.0, step=0.1, label="APG", elem_id="apg",
+                              info="1 = adaptive projected guidance (less harsh), 0 = plain CFG")
+        c.negative = gr.Textbox(label="Negative prompt", placeholder="what to avoid, e.g. vocals, distortion",
+                                elem_id="negative")
     c.beats = gr.Checkbox(label="Snap regions to beats (latent grid always)", value=False, elem_id="snap-beats")
     with gr.Row():
         c.gen_btn = gr.Button("Generate takes", variant="primary", elem_id="generate")
@@ -180,13 +192,15 @@ def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
     c.upload.upload(h.load_upload, [c.sess, c.painter, c.upload], view + [c.upload])
     c.record.stop_recording(h.load_file, [c.sess, c.painter, c.record], view)
     c.demo_btn.click(h.load_demo, [c.sess, c.painter, c.demo_pick], view)
-    c.src_btn.click(gpu(h.generate_source), [c.sess, c.painter, c.src_prompt, c.src_seconds, c.seed,
-                                             c.random_seed, c.model], view + [c.seed])
-    c.model.change(h.pick_model, [c.model], [c.model, c.steps, c.status])
+    c.src_btn.click(gpu(h.generate_source, h.gpu_seconds(h.generate_source)), [c.sess, c.painter, c.src_prompt, c.src_seconds, c.seed,
+                                             c.random_seed, c.model, c.steps, c.cfg, c.apg, c.negative],
+                    view + [c.seed])
+    c.model.change(h.pick_model, [c.model], [c.model, c.steps, c.status, c.guidance, c.cfg, c.src_seconds])
     for trigger in (c.prompt.change, c.model.change):
         trigger(h.sent_text, [c.model, c.prompt], [c.sent])
-    c.gen_btn.click(gpu(h.generate), [c.sess, c.painter, c.model, c.prompt, c.seed, c.random_seed, c.n_takes,
-                                      c.steps, c.strength, c.crossfade], view + [c.seed])
+    c.gen_btn.click(gpu(h.generate, h.gpu_seconds(h.generate)), [c.sess, c.painter, c.model, c.prompt, c.seed, c.random_seed, c.n_takes,
+                                      c.steps, c.strength, c.crossfade, c.cfg, c.apg, c.negative],
+                    view + [c.seed])
     # runs beside generate; no output, so it cannot overwrite the "Cancelled" that generate reports
     c.cancel_btn.click(h.cancel, [c.sess], None, concurrency_limit=None)
     c.takes.select(h.pick_take, on_take, view)
@@ -203,6 +217,14 @@ _SET_URL_JS = """(sid) => { if (sid) { const u = new URL(window.location.href);
   u.searchParams.set('session', sid); window.history.replaceState(null, '', u); } return []; }"""
 
 PROBLEMS = (AudioError, EngineError, ValueError, KeyError)
+# ZeroGPU durations: the model is loaded at start-up (app.preload), so a call holds the GPU for the
+# steps, the encode and the decode. Generous per step (a medium step on a 380 s track is ~0.15 s on
+# an H200); ZeroGPU queues shorter requests first, so the estimate follows the work.
+GPU_SECONDS_BASE, GPU_SECONDS_PER_STEP, GPU_SECONDS_MAX = 20, 1.5, 300
+
+
+def gpu_seconds(takes: int, steps: int) -> int:
+    return int(min(GPU_SECONDS_MAX, GPU_SECONDS_BASE + int(takes) * int(steps) * GPU_SECONDS_PER_STEP))
 
 
 class _Handlers:
@@ -210,6 +232,16 @@ class _Handlers:
 
     def __init__(self, engine: Engine, cfg: StudioConfig, models: dict):
         self.engine, self.cfg, self.models = engine, cfg, models
+
+    @staticmethod
+    def gpu_seconds(handler) -> Callable[..., int]:
+        """A ZeroGPU duration for ``handler``: called with the handler's own arguments."""
+        signature = inspect.signature(handler)
+
+        def seconds(*args, **kwargs) -> int:
+            given = signature.bind_partial(*args, **kwargs).arguments
+            return gpu_seconds(given.get("n_takes", 1), given.get("steps", 8))
+        return seconds
 
     def view(self, s, painter, msg, take_id=None, keep=True, beats=None):
         return [s, painter_value(s, painter, take_id, keep, beats), msg, takes_update(s, take_id),
@@ -262,12 +294,13 @@ class _Handlers:
         """Load the picked model now, so a download shows its progress before the first edit."""
         info = self.models[name]
         try:
-            self.engine.load(name, lambda stage, done, total: progress(done / max(total, 1),
-                                                                       desc=f"Loading {info.label}"))
+            self.engine.prepare(name, lambda stage, done, total: progress(done / max(total, 1),
+                                                                          desc=f"Loading {info.label}"))
             msg = f"Model **{info.label}** ready."
         except EngineError as e:
             msg = f"⚠️ {_sentence(e)}"
-        return gr.update(info=info.needs), info.default_steps, msg
+        return (gr.update(info=info.needs), info.default_steps, msg, gr.update(visible=info.guided),
+                info.default_cfg, gr.update(maximum=int(info.max_seconds)))
 
     def sent_text(self, name, prompt):
         sent = prompt_for_model(prompt or "", self.models[name])
@@ -282,7 +315,7 @@ class _Handlers:
         return self.view(s, painter, msg, take_id, beats=found)
 
     def generate(self, s, painter, model, prompt, seed, random_seed, n_takes, steps, strength, crossfade,
-                 progress=gr.Progress()):
+                 cfg, apg, negative, progress=gr.Progress()):
         seed = secrets.randbelow(2**31) if random_seed else int(seed or 0)
         try:
             if s is None or s.current is None:
@@ -294,18 +327,17 @@ class _Handlers:
             if not regions and cont <= 0:
                 raise ValueError("Paint at least one region (or set “continue by”) before generating.")
             s.path("cancel").unlink(missing_ok=True)
-            info = self.engine.load(model, _progress(progress, s.path("cancel"), 0, 1))
-        except Cancelled:
-            return self.failed(s, painter, None, ValueError("Cancelled while loading the model.")) + [seed]
+            info = self.models[model]
         except PROBLEMS as e:
             return self.failed(s, painter, None, e) + [seed]
         settings = {"steps": int(steps), "strength": float(strength), "crossfade_ms": float(crossfade),
                     "continue_seconds": cont}
-        made, msg, flag = [], "", s.path("cancel")
+        made, msg, flag, notes = [], "", s.path("cancel"), []
         for k in range(int(n_takes)):
-            req = EditRequest(source, regions, prompt or "", seed + k, int(steps),
-                              cont, None, float(crossfade), float(strength))
             try:
+                req = EditRequest(model=model, source=source, regions=regions, prompt=prompt or "", seed=seed + k,
+                                  steps=int(steps), continue_seconds=cont, crossfade_ms=float(crossfade),
+                                  strength=float(strength), guidance=_guidance(cfg, apg, negative))
                 take = self.engine.edit(req, _progress(progress, flag, k, int(n_takes)))
             except Cancelled:
                 msg = f"Cancelled after {len(made)} of {int(n_takes)} takes; finished takes are kept."
@@ -314,17 +346,20 @@ class _Handlers:
                 return self.failed(s, painter, made[-1] if made else None, e) + [seed]
             s, rec = session.add_take(s, take, req.prompt, {**settings, "prefix": info.prompt_prefix})
             made.append(rec.id)
+            notes += [n for n in take.notes if n not in notes]
         flag.unlink(missing_ok=True)
         if made and not msg:
             msg = f"{len(made)} take{'s' if len(made) > 1 else ''} ready (seed {seed}). Press B to compare."
+        msg = " ".join([msg, *notes])
         return self.view(s, painter, msg, made[0] if made else None) + [seed]
 
-    def generate_source(self, s, painter, prompt, seconds, seed, random_seed, model, progress=gr.Progress()):
+    def generate_source(self, s, painter, prompt, seconds, seed, random_seed, model, steps, cfg, apg, negative,
+                        progress=gr.Progress()):
         seed = secrets.randbelow(2**31) if random_seed else int(seed or 0)
         s.path("cancel").unlink(missing_ok=True)
         try:
-            self.engine.load(model, _progress(progress, s.path("cancel"), 0, 1))
-            req = GenerateRequest(prompt or "", float(seconds), seed)
+            req = GenerateRequest(model=model, prompt=prompt or "", seconds=float(seconds), seed=seed,
+                                  steps=int(steps), guidance=_guidance(cfg, apg, negative))
             take = self.engine.generate(req, _progress(progress, s.path("cancel"), 0, 1))
         except Cancelled:
             return self.failed(s, painter, None, ValueError("Cancelled.")) + [seed]
@@ -376,6 +411,10 @@ class _Handlers:
         return str(path), f"Exported **{path.name}** with its settings in {path.with_suffix('.json').name}."
 
 
+def _guidance(cfg, apg, negative) -> Guidance:
+    return Guidance(cfg_scale=float(cfg), apg_scale=float(apg), negative_prompt=negative or "")
+
+
 def _progress(progress, flag: Path, k: int, n: int):
     """An engine Progress that drives gr.Progress and raises Cancelled once the flag file exists."""
     weights = {"load": 0.0, "encode": 0.05, "steps": 0.1, "decode": 0.95}
@@ -383,6 +422,9 @@ def _progress(progress, flag: Path, k: int, n: int):
     def report(stage: str, done: int, total: int) -> None:
         if flag.exists():
             raise Cancelled()
+        if stage == "queue":
+            progress(0.0, desc=f"Waiting for the engine: {done} job{'s' if done > 1 else ''} ahead")
+            return
         span = 0.85 if stage == "steps" else 0.05
         frac = (k + weights.get(stage, 0) + span * done / max(total, 1)) / n
         progress(min(frac, 1.0), desc=f"Take {k + 1}/{n} · {stage} {done}/{total}")

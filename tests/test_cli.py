@@ -1,12 +1,17 @@
 """``python -m studio`` end to end on the tiny checkpoint (in-process)."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from studio.__main__ import main
+from studio.api import EngineError, Take
+from tests.conftest import ROOT
 
 
 def test_generate_then_edit_with_regions_and_continuation(tiny_checkpoint, tmp_path, capsys):
@@ -23,7 +28,7 @@ def test_generate_then_edit_with_regions_and_continuation(tiny_checkpoint, tmp_p
     out, _ = sf.read(edited, always_2d=True)
     assert out.shape == (3 * 44100, 2)
     side = json.loads(edited.with_suffix(".json").read_text())
-    assert [(r["start"], r["end"]) for r in side["regions"]] == [(0.5, 1.0), (1.2, 1.5), (2.0, 3.0)]
+    assert [(r["start"], r["end"]) for r in side["regenerated"]] == [(0.5, 1.0), (1.2, 1.5), (2.0, 3.0)]
     # outside the regions the 24-bit source comes back exactly (FLAC is lossless)
     keep = np.r_[0:22050, 44100:52920, 66150:88200]
     np.testing.assert_array_equal(out[keep], audio[keep])
@@ -47,15 +52,25 @@ def test_bad_region_syntax_and_output_type(tmp_path, capsys):
     assert "must end in .wav or .flac" in capsys.readouterr().err
 
 
+def test_replay_a_sidecar_gives_the_same_samples(tiny_checkpoint, tmp_path, capsys):
+    model = str(tiny_checkpoint)
+    source = tmp_path / "gen.wav"
+    assert main(["generate", "pads", "--seconds", "2", "--seed", "9", "--model", model, "-o", str(source)]) == 0
+    take = tmp_path / "take.wav"
+    assert main(["edit", str(source), "--prompt", "drums", "--regions", "0.4:1.1", "--continue", "0.5", "--seed", "4",
+                 "--strength", "0.8", "--crossfade-ms", "12", "--context", "0.5", "--model", model,
+                 "-o", str(take)]) == 0
+    side = json.loads(take.with_suffix(".json").read_text())
+    assert (side["strength"], side["crossfade_ms"], side["context_seconds"], side["seed"]) == (0.8, 12.0, 0.5, 4)
+    again = tmp_path / "again.wav"
+    assert main(["replay", str(take.with_suffix(".json")), "-o", str(again)]) == 0
+    np.testing.assert_array_equal(sf.read(again)[0], sf.read(take)[0])
+    # a changed source is refused, not silently replayed into something else
+    audio, sr = sf.read(source)
+    sf.write(source, audio * 0.5, sr, subtype="PCM_24")
+    assert main(["replay", str(take.with_suffix(".json")), "-o", str(tmp_path / "x.wav")]) == 1
+    assert "has changed since the take was made" in capsys.readouterr().err
 # --------------------------------------------------------------------------- fresh processes, exactly as a user runs it
-
-import os
-import subprocess
-import sys
-
-from studio import __main__ as cli
-from studio.api import EngineError, Take
-from tests.conftest import ROOT
 
 
 def run_cli(args, cwd, hf_home, importtime=False):
@@ -133,9 +148,9 @@ def no_model(monkeypatch):
     """Any attempt to load a model fails the test: these runs must stop before."""
     from studio.engine import RealEngine
 
-    def load(self, name, progress=None):
+    def ensure(self, name, progress=None):
         raise AssertionError("a model was loaded")
-    monkeypatch.setattr(RealEngine, "load", load)
+    monkeypatch.setattr(RealEngine, "_ensure", ensure)
 
 
 @pytest.fixture
@@ -182,8 +197,8 @@ def test_sources_and_lengths_are_checked_before_the_model_loads(no_model, song, 
         f"error: “{tmp_path}” is a folder: give an audio file (WAV, FLAC, OGG or MP3).")
     assert "“nope.wav” was not found." in refused(["edit", str(tmp_path / "nope.wav"), "--prompt", "x", *out],
                                                   capsys, code=1)
-    assert refused(["generate", "x", "--seconds", "500", "--model", "small-music", *out], capsys) == (
-        "error: --seconds 500 is longer than small-music makes: at most 120.0 s.")
+    assert refused(["generate", "x", "--seconds", "500", "--model", "small-music", *out], capsys, code=1) == (
+        "error: The length must be from 0.09 to 120 seconds for Small · music, got 500.")
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
@@ -195,16 +210,14 @@ def test_cuda_without_a_gpu_is_one_sentence_before_any_work(no_model, song, tmp_
 
 @pytest.fixture
 def fake_run(monkeypatch):
-    """The real engine's load and generate replaced: ``fake_run(audio or exception)``."""
-    from studio.catalog import model_info
+    """The real engine's generate replaced (no model): ``fake_run(audio or exception)``."""
     from studio.engine import RealEngine
 
     def install(result):
         def generate(self, req, progress=None):
             if isinstance(result, BaseException):
                 raise result
-            return Take(result, req, req.seed, "small-music", (), 0.1)
-        monkeypatch.setattr(RealEngine, "load", lambda self, name, progress=None: model_info("small-music"))
+            return Take(result, req, req.seed, req.model, (), 0.1)
         monkeypatch.setattr(RealEngine, "generate", generate)
     return install
 
@@ -230,6 +243,13 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(fake_run,
 def test_seconds_past_a_local_models_longest_clip_is_one_sentence(tiny_checkpoint, tmp_path, capsys):
     """A folder's longest clip is known once its config is read: refused before any sampling."""
     err = refused(["generate", "x", "--seconds", "121", "--model", str(tiny_checkpoint),
-                   "-o", str(tmp_path / "o.wav")], capsys)
-    assert err == "error: --seconds 121 is longer than sa3-small-tiny makes: at most 120.0 s."
+                   "-o", str(tmp_path / "o.wav")], capsys, code=1)
+    assert err == "error: The length must be from 0.09 to 120 seconds for sa3-small-tiny, got 121."
     assert os.listdir(tmp_path) == []
+
+
+def test_replay_never_overwrites_its_sidecar_or_the_files_it_names(no_model, song, tmp_path, capsys):
+    side = tmp_path / "take.json"
+    side.write_text(json.dumps({"source": {"file": str(song), "sha256": "0"}}))
+    assert "would overwrite" in refused(["replay", str(side), "-o", str(tmp_path / "take.flac")], capsys)
+    assert f"would overwrite {song}" in refused(["replay", str(side), "-o", str(song)], capsys)

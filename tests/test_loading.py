@@ -253,7 +253,7 @@ def test_engine_load_maps_every_loading_failure_to_one_sentence(full_checkpoint,
             raise error
         monkeypatch.setattr(StableAudio3, "from_checkpoint", fail)
         with pytest.raises(EngineError) as e:
-            RealEngine(device="cpu").load(str(full_checkpoint))
+            RealEngine(device="cpu").prepare(str(full_checkpoint))
         text = str(e.value)
         assert text.startswith(f"The model {str(full_checkpoint)!r} could not be loaded ({type(error).__name__}: ")
         assert "\n" not in text and text.endswith("download it again.")
@@ -270,11 +270,11 @@ def test_engine_load_names_a_bad_config_value(full_checkpoint):
     (full_checkpoint / "model_config.json").write_text(json.dumps(cfg))
     with pytest.raises(EngineError, match=r"\$\.sample_rate: must be a positive integer, got 0; "
                                           r"correct model_config.json"):
-        RealEngine(device="cpu").load(str(full_checkpoint))
+        RealEngine(device="cpu").prepare(str(full_checkpoint))
     cfg["sample_rate"] = 48000
     (full_checkpoint / "model_config.json").write_text(json.dumps(cfg))
     with pytest.raises(EngineError, match="works at 48000 Hz .* the studio needs 44100 Hz"):
-        RealEngine(device="cpu").load(str(full_checkpoint))
+        RealEngine(device="cpu").prepare(str(full_checkpoint))
 
 
 @pytest.mark.parametrize("device, message", [
