@@ -240,8 +240,6 @@ def run(args) -> int:
 
 def _request(args) -> tuple[GenerateRequest | EditRequest, dict]:
     """The request the command line asks for, and the files its audio comes from."""
-    from studio import audio_io
-
     seed = args.seed if args.seed is not None else random.randrange(2**31)
     guidance = Guidance(cfg_scale=args.cfg, apg_scale=args.apg, negative_prompt=args.negative_prompt)
     if args.command == "generate":
@@ -257,6 +255,7 @@ def _request(args) -> tuple[GenerateRequest | EditRequest, dict]:
 
 
 def _load(path: Path):
+    """A file's audio, (2, N) float32 at 44.1 kHz; what was converted is said as a note."""
     from studio import audio_io
 
     audio, note = audio_io.load_audio(path)

@@ -134,6 +134,9 @@ def test_fresh_cli_generates_from_a_local_checkpoint_folder(tiny_checkpoint, tmp
     (["edit", "s.wav", "--prompt", "x", "--crossfade-ms=-inf"], "--crossfade-ms: must be a number of at least 0"),
     (["edit", "s.wav", "--prompt", "x", "--strength", "1.5"], "--strength: must be a number above 0 and at most 1"),
     (["edit", "s.wav", "--prompt", "x", "--regions", "nan:5"], "region 'nan:5' is not START:END in seconds"),
+    (["generate", "x", "--cfg", "nan"], "--cfg: must be a number from 0 to 25, got 'nan'"),
+    (["generate", "x", "--cfg", "30"], "--cfg: must be a number from 0 to 25, got '30'"),
+    (["edit", "s.wav", "--prompt", "x", "--apg", "2"], "--apg: must be a number from 0 to 1, got '2'"),
 ])
 def test_bad_numbers_are_one_line_before_anything_loads(args, message, capsys):
     with pytest.raises(SystemExit) as e:
