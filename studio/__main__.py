@@ -26,7 +26,7 @@ from studio import recipe
 from studio.api import (LATENT_HOP, MAX_CFG, MAX_SEED, MAX_STEPS, SAMPLE_RATE, Cancelled, EditRequest, EngineError,
                         GenerateRequest, Guidance, Region, check_length)
 
-FORMATS = {".wav": "wav24", ".flac": "flac"}
+FORMATS = {".wav": "wav24", ".flac": "flac", ".mp3": "mp3"}
 MIN_SECONDS = LATENT_HOP / SAMPLE_RATE  # one latent frame (~0.093 s): the shortest clip a model makes
 
 
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="-base models: adaptive projected guidance, 1 = full APG, 0 = plain CFG (default 1)")
     common.add_argument("--negative-prompt", default="", help="-base models: what the take should avoid")
     common.add_argument("-o", "--output", type=Path, required=True,
-                        help="output file, .wav (24-bit) or .flac; a .json side-car is written beside it")
+                        help="output file, .wav (24-bit), .flac or .mp3; a .json side-car is written beside it")
     common.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     parser = _Parser(prog="python -m studio", description=__doc__.split("\n\n")[0],
                      epilog=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -118,18 +118,25 @@ def build_parser() -> argparse.ArgumentParser:
                     help="START:END seconds, comma separated, e.g. 4:8,16:20")
     ed.add_argument("--continue", dest="continue_seconds", type=NON_NEGATIVE, default=0.0,
                     help="append this many seconds of new audio after the end")
+    ed.add_argument("--extend-start", dest="extend_start_seconds", type=NON_NEGATIVE, default=0.0,
+                    help="put this many seconds of new audio before the start (an intro); the track follows unchanged")
     ed.add_argument("--context", type=NON_NEGATIVE, default=None,
                     help="seconds of the track the model hears on each side of the regions "
                          "(default: the whole track while it fits the model)")
     ed.add_argument("--crossfade-ms", type=NON_NEGATIVE, default=30.0, help="equal-power crossfade at region borders")
+    ed.add_argument("--match-loudness", action="store_true",
+                    help="scale each region to the loudness of the 2 s around it (within ±12 dB)")
     ed.add_argument("--strength", type=STRENGTH, default=1.0,
                     help="above 0 and at most 1: 1 regenerates the regions from noise; lower keeps more of their shape")
+    ed.add_argument("--guide", type=Path, default=None,
+                    help="audio-to-audio: restyle the regions from this file (aligned to the track's start) "
+                         "instead of the track itself; needs --strength below 1")
     rep = sub.add_parser("replay", help="make a take again from its side-car JSON (bit-exact on the same "
                                         "machine and precision)")
     rep.add_argument("sidecar", type=Path, help="the .json written beside an export")
     rep.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     rep.add_argument("--token", default=None, help="Hugging Face token for gated repos")
-    rep.add_argument("-o", "--output", type=Path, required=True, help="output file, .wav (24-bit) or .flac")
+    rep.add_argument("-o", "--output", type=Path, required=True, help="output file, .wav (24-bit), .flac or .mp3")
     rep.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     return parser
 
@@ -143,7 +150,7 @@ def check_output(output: Path, inputs: list[Path]) -> str:
         raise Refused(f"--output {output} is a folder: give a file name, such as {output / 'out.wav'}.")
     fmt = FORMATS.get(output.suffix.lower())
     if fmt is None:
-        raise Refused(f"--output must end in .wav or .flac, got {output.name!r}.")
+        raise Refused(f"--output must end in .wav, .flac or .mp3, got {output.name!r}.")
     folder = output.absolute().parent  # where atomic_write puts its temporary file
     if not folder.is_dir():
         raise Refused(f"The folder of --output, {folder}, does not exist: create it first, or choose another path.")
@@ -181,7 +188,8 @@ def inputs(args) -> list[Path]:
     """The files a run reads; the output must overwrite none of them."""
     if args.command == "replay":
         return [args.sidecar, *_recorded_files(args.sidecar)]
-    return [p for p in (args.init if args.command == "generate" else args.source,) if p is not None]
+    read = (args.init,) if args.command == "generate" else (args.source, args.guide)
+    return [p for p in read if p is not None]
 
 
 def _recorded_files(sidecar: Path) -> list[Path]:
@@ -226,6 +234,7 @@ def run(args) -> int:
         args.model = args.model or default_model()
         check_seconds(args)
     fmt = check_output(args.output, inputs(args))
+    audio_io.check_writable(fmt)  # MP3 needs libsndfile >= 1.1: said now, not after the compute
     engine = RealEngine(device=args.device, token=args.token)  # refuses a device this machine lacks
     req, files = _replayed(args) if args.command == "replay" else _request(args)  # audio read before any model
     take = (engine.edit if isinstance(req, EditRequest) else engine.generate)(req, progress=_print_progress)
@@ -249,9 +258,10 @@ def _request(args) -> tuple[GenerateRequest | EditRequest, dict]:
         return req, ({"init_audio": args.init} if args.init else {})
     req = EditRequest(model=args.model, source=_load(args.source), regions=args.regions, prompt=args.prompt,
                       seed=seed, steps=args.steps, continue_seconds=args.continue_seconds,
-                      context_seconds=args.context, crossfade_ms=args.crossfade_ms, strength=args.strength,
-                      guidance=guidance)
-    return req, {"source": args.source}
+                      extend_start_seconds=args.extend_start_seconds, context_seconds=args.context,
+                      crossfade_ms=args.crossfade_ms, match_loudness=args.match_loudness, strength=args.strength,
+                      guide=_load(args.guide) if args.guide else None, guidance=guidance)
+    return req, {"source": args.source, **({"guide": args.guide} if args.guide else {})}
 
 
 def _load(path: Path):

@@ -114,15 +114,23 @@ class EditRequest:
     seed: int
     steps: int | None = None
     continue_seconds: float = 0.0      # > 0 appends that much new audio after the source
+    extend_start_seconds: float = 0.0  # > 0 puts that much new audio before it (an intro, a pickup)
     context_seconds: float | None = None  # audio heard each side of the regions; None: the engine's default
     crossfade_ms: float = 30.0         # equal-power crossfade at each region border
+    match_loudness: bool = False       # scale each region to the loudness of the audio around it
     strength: float = 1.0              # 1 regenerates regions from noise; lower keeps their shape (> 0)
+    guide: np.ndarray | None = None    # (2, K) audio from the track's start that strength < 1 restyles
+                                       # instead of the source (audio-to-audio from another file)
     guidance: Guidance = field(default_factory=Guidance)
     loras: tuple[LoraSpec, ...] = ()
 
     def __post_init__(self):
         _check_common(self)
+        if self.guide is not None and self.strength >= 1:
+            raise ValueError("A guide file only shapes the take when the strength is below 1: lower the strength "
+                             "(e.g. 0.6) or remove the guide.")
         _not_negative("Continue-by", self.continue_seconds, "seconds")
+        _not_negative("Extend-start-by", self.extend_start_seconds, "seconds")
         if self.context_seconds is not None:
             _not_negative("Context", self.context_seconds, "seconds")
         _not_negative("Crossfade", self.crossfade_ms, "ms")

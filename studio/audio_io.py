@@ -23,6 +23,7 @@ FORMATS = {  # export name -> (soundfile format, subtype, extension)
     "wav24": ("WAV", "PCM_24", ".wav"),
     "wav32f": ("WAV", "FLOAT", ".wav"),
     "flac": ("FLAC", "PCM_24", ".flac"),
+    "mp3": ("MP3", "MPEG_LAYER_III", ".mp3"),  # lossy, for sharing; libsndfile >= 1.1 writes it
 }
 
 
@@ -195,8 +196,16 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
     return path
 
 
+def check_writable(fmt: str) -> None:
+    """AudioError unless this system's libsndfile writes ``fmt`` (MP3 needs libsndfile >= 1.1)."""
+    kind = FORMATS[fmt][0]
+    if kind not in sf.available_formats():
+        raise AudioError(f"This system's sound library (libsndfile {sf.__libsndfile_version__}) cannot write "
+                         f"{kind}: export as WAV or FLAC, or update libsndfile to 1.1 or newer.")
+
+
 def write_audio(path: str | os.PathLike, audio: np.ndarray, fmt: str = "wav32f") -> Path:
-    """Write (2, N) float32 audio atomically as 'wav24', 'wav32f' or 'flac'."""
+    """Write (2, N) float32 audio atomically as 'wav24', 'wav32f', 'flac' or 'mp3'."""
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {sorted(FORMATS)}, got {fmt!r}")
     if audio.ndim != 2 or audio.shape[0] != 2:
@@ -204,6 +213,7 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, fmt: str = "wav32f")
     if not np.isfinite(audio).all():  # 24-bit would hold a full-scale constant, FLAC would fail
         raise AudioError("The audio holds NaN or infinite samples (the model produced invalid output), so it "
                          "was not written: try another seed, or check the model's weights.")
+    check_writable(fmt)
     kind, subtype, _ = FORMATS[fmt]
     frames = np.ascontiguousarray(audio.T, dtype=np.float32)
     return atomic_write(path, lambda tmp: sf.write(tmp, frames, SAMPLE_RATE, subtype=subtype,

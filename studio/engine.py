@@ -19,6 +19,7 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 
 from models import plan
+from models.plan import HEADROOM_SECONDS
 from models.config import DiffusionModelConfig, load_model_config
 from models.loading import CheckpointError, first_line, resolve
 from models.sa3 import Generation, StableAudio3
@@ -39,7 +41,6 @@ from studio.jobs import JobQueue
 
 log = logging.getLogger(__name__)
 
-HEADROOM_SECONDS = 6.0  # attended frames past the clip (official duration_padding_sec)
 LONG_TRACK_CONTEXT = 15.0  # seconds heard on each side of an edit in a track longer than the model
 DECODE_MARGIN = 16
 # Longer spans are encoded/decoded in windows of this many latents (~48 s): peak memory stays
@@ -96,6 +97,7 @@ class RealEngine:
         self._loaded: dict[str, _Loaded] = {}  # at most one model (see _ensure)
         self._latents: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self._jobs = JobQueue()
+        self._costs = Costs()
 
     @classmethod
     def from_model(cls, model: StableAudio3, name: str = "small-music") -> "RealEngine":
@@ -116,6 +118,19 @@ class RealEngine:
         if name in self._loaded:
             return self._loaded[name].info
         return next((m for m in self.models() if m.name == name), None) or _describe(name)
+
+    def estimate(self, model: str, track_seconds: float, spans, steps: int | None = None,
+                 context_seconds: Optional[float] = None) -> Estimate:
+        """What an edit of ``spans`` (Regions, on the take's axis) in a ``track_seconds`` take will
+        cost: the audio the model hears and, once this machine has run a take, about how long one
+        takes (the latents not yet encoded included). ValueError as the edit itself would raise."""
+        info = self.describe(model)
+        total = edit.to_samples(track_seconds)
+        w0, w1 = plan_window(spans, total, info.max_seconds - HEADROOM_SECONDS, context_seconds)
+        frames = -(-(w1 - w0) // LATENT_HOP) + int(HEADROOM_SECONDS * SAMPLE_RATE) // LATENT_HOP
+        edited = sum(-(-edit.to_samples(r.end - r.start) // LATENT_HOP) + 2 * DECODE_MARGIN for r in spans)
+        work = {"step": frames * (steps or info.default_steps), "decode": min(edited, frames)}
+        return Estimate(heard_seconds=(w1 - w0) / SAMPLE_RATE, seconds=self._costs.seconds(work))
 
     def loaded(self) -> list[str]:
         """Names of the models in memory now."""
@@ -200,48 +215,44 @@ class RealEngine:
 
     def _edit(self, model: StableAudio3, info: ModelInfo, req: EditRequest, progress) -> Take:
         t0 = time.perf_counter()
-        n = req.source.shape[1]
-        regions = edit.validate_regions(req.regions, n / SAMPLE_RATE)
-        total = n + edit.to_samples(req.continue_seconds)
-        if req.continue_seconds > 0:
-            regions = regions + (Region(n / SAMPLE_RATE, total / SAMPLE_RATE, None),)
-        if not regions:
-            raise ValueError("Paint at least one region or set “continue by” before generating.")
-        window = plan_window(regions, total, info.max_seconds - HEADROOM_SECONDS, req.context_seconds)
-        source_latents = self._source_latents(req.source, model, info.name, progress)
-        groups = _by_prompt(regions, req.prompt)
+        plan = edit.layout(req.source, req.regions, req.continue_seconds, req.extend_start_seconds)
+        window = plan_window(plan.spans, plan.total, info.max_seconds - HEADROOM_SECONDS, req.context_seconds)
+        source_latents = self._source_latents(plan.source, model, info.name, progress)
+        init_latents = source_latents
+        if req.guide is not None:
+            _check_audio(req.guide, "guide")
+            init_latents = self._source_latents(edit.place_guide(plan, req.guide), model, info.name, progress)
+        groups = _by_prompt(plan.spans, req.prompt)
         prompts = tuple(self._prompt(prompt, info) for prompt, _ in groups)
         generator = torch.Generator().manual_seed(int(req.seed))
-        generated = np.zeros((2, total), dtype=np.float32)
-        generated[:, :n] = req.source
+        generated = np.zeros((2, plan.total), dtype=np.float32)
         for first in range(0, len(groups), MAX_BATCH):  # bounded batches, one generator for all
             batch = groups[first:first + MAX_BATCH]
             made = self._edit_window(model, info, req, batch, prompts[first:first + MAX_BATCH], window,
-                                     source_latents, generator, progress)
+                                     (source_latents, init_latents), generator, progress)
             for (_, group), new in zip(batch, made):  # each region from the item that made it
                 for r in group:
-                    a, b = edit.to_samples(r.start), min(edit.to_samples(r.end), total)
+                    a, b = edit.to_samples(r.start), min(edit.to_samples(r.end), plan.total)
                     generated[:, a:b] = new[:, a - window[0]:b - window[0]]
-        audio = edit.splice(req.source, generated, regions, req.crossfade_ms)
-        return Take(audio, req, req.seed, info.name, regions, time.perf_counter() - t0,
+        audio = edit.assemble(plan, generated, req.crossfade_ms, req.match_loudness)
+        return Take(audio, req, req.seed, info.name, plan.spans, time.perf_counter() - t0,
                     _prompt_notes(model, prompts))
 
     def _edit_window(self, model: StableAudio3, info: ModelInfo, req: EditRequest, groups, prompts, window,
-                     source_latents: torch.Tensor, generator: torch.Generator, progress) -> np.ndarray:
+                     latents: tuple[torch.Tensor, torch.Tensor], generator: torch.Generator, progress) -> np.ndarray:
         """Regenerate each group's regions inside ``window`` (samples, latent-aligned), one batch
-        item per group (its prompt; the other groups' audio kept). Returns (G, 2, window) audio,
-        decoded only around the regions (zeros elsewhere)."""
+        item per group (its prompt; the other groups' audio kept). ``latents``: the whole track's
+        (kept outside the regions) and what strength < 1 starts from (the track or a guide).
+        Returns (G, 2, window) audio, decoded only around the regions (zeros elsewhere)."""
         w0, w1 = window
         f0, f1 = w0 // LATENT_HOP, -(-w1 // LATENT_HOP)
         seconds = (w1 - w0) / SAMPLE_RATE
         L = model.latent_length(seconds, HEADROOM_SECONDS)
-        reference = torch.zeros(1, source_latents.shape[1], L)
-        have = source_latents[..., f0:min(f1, source_latents.shape[-1])]
-        reference[..., : have.shape[-1]] = have.float()
+        reference, start = (_frames(whole, f0, f1, L) for whole in latents)
         keep = torch.cat([self._keep(group, w0, L, seconds) for _, group in groups])  # (G, L)
         strength = float(req.strength)
         job = Generation(prompts, (seconds,) * len(groups), L, req.steps or info.default_steps,
-                         reference=reference, keep=keep, init=reference if strength < 1 else None,
+                         reference=reference, keep=keep, init=start if strength < 1 else None,
                          init_noise_level=strength, headroom_seconds=HEADROOM_SECONDS, monotonic_init=True,
                          **_guidance(req.guidance, info, len(groups)))
         latents = self._sample(model, job, generator, progress)
@@ -269,12 +280,14 @@ class RealEngine:
     def _sample(self, model: StableAudio3, job: Generation, generator: torch.Generator, progress) -> torch.Tensor:
         _report(progress, "steps", 0, job.steps)
         steps = lambda s: _report(progress, "steps", s.i + 1, s.steps)
-        return model.sample(job, generator_noise(generator), callback=steps)
+        with self._costs.timing("step", job.batch_size * job.latent_length * job.steps):
+            return model.sample(job, generator_noise(generator), callback=steps)
 
     def _decode(self, model: StableAudio3, latents: torch.Tensor, progress) -> np.ndarray:
         _report(progress, "decode", 0, 1)
         chunked = latents.shape[-1] > CODEC_WINDOW
-        audio = model.decode(latents, chunked, window=CODEC_WINDOW)[..., : latents.shape[-1] * LATENT_HOP]
+        with self._costs.timing("decode", latents.shape[0] * latents.shape[-1]):
+            audio = model.decode(latents, chunked, window=CODEC_WINDOW)[..., : latents.shape[-1] * LATENT_HOP]
         audio = audio.float().cpu().numpy()
         check_finite(audio)
         _report(progress, "decode", 1, 1)
@@ -299,6 +312,34 @@ class RealEngine:
             self._latents.popitem(last=False)
         _report(progress, "encode", 1, 1)
         return latents
+
+
+@dataclass(frozen=True)
+class Estimate:
+    heard_seconds: float      # audio the model hears: the regions and their context
+    seconds: Optional[float]  # expected wall time of one take here; None until a take has run
+
+
+class Costs:
+    """Seconds per unit of work (a latent frame through one sampler step; a decoded frame) on
+    this machine, learnt from the runs so far (the latest run weighs half)."""
+
+    def __init__(self):
+        self._per_unit: dict[str, float] = {}
+
+    @contextmanager
+    def timing(self, kind: str, units: int):
+        t0 = time.perf_counter()
+        yield
+        if units > 0:
+            rate = (time.perf_counter() - t0) / units
+            old = self._per_unit.get(kind)
+            self._per_unit[kind] = rate if old is None else 0.5 * (old + rate)
+
+    def seconds(self, work: dict[str, int]) -> Optional[float]:
+        if not all(kind in self._per_unit for kind in work):
+            return None
+        return sum(self._per_unit[kind] * units for kind, units in work.items())
 
 
 def plan_window(regions, total: int, max_seconds: float, context_seconds: Optional[float]) -> tuple[int, int]:
@@ -331,6 +372,14 @@ def plan_window(regions, total: int, max_seconds: float, context_seconds: Option
     if end - start > limit:
         end = start + limit
     return start, min(end, total)
+
+
+def _frames(latents: torch.Tensor, f0: int, f1: int, L: int) -> torch.Tensor:
+    """(1, C, L) fp32: frames [f0, f1) of a track's latents, zero past the track's end."""
+    out = torch.zeros(1, latents.shape[1], L)
+    have = latents[..., f0:min(f1, latents.shape[-1])]
+    out[..., : have.shape[-1]] = have.float()
+    return out
 
 
 def _guidance(guidance, info: ModelInfo, batch: int) -> dict:

@@ -74,19 +74,14 @@ class FakeEngine:
         with self._jobs.turn(progress):
             info = self._ready(req.model, req.prompt, progress)
             t0 = time.perf_counter()
-            n = req.source.shape[1]
-            regions = edit.validate_regions(req.regions, n / SAMPLE_RATE)
-            if not regions and req.continue_seconds <= 0:
-                raise ValueError("Paint at least one region or set “continue by” before generating.")
-            m = n + edit.to_samples(req.continue_seconds)
+            plan = edit.layout(req.source, req.regions, req.continue_seconds, req.extend_start_seconds)
             _report(progress, "encode", 1, 1)
-            new = self._run(req, m, progress)
+            new = self._run(req, plan.total, progress)
             if req.strength < 1.0:
-                new[:, :n] = req.strength * new[:, :n] + (1 - req.strength) * req.source
-            audio = edit.splice(req.source, new, regions, req.crossfade_ms)
-            if m > n:
-                regions = regions + (Region(n / SAMPLE_RATE, m / SAMPLE_RATE),)
-            return Take(audio, req, req.seed, info.name, regions, time.perf_counter() - t0)
+                start = _fit(plan.source, plan.total) if req.guide is None else edit.place_guide(plan, req.guide)
+                new = req.strength * new + (1 - req.strength) * start
+            audio = edit.assemble(plan, new, req.crossfade_ms, req.match_loudness)
+            return Take(audio, req, req.seed, info.name, plan.spans, time.perf_counter() - t0)
 
     def _ready(self, model: str, prompt: str, progress: Progress | None) -> ModelInfo:
         for tag, message in FAILURES.items():

@@ -19,7 +19,7 @@ import numpy as np
 from studio.api import SAMPLE_RATE, EditRequest, GenerateRequest, Guidance, LoraSpec, Region, Take
 
 VERSION = 1
-AUDIO_FIELDS = ("source", "init_audio")  # request fields that hold audio
+AUDIO_FIELDS = ("source", "init_audio", "guide")  # request fields that hold audio
 
 
 def audio_hash(audio: np.ndarray) -> str:

@@ -25,7 +25,8 @@ from studio.catalog import prompt_for_model
 from studio.ui_view import ensure_view, read_view
 
 PAINTER = Path(__file__).parent / "painter"
-EXPORT_FORMATS = [("WAV · 24-bit", "wav24"), ("WAV · 32-bit float", "wav32f"), ("FLAC · 24-bit", "flac")]
+EXPORT_FORMATS = [("WAV · 24-bit", "wav24"), ("WAV · 32-bit float", "wav32f"), ("FLAC · 24-bit", "flac"),
+                  ("MP3", "mp3")]
 
 
 @dataclass(frozen=True)
@@ -150,9 +151,17 @@ def _edit_panel(c, models: dict, default: str) -> None:
         c.n_takes = gr.Slider(1, 4, value=1, step=1, label="Takes", elem_id="n-takes")
         c.steps = gr.Slider(1, 100, value=models[default].default_steps, step=1, label="Steps", elem_id="steps")
     with gr.Row():
-        c.strength = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Strength",
+        c.strength = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Strength", elem_id="strength",
                                info="1 = new audio; lower keeps the region's shape")
         c.crossfade = gr.Slider(0, 200, value=30, step=5, label="Crossfade (ms)", elem_id="crossfade")
+    with gr.Row():
+        c.context = gr.Dropdown(CONTEXT_CHOICES, value="auto", label="Context the model hears", elem_id="context",
+                                info="around the regions; more is slower")
+        c.match = gr.Checkbox(label="Match loudness at the seams", value=False, elem_id="match-loudness")
+    c.guide = gr.File(label="Guide file (optional): with strength below 1, restyle the regions from it",
+                      file_types=["audio"], elem_id="guide", height=90)
+    c.extend_start = gr.Number(label="Extend start by (s)", value=0, minimum=0, elem_id="extend-start",
+                               info="new audio before the track (an intro or a pickup); the track follows unchanged")
     info = models[default]
     with gr.Accordion("Guidance · -base models", open=True, visible=info.guided, elem_id="guidance") as c.guidance:
         with gr.Row():
@@ -199,7 +208,8 @@ def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
     for trigger in (c.prompt.change, c.model.change):
         trigger(h.sent_text, [c.model, c.prompt], [c.sent])
     c.gen_btn.click(gpu(h.generate, h.gpu_seconds(h.generate)), [c.sess, c.painter, c.model, c.prompt, c.seed, c.random_seed, c.n_takes,
-                                      c.steps, c.strength, c.crossfade, c.cfg, c.apg, c.negative],
+                                      c.steps, c.strength, c.crossfade, c.cfg, c.apg, c.negative, c.extend_start,
+                                      c.guide, c.context, c.match],
                     view + [c.seed])
     # runs beside generate; no output, so it cannot overwrite the "Cancelled" that generate reports
     c.cancel_btn.click(h.cancel, [c.sess], None, concurrency_limit=None)
@@ -217,6 +227,10 @@ _SET_URL_JS = """(sid) => { if (sid) { const u = new URL(window.location.href);
   u.searchParams.set('session', sid); window.history.replaceState(null, '', u); } return []; }"""
 
 PROBLEMS = (AudioError, EngineError, ValueError, KeyError)
+# Context each side of the regions: auto = the whole track while it fits the model, else 15 s.
+CONTEXT_SECONDS = {"auto": None, "whole track (up to the model's limit)": 10_000.0, "5 s each side": 5.0,
+                   "10 s each side": 10.0, "15 s each side": 15.0, "30 s each side": 30.0}
+CONTEXT_CHOICES = list(CONTEXT_SECONDS)
 # ZeroGPU durations: the model is loaded at start-up (app.preload), so a call holds the GPU for the
 # steps, the encode and the decode. Generous per step (a medium step on a 380 s track is ~0.15 s on
 # an H200); ZeroGPU queues shorter requests first, so the estimate follows the work.
@@ -267,7 +281,7 @@ class _Handlers:
     def load_file(self, s, painter, path):
         if not path:
             return self.view(s, painter, gr.update())
-        path = Path(path if isinstance(path, str) else path.name)
+        path = _path(path)
         try:
             audio, note = load_audio(path, self.cfg.limits)
         except PROBLEMS as e:
@@ -315,7 +329,7 @@ class _Handlers:
         return self.view(s, painter, msg, take_id, beats=found)
 
     def generate(self, s, painter, model, prompt, seed, random_seed, n_takes, steps, strength, crossfade,
-                 cfg, apg, negative, progress=gr.Progress()):
+                 cfg, apg, negative, extend_start, guide, context, match, progress=gr.Progress()):
         seed = secrets.randbelow(2**31) if random_seed else int(seed or 0)
         try:
             if s is None or s.current is None:
@@ -324,20 +338,22 @@ class _Handlers:
             regions, cont = edit.parse_painter(painter)
             seconds = source.shape[1] / SAMPLE_RATE
             regions = edit.snap_regions(edit.validate_regions(regions, seconds), seconds)
-            if not regions and cont <= 0:
-                raise ValueError("Paint at least one region (or set “continue by”) before generating.")
+            intro = float(extend_start or 0)
+            guide_audio = load_audio(_path(guide), self.cfg.limits)[0] if guide else None
             s.path("cancel").unlink(missing_ok=True)
             info = self.models[model]
         except PROBLEMS as e:
             return self.failed(s, painter, None, e) + [seed]
         settings = {"steps": int(steps), "strength": float(strength), "crossfade_ms": float(crossfade),
-                    "continue_seconds": cont}
+                    "continue_seconds": cont, "extend_start_seconds": intro}
         made, msg, flag, notes = [], "", s.path("cancel"), []
         for k in range(int(n_takes)):
             try:
                 req = EditRequest(model=model, source=source, regions=regions, prompt=prompt or "", seed=seed + k,
-                                  steps=int(steps), continue_seconds=cont, crossfade_ms=float(crossfade),
-                                  strength=float(strength), guidance=_guidance(cfg, apg, negative))
+                                  steps=int(steps), continue_seconds=cont, extend_start_seconds=intro,
+                                  crossfade_ms=float(crossfade), context_seconds=CONTEXT_SECONDS[context],
+                                  match_loudness=bool(match),
+                                  strength=float(strength), guide=guide_audio, guidance=_guidance(cfg, apg, negative))
                 take = self.engine.edit(req, _progress(progress, flag, k, int(n_takes)))
             except Cancelled:
                 msg = f"Cancelled after {len(made)} of {int(n_takes)} takes; finished takes are kept."
@@ -409,6 +425,11 @@ class _Handlers:
         except PROBLEMS as e:
             return None, f"⚠️ {_sentence(e)}"
         return str(path), f"Exported **{path.name}** with its settings in {path.with_suffix('.json').name}."
+
+
+def _path(file) -> Path:
+    """The path of a gr.File / gr.Audio value (a str, or an object with .name)."""
+    return Path(file if isinstance(file, str) else file.name)
 
 
 def _guidance(cfg, apg, negative) -> Guidance:

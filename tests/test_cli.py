@@ -48,8 +48,8 @@ def test_bad_region_syntax_and_output_type(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["edit", "x.wav", "--prompt", "x", "--regions", "4-8", "-o", "o.wav"])
     assert e.value.code == 2 and "is not START:END" in capsys.readouterr().err
-    assert main(["generate", "x", "-o", str(tmp_path / "o.mp3")]) == 2
-    assert "must end in .wav or .flac" in capsys.readouterr().err
+    assert main(["generate", "x", "-o", str(tmp_path / "o.ogg")]) == 2
+    assert "must end in .wav, .flac or .mp3" in capsys.readouterr().err
 
 
 def test_replay_a_sidecar_gives_the_same_samples(tiny_checkpoint, tmp_path, capsys):
@@ -134,6 +134,7 @@ def test_fresh_cli_generates_from_a_local_checkpoint_folder(tiny_checkpoint, tmp
     (["edit", "s.wav", "--prompt", "x", "--crossfade-ms=-inf"], "--crossfade-ms: must be a number of at least 0"),
     (["edit", "s.wav", "--prompt", "x", "--strength", "1.5"], "--strength: must be a number above 0 and at most 1"),
     (["edit", "s.wav", "--prompt", "x", "--regions", "nan:5"], "region 'nan:5' is not START:END in seconds"),
+    (["edit", "s.wav", "--prompt", "x", "--extend-start", "nan"], "--extend-start: must be a number of at least 0"),
     (["generate", "x", "--cfg", "nan"], "--cfg: must be a number from 0 to 25, got 'nan'"),
     (["generate", "x", "--cfg", "30"], "--cfg: must be a number from 0 to 25, got '30'"),
     (["edit", "s.wav", "--prompt", "x", "--apg", "2"], "--apg: must be a number from 0 to 1, got '2'"),
@@ -174,7 +175,7 @@ def test_output_problems_are_refused_before_the_model_loads(no_model, song, tmp_
     edit = ["edit", str(song), "--prompt", "x", "--regions", "0.2:0.5", "-o"]
     assert "is a folder: give a file name, such as" in refused(edit + [str(tmp_path)], capsys)
     assert "does not exist: create it first" in refused(edit + [str(tmp_path / "no" / "o.wav")], capsys)
-    assert "must end in .wav or .flac, got 'o.mp3'" in refused(edit + [str(tmp_path / "o.mp3")], capsys)
+    assert "must end in .wav, .flac or .mp3, got 'o.ogg'" in refused(edit + [str(tmp_path / "o.ogg")], capsys)
     before = song.read_bytes()
     assert f"--output would overwrite {song} (song.wav); the source is never modified" in refused(
         edit + [str(song)], capsys)
@@ -184,6 +185,9 @@ def test_output_problems_are_refused_before_the_model_loads(no_model, song, tmp_
     os.link(song, tmp_path / "hard.wav")
     assert "would overwrite" in refused(edit + [str(tmp_path / "hard.wav")], capsys)
     assert "would overwrite" in refused(["generate", "x", "--init", str(song), "-o", str(song)], capsys)
+    guide = tmp_path / "guide.wav"
+    guide.write_bytes(before)
+    assert f"would overwrite {guide}" in refused(edit + [str(guide), "--guide", str(guide)], capsys)
     assert song.read_bytes() == before
 
 

@@ -159,3 +159,32 @@ def test_a_generation_that_is_not_finite_is_refused(setup, monkeypatch):
         engine.edit(edit_req(model, clip(), prompt=prompt))
     with pytest.raises(EngineError, match="invalid audio"):
         engine.generate(GenerateRequest(model=model, prompt=prompt, seconds=1.0, seed=1))
+
+
+def test_extend_start_keeps_the_track_after_the_intro_exact(setup):
+    engine, (model, _) = setup
+    src = clip(2.0)
+    take = engine.edit(edit_req(model, src, regions=(), extend_start_seconds=1.0, continue_seconds=0.5))
+    intro = SR
+    assert take.audio.shape == (2, intro + src.shape[1] + SR // 2)
+    assert np.array_equal(take.audio[:, intro:intro + src.shape[1]], src)  # the original, bit for bit
+    assert np.abs(take.audio[:, :intro]).max() > 0
+    assert take.regions[0] == Region(0.0, 1.0) and take.regions[-1] == Region(3.0, 3.5)
+    # with a region too: it moves with the track, and the rest stays exact
+    take = engine.edit(edit_req(model, src, regions=(Region(0.5, 1.0),), extend_start_seconds=1.0))
+    assert take.regions == (Region(0.0, 1.0), Region(1.5, 2.0))
+    outside = ~edit.region_mask(take.audio.shape[1], take.regions)
+    padded = np.concatenate([np.zeros((2, intro), np.float32), src], axis=1)
+    assert np.array_equal(take.audio[:, outside], padded[:, outside])
+
+
+def test_a_guide_file_restyles_the_regions_and_nothing_else(setup):
+    engine, (model, _) = setup
+    src, guide = clip(2.5, seed=1), clip(2.0, seed=2)  # a shorter guide is padded with silence
+    with pytest.raises(ValueError, match="guide file only shapes the take when the strength is below 1"):
+        edit_req(model, src, guide=guide)
+    guided = engine.edit(edit_req(model, src, strength=0.5, guide=guide))
+    own = engine.edit(edit_req(model, src, strength=0.5))
+    inside = edit.region_mask(src.shape[1], guided.regions)
+    assert not np.allclose(guided.audio[:, inside], own.audio[:, inside], atol=1e-4)
+    assert np.array_equal(guided.audio[:, ~inside], src[:, ~inside])
