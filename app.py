@@ -104,9 +104,11 @@ def main(argv=None) -> None:
                        gpu=gpu_decorator())
     preload(engine, default)
     demo = build_ui(engine, cfg)
+    # Gradio refuses bigger uploads itself (before they reach the disk); smaller ones reach
+    # load_audio, which applies the other limits and says why a file is refused.
     demo.queue(default_concurrency_limit=4).launch(
         server_name=args.host, server_port=args.port, share=args.share, allowed_paths=[str(sessions)],
-        theme=studio_theme(), css=STUDIO_CSS, js=DARK_JS, show_error=True)
+        max_file_size=cfg.limits.max_bytes, theme=studio_theme(), css=STUDIO_CSS, js=DARK_JS, show_error=True)
 
 
 def studio_theme():

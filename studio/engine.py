@@ -30,7 +30,7 @@ import torch
 from models import plan
 from models.plan import HEADROOM_SECONDS
 from models.config import DiffusionModelConfig, load_model_config
-from models.loading import CheckpointError, resolve
+from models.loading import CheckpointError, first_line, resolve
 from models.sa3 import Generation, StableAudio3
 from models.noise import generator_noise
 from studio import edit
@@ -55,6 +55,24 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def check_device(device: str) -> str:
+    """``device`` if this machine has it, else an EngineError saying what to use instead."""
+    try:
+        kind = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise EngineError(f"Unknown device {device!r}: use cpu or cuda (cuda:1 for a second GPU).") from None
+    if kind.type == "cuda":
+        if not torch.cuda.is_available():
+            raise EngineError(f"Device {device!r} needs an NVIDIA GPU, but PyTorch finds none (no GPU, no driver, "
+                              "or a CPU-only torch build): use the cpu device, or install torch with CUDA.")
+        if (kind.index or 0) >= torch.cuda.device_count():
+            raise EngineError(f"Device {device!r} does not exist: this machine has {torch.cuda.device_count()} "
+                              "GPU(s), numbered from cuda:0.")
+    elif kind.type != "cpu":
+        raise EngineError(f"Device {device!r} is not supported: use cpu or cuda.")
+    return device
+
+
 def default_model() -> str:
     """medium on a GPU, small-music on a CPU."""
     return "medium" if torch.cuda.is_available() else "small-music"
@@ -72,7 +90,7 @@ class RealEngine:
     def __init__(self, device: Optional[str] = None, dtype: Optional[torch.dtype] = None,
                  token: Optional[str] = None, revision: Optional[str] = None, extra_models: tuple[str, ...] = ()):
         """``extra_models``: repo ids or local checkpoint folders offered beside the catalogue."""
-        self.device = device or default_device()
+        self.device = check_device(device or default_device())
         self.extra = tuple(_describe(name) for name in extra_models)
         self.dtype = dtype or (torch.bfloat16 if self.device.startswith("cuda") else torch.float32)
         self.token, self.revision = token, revision
@@ -140,8 +158,12 @@ class RealEngine:
         except CheckpointError as e:
             raise EngineError(str(e)) from e
         except Exception as e:  # a user's checkpoint can be broken in many ways: say which, never a traceback
-            raise EngineError(f"The model {name!r} could not be loaded ({type(e).__name__}: {e}); "
+            raise EngineError(f"The model {name!r} could not be loaded ({type(e).__name__}: {first_line(e)}); "
                               "check that it is a complete SA3 checkpoint, or download it again.") from e
+        if (model.cfg.sample_rate, model.cfg.same.downsampling_ratio) != (SAMPLE_RATE, LATENT_HOP):
+            raise EngineError(f"The model {name!r} works at {model.cfg.sample_rate} Hz with a latent hop of "
+                              f"{model.cfg.same.downsampling_ratio}; the studio needs {SAMPLE_RATE} Hz and "
+                              f"{LATENT_HOP} (the released SA3 models).")
         info = next((m for m in self.models() if m.name == name), None) or _describe(name, model.cfg)
         self._loaded[name] = _Loaded(info, model)
         log.info("loaded model %s in %.1f s", name, time.perf_counter() - t0)

@@ -6,6 +6,7 @@ and the settings from app.py). Handlers return the whole visible state through `
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import secrets
 from dataclasses import dataclass
@@ -283,8 +284,12 @@ class _Handlers:
         return self.view(s, painter, msg, keep=False)
 
     def load_upload(self, s, painter, path):
-        """load_file, then empty the drop zone so the next file can be dropped at once."""
-        return self.load_file(s, painter, path) + [None]
+        """load_file, then empty the drop zone so the next file can be dropped at once; Gradio's
+        temporary copy is deleted, read or refused (the session keeps its own)."""
+        try:
+            return self.load_file(s, painter, path) + [None]
+        finally:
+            discard_upload(path)
 
     def load_demo(self, s, painter, name):
         if not name:
@@ -450,6 +455,18 @@ def status(msg):
     if isinstance(msg, BaseException):
         return gr.update(value=f"⚠️ {_sentence(msg)}", elem_classes=["error"])
     return gr.update(value=msg, elem_classes=["ok"])
+def discard_upload(path) -> None:
+    """Delete an upload's file and its per-upload folder, only inside Gradio's upload folder."""
+    if not path:
+        return
+    file = Path(path if isinstance(path, str) else path.name).resolve()
+    root = Path(gr.utils.get_upload_folder()).resolve()
+    if root not in file.parents:
+        return
+    file.unlink(missing_ok=True)
+    if file.parent != root:
+        with contextlib.suppress(OSError):  # not empty: another upload of the same content
+            file.parent.rmdir()
 
 
 def _sentence(err) -> str:
