@@ -34,6 +34,12 @@ interval of noise levels (it acts when ``lo <= t <= hi``, t of the batch's first
 compared in float32) and a layer filter (DiT modules it leaves alone); conditioner adapters
 always act.
 
+Use (the engine reads each file once and keeps the ``LoraFile``):
+
+    style = read_lora("style.safetensors")                       # LoraError: one sentence
+    job = Generation(..., loras=(LoraUse(style, 0.8, interval=(0.3, 1.0), layer_filter="self_attn"),))
+    model.sample(job, noise)        # or model.set_loras([...]) and model.select_loras(t) per DiT call
+
 LoRA wraps the network: ``LoraStack`` keeps the base weights and the parsed adapters and
 swaps effective weights into the modules. The DiT never sees a LoRA argument. Effective
 weights are cached per set of active adapters, so switching intervals from step to step
@@ -319,23 +325,24 @@ def _two_d(weight: Tensor) -> Tensor:
     return weight.reshape(fan_shape(weight))
 
 
-def bind(file: LoraFile, targets: dict[str, nn.Module]) -> dict[str, ModuleAdapter]:
-    """The adapters of ``file`` on every module (``model.…`` / ``conditioners.…`` -> module) its
-    include/exclude selects. A module the file names but the model lacks, or a tensor of the
-    wrong shape, is an error; tensors of modules it does not select are ignored, and a selected
-    module without tensors gets the initial adapter (both official)."""
-    unknown = sorted(set(file.tensors) - set(targets))
+def bind(file: LoraFile, weights: dict[str, Tensor]) -> dict[str, ModuleAdapter]:
+    """The adapters of ``file`` on every module its include/exclude selects, given the base
+    weight of every module that can carry one (``model.…`` / ``conditioners.…`` -> weight).
+    A module the file names but the model lacks, or a tensor of the wrong shape, is an error;
+    tensors of modules it does not select are ignored, and a selected module without tensors
+    gets the initial adapter (both official)."""
+    unknown = sorted(set(file.tensors) - set(weights))
     if unknown:
         raise LoraError(f"{file.path.name} adapts {_listing(unknown)}, which this model does not have: "
                         "it was made for another model; pick a LoRA trained for this one.")
-    out = {}
-    for name, module in targets.items():
-        if file.config.selects(name):
-            if name in file.tensors:
-                out[name] = _module_adapter(file, name, module.weight)
-            else:
-                cfg = file.config
-                out[name] = ModuleAdapter.initial_for(cfg.adapter_type, cfg.scaling, _two_d(module.weight))
+    cfg, out = file.config, {}
+    for name, weight in weights.items():
+        if not cfg.selects(name):
+            continue
+        if name in file.tensors:
+            out[name] = _module_adapter(file, name, weight)
+        else:
+            out[name] = ModuleAdapter.initial_for(cfg.adapter_type, cfg.scaling, _two_d(weight))
     return out
 
 
@@ -418,6 +425,8 @@ class LoraStack:
     def __init__(self, dit: nn.Module, conditioner: nn.Module):
         self.targets = lora_targets(dit, conditioner)
         self.base = {name: m.weight for name, m in self.targets.items()}
+        self._dit_names = [n for n in self.targets if n.startswith(DIT_MODULE_PREFIX)]
+        self._conditioner_names = [n for n in self.targets if n.startswith(CONDITIONER_MODULE_PREFIX)]
         self.uses: tuple[LoraUse, ...] = ()
         self._bound: OrderedDict[LoraFile, dict[str, ModuleAdapter]] = OrderedDict()
         self._stack: list[dict[str, ModuleAdapter]] = []
@@ -427,27 +436,29 @@ class LoraStack:
         self._active: Optional[tuple[int, ...]] = None
 
     def set(self, uses: Sequence[LoraUse]) -> None:
-        """Apply ``uses`` in order; nothing changes if one of them does not fit the model."""
+        """Apply ``uses`` in order; nothing changes if one of them does not fit the model, and
+        nothing is recomputed if they are the ones in place."""
         uses = tuple(uses)
+        if uses == self.uses:
+            return
         bound = [self._bind(u.file) for u in uses]  # may raise: before anything is touched
         self.uses, self._stack, self._weights, self._active = uses, self._slots(bound), {}, None
         self._selected = [frozenset(b) for b in bound]
         self._skip = [self._filtered(u.layer_filter) for u in uses]
-        everything = tuple(range(len(uses)))
-        self._apply([n for n in self.targets if n.startswith(CONDITIONER_MODULE_PREFIX)], everything)
+        self._apply(self._conditioner_names, tuple(range(len(uses))))
         self.select(None)
 
     def select(self, t: Optional[Tensor]) -> tuple[int, ...]:
         """DiT weights for noise level ``t[0]`` (None: every LoRA) -> the indices acting there."""
         active = tuple(i for i, u in enumerate(self.uses) if t is None or u.acts_at(float(t.reshape(-1)[0])))
         if active != self._active:
-            self._apply([n for n in self.targets if n.startswith(DIT_MODULE_PREFIX)], active)
+            self._apply(self._dit_names, active)
             self._active = active
         return active
 
     def disabled_by_filter(self, index: int) -> list[str]:
         """DiT module names (no ``model.`` prefix) where LoRA ``index`` is switched off by its filter."""
-        return [n[len(DIT_MODULE_PREFIX):] for n in self.targets if n in self._skip[index] and n in self._selected[index]]
+        return [n[len(DIT_MODULE_PREFIX):] for n in self._dit_names if n in self._skip[index] & self._selected[index]]
 
     def adapted(self, index: int) -> list[str]:
         """Module names (as in a file) that carry an adapter of LoRA ``index``."""
@@ -455,7 +466,7 @@ class LoraStack:
 
     def _bind(self, file: LoraFile) -> dict[str, ModuleAdapter]:
         if file not in self._bound:
-            self._bound[file] = bind(file, {n: _WeightOf(self.base[n]) for n in self.targets})
+            self._bound[file] = bind(file, self.base)
         self._bound.move_to_end(file)
         while len(self._bound) > self.BOUND_CACHE:
             self._bound.popitem(last=False)
@@ -478,8 +489,7 @@ class LoraStack:
 
     def _filtered(self, layer_filter: str) -> frozenset[str]:
         patterns = layer_filter_patterns(layer_filter)
-        return frozenset(n for n in self.targets if n.startswith(DIT_MODULE_PREFIX)
-                         and matches_any(n[len(DIT_MODULE_PREFIX):], patterns))
+        return frozenset(n for n in self._dit_names if matches_any(n[len(DIT_MODULE_PREFIX):], patterns))
 
     def _apply(self, names: list[str], active: tuple[int, ...]) -> None:
         """Give each module the weight of the adapters acting on it (cached per chain)."""
@@ -500,9 +510,3 @@ class LoraStack:
             w = self._stack[i][name](w, self.uses[i].strength)
         return nn.Parameter(w.reshape(base.shape).to(base.dtype), requires_grad=False)
 
-
-@dataclass(frozen=True)
-class _WeightOf:
-    """What ``bind`` reads of a module: its (base) weight."""
-
-    weight: Tensor

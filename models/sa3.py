@@ -132,6 +132,12 @@ class StableAudio3(nn.Module):
         """The LoRAs in place, in stacking order."""
         return self._lora_stack.uses if self._lora_stack is not None else ()
 
+    @property
+    def lora_stack(self) -> Optional[LoraStack]:
+        """What applies the LoRAs (None before the first one): which modules each adapts, what
+        its layer filter switches off."""
+        return self._lora_stack
+
     def set_loras(self, uses: Sequence[LoraUse] = ()) -> None:
         """Put ``uses`` in place (``W_eff = p1(p0(W0))``), replacing the previous stack; ``()``
         restores the base weights exactly. Cheap for files already in place (a new strength,

@@ -74,7 +74,7 @@ def _adapter_files(fx, model: StableAudio3, files) -> Iterator[CaseResult]:
     """Each file adapts exactly the modules the official loader gave an adapter."""
     for key, info in fx.meta["adapter_files"].items():
         model.set_loras([LoraUse(files[info["file"]])])
-        adapted = set(model._lora_stack.adapted(0))
+        adapted = set(model.lora_stack.adapted(0))
         for part, prefix in (("dit_wrapper", DIT_MODULE_PREFIX), ("conditioner", CONDITIONER_MODULE_PREFIX)):
             golden = set(info[f"layers_with_lora_{part}"])
             ours = {n for n in adapted if n.startswith(prefix)}
@@ -92,7 +92,7 @@ def _filters(fx, model: StableAudio3, files) -> Iterator[CaseResult]:
             yield CaseResult(key, "fail", note=f"no scenario {m['file']}_layerfilter_out gives its filter")
             continue
         model.set_loras(_uses(files, spec["files"], spec["strengths"], spec))
-        ours = {n for i in range(len(spec["files"])) for n in model._lora_stack.disabled_by_filter(i)}
+        ours = {n for i in range(len(spec["files"])) for n in model.lora_stack.disabled_by_filter(i)}
         yield _same_names(key, ours, set(fx.meta[key]))
 
 
