@@ -167,6 +167,10 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
 
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
+            foreign = next((k for k in f.keys() if not KEY.fullmatch(k)), None)
+            if foreign is not None:  # e.g. a whole model chosen by mistake: refuse before reading it
+                raise LoraError(f"{path.name} holds {foreign!r}, which is not a LoRA tensor name "
+                                "('<module>.parametrizations.weight.0.<param>'): it is not a LoRA file.")
             tensors = {k: f.get_tensor(k) for k in f.keys()}
             return tensors, f.metadata() or {}
     except (OSError, SafetensorError) as e:
@@ -176,10 +180,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
 def _group_by_module(path: Path, raw: dict[str, Tensor]) -> dict[str, dict[str, Tensor]]:
     out: dict[str, dict[str, Tensor]] = {}
     for key, t in raw.items():
-        m = KEY.fullmatch(key)
-        if m is None:
-            raise LoraError(f"{path.name} holds {key!r}, which is not a LoRA tensor name "
-                            "('<module>.parametrizations.weight.0.<param>'): it is not a LoRA file.")
+        m = KEY.fullmatch(key)  # _read_safetensors checked every name
         if m["index"] != "0":
             raise LoraError(f"{path.name} holds {key!r} with stack index {m['index']}: a LoRA file has index 0; "
                             "save each LoRA in its own file.")
@@ -260,8 +261,10 @@ def matches_any(name: str, patterns: Sequence[str]) -> bool:
 
 
 def layer_filter_patterns(layer_filter: str) -> tuple[str, ...]:
-    """A layer filter's comma-separated items, stripped and lower-cased (blank items dropped)."""
-    return tuple(item.strip().lower() for item in (layer_filter or "").split(",") if item.strip())
+    """A layer filter's comma-separated items, stripped and lower-cased. As in the official
+    code, an empty item is dropped but an item of spaces becomes "", which matches every module
+    ("a, " switches the LoRA off everywhere; callers taking user input may tidy it first)."""
+    return tuple(item.strip().lower() for item in (layer_filter or "").strip().split(",") if item)
 
 
 # --------------------------------------------------------------------------- one adapter on one weight

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 from models import lora as lora_module
 from models.loading import Checkpoint
-from models.lora import LoraError, LoraStack, LoraUse, expand_brackets, read_lora
+from models.lora import LoraError, LoraStack, LoraUse, expand_brackets, layer_filter_patterns, read_lora
 from models.noise import generator_noise
 from models.parity.__main__ import main as parity_main
 from models.parity.core import Fixture
@@ -77,6 +77,11 @@ def test_a_pickled_file_is_refused_without_unpickling(tmp_path, name):
     message = str(e.value)
     assert name in message and "safetensors" in message and message.count(". ") == 0
     assert not marker.exists()
+
+
+def test_a_whole_model_file_is_not_a_lora():
+    with pytest.raises(LoraError, match=r"model\.safetensors holds .* it is not a LoRA file\.$"):
+        read_lora(SMALL / "model.safetensors")
 
 
 def _write(path, tensors, config):
@@ -170,10 +175,12 @@ def test_an_interval_switches_per_step_and_effective_weights_are_computed_once(m
     assert not torch.allclose(fast, without) and model.loras == ()
 
 
-def test_bracket_expansion():
+def test_bracket_expansion_and_filter_items():
     assert expand_brackets("layers.[1-3].ff") == ["layers.1.ff", "layers.2.ff", "layers.3.ff"]
     assert expand_brackets("a[2-0]b[0-1]") == ["a2b0", "a2b1", "a1b0", "a1b1", "a0b0", "a0b1"]
     assert expand_brackets("plain") == ["plain"]
+    assert layer_filter_patterns(" Self_Attn , layers.[1-2].TO_X,") == ("self_attn", "layers.[1-2].to_x")
+    assert layer_filter_patterns("") == ()
 
 
 # --------------------------------------------------------------------------- our own adapter files

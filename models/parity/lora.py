@@ -59,6 +59,8 @@ def _uses(files: dict[str, LoraFile], names, strengths, spec: dict) -> list[Lora
     not listed keeps its initial state: acting everywhere), else the legacy kwargs for all."""
     per_index = {c["lora_index"]: c for c in spec.get("lora_configs") or []}
     legacy = dict(interval=spec.get("lora_interval", (0.0, 1.0)), layer_filter=spec.get("lora_layer_filter", ""))
+    if len(strengths) != len(names):
+        raise ValueError(f"{len(names)} adapter files but {len(strengths)} strengths: {spec}")
     uses = []
     for i, (name, strength) in enumerate(zip(names, strengths)):
         if spec.get("lora_configs") is not None:
