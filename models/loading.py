@@ -99,6 +99,21 @@ def resolve(name_or_path: str, *, revision: str | None = None, token: str | bool
     return _check_folder(Checkpoint(Path(folder)))
 
 
+def resolve_file(path_or_hub: str, *, revision: str | None = None, token: str | bool | None = None) -> Path:
+    """A local file, or ``owner/repo/path/in/repo`` fetched from the Hugging Face Hub (cached once)."""
+    path = Path(path_or_hub).expanduser()
+    if path.is_file():
+        return path
+    parts = path_or_hub.split("/")
+    if len(parts) >= 3 and all(parts) and not path_or_hub.startswith((".", "/", "~")):
+        repo_id, inside = "/".join(parts[:2]), "/".join(parts[2:])
+        file = Path(_download(repo_id, [inside], revision=revision, token=token, local_only=None)) / inside
+        if file.is_file():
+            return file
+        raise CheckpointError(f"{repo_id} has no file {inside}: check the path on its Hugging Face page.")
+    raise CheckpointError(f"{path_or_hub} was not found: give a local file, or owner/repo/file on Hugging Face.")
+
+
 def _looks_like_repo_id(s: str) -> bool:
     parts = s.split("/")
     return len(parts) == 2 and all(parts) and not s.startswith((".", "/", "~"))

@@ -23,7 +23,7 @@ import traceback
 from pathlib import Path
 
 from studio import recipe
-from studio.api import (LATENT_HOP, MAX_CFG, MAX_SEED, MAX_STEPS, SAMPLE_RATE, Cancelled, EditRequest, EngineError,
+from studio.api import (LATENT_HOP, MAX_CFG, MAX_SEED, MAX_STEPS, SAMPLE_RATE, Cancelled, EditRequest, EngineError, LoraSpec,
                         GenerateRequest, Guidance, Region, check_length)
 
 FORMATS = {".wav": "wav24", ".flac": "flac", ".mp3": "mp3"}
@@ -80,6 +80,21 @@ def parse_regions(text: str) -> tuple[Region, ...]:
     return tuple(regions)
 
 
+def parse_lora(text: str) -> LoraSpec:
+    """``PATH[:STRENGTH]`` -> a LoraSpec; the strength is what follows the last colon when it is a number."""
+    path, _, strength = text.rpartition(":")
+    if not path:
+        path, strength = text, "1"
+    try:
+        value = float(strength)
+    except ValueError:
+        path, value = text, 1.0
+    try:
+        return LoraSpec(path=path, strength=value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("--model", default=None,
@@ -96,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--apg", type=APG, default=1.0,
                         help="-base models: adaptive projected guidance, 1 = full APG, 0 = plain CFG (default 1)")
     common.add_argument("--negative-prompt", default="", help="-base models: what the take should avoid")
+    common.add_argument("--lora", dest="loras", type=parse_lora, action="append", default=[], metavar="PATH[:STRENGTH]",
+                        help="a LoRA adapter (.safetensors file, or owner/repo/file.safetensors on Hugging Face) "
+                             "at a strength (default 1); repeat to stack several, in order")
     common.add_argument("-o", "--output", type=Path, required=True,
                         help="output file, .wav (24-bit), .flac or .mp3; a .json side-car is written beside it")
     common.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
@@ -254,13 +272,14 @@ def _request(args) -> tuple[GenerateRequest | EditRequest, dict]:
     if args.command == "generate":
         init = _load(args.init) if args.init else None
         req = GenerateRequest(model=args.model, prompt=args.prompt, seconds=args.seconds, seed=seed,
-                              steps=args.steps, init_audio=init, init_strength=args.strength, guidance=guidance)
+                              steps=args.steps, init_audio=init, init_strength=args.strength, guidance=guidance,
+                              loras=tuple(args.loras))
         return req, ({"init_audio": args.init} if args.init else {})
     req = EditRequest(model=args.model, source=_load(args.source), regions=args.regions, prompt=args.prompt,
                       seed=seed, steps=args.steps, continue_seconds=args.continue_seconds,
                       extend_start_seconds=args.extend_start_seconds, context_seconds=args.context,
                       crossfade_ms=args.crossfade_ms, match_loudness=args.match_loudness, strength=args.strength,
-                      guide=_load(args.guide) if args.guide else None, guidance=guidance)
+                      guide=_load(args.guide) if args.guide else None, guidance=guidance, loras=tuple(args.loras))
     return req, {"source": args.source, **({"guide": args.guide} if args.guide else {})}
 
 

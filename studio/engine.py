@@ -30,7 +30,8 @@ import torch
 from models import plan
 from models.plan import HEADROOM_SECONDS
 from models.config import DiffusionModelConfig, load_model_config
-from models.loading import CheckpointError, first_line, resolve
+from models.loading import CheckpointError, first_line, resolve, resolve_file
+from models.lora import LoraFile, LoraUse, read_lora
 from models.sa3 import Generation, StableAudio3
 from models.noise import generator_noise
 from studio import edit
@@ -98,6 +99,7 @@ class RealEngine:
         self._latents: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self._jobs = JobQueue()
         self._costs = Costs()
+        self._lora_files = LoraFiles(token)
 
     @classmethod
     def from_model(cls, model: StableAudio3, name: str = "small-music") -> "RealEngine":
@@ -198,7 +200,7 @@ class RealEngine:
         job = Generation((prompt,), (float(req.seconds),), L,
                          req.steps or info.default_steps, init=init,
                          init_noise_level=float(req.init_strength), headroom_seconds=HEADROOM_SECONDS,
-                         monotonic_init=True, **_guidance(req.guidance, info, 1))
+                         monotonic_init=True, loras=self._lora_files.uses(req.loras), **_guidance(req.guidance, info, 1))
         latents = self._sample(model, job, torch.Generator().manual_seed(int(req.seed)), progress)
         n = edit.to_samples(req.seconds)
         audio = self._decode(model, latents[..., : -(-n // LATENT_HOP)], progress)[0, :, :n]
@@ -254,7 +256,7 @@ class RealEngine:
         job = Generation(prompts, (seconds,) * len(groups), L, req.steps or info.default_steps,
                          reference=reference, keep=keep, init=start if strength < 1 else None,
                          init_noise_level=strength, headroom_seconds=HEADROOM_SECONDS, monotonic_init=True,
-                         **_guidance(req.guidance, info, len(groups)))
+                         loras=self._lora_files.uses(req.loras), **_guidance(req.guidance, info, len(groups)))
         latents = self._sample(model, job, generator, progress)
         # Decode only the edited span (plus margin): the rest of the window is the source anyway.
         regions = [r for _, group in groups for r in group]
@@ -312,6 +314,33 @@ class RealEngine:
             self._latents.popitem(last=False)
         _report(progress, "encode", 1, 1)
         return latents
+
+
+class LoraFiles:
+    """LoRA files read once each (keyed by path, size and modification time, so an edited file is
+    read again): changing a strength, interval or filter never re-reads a file."""
+
+    def __init__(self, token: Optional[str] = None, keep: int = 8):
+        self._files: OrderedDict[tuple, LoraFile] = OrderedDict()
+        self._token, self._keep = token, keep
+
+    def uses(self, specs) -> tuple[LoraUse, ...]:
+        return tuple(LoraUse(self._read(spec.path), float(spec.strength), tuple(spec.interval), spec.layer_filter)
+                     for spec in specs)
+
+    def _read(self, name: str) -> LoraFile:
+        try:
+            path = resolve_file(name, token=self._token)
+        except CheckpointError as e:
+            raise ValueError(f"LoRA: {e}") from e
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key not in self._files:
+            self._files[key] = read_lora(path)
+            if len(self._files) > self._keep:
+                self._files.popitem(last=False)
+        self._files.move_to_end(key)
+        return self._files[key]
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 
@@ -106,10 +107,17 @@ class FakeEngine:
 
 
 def _recipe(req) -> str:
-    """What, besides the seed, shapes the fake output: the model, and guidance on -base models."""
+    """What, besides the seed, shapes the fake output: the model, guidance on -base models, LoRAs."""
     info = next(m for m in CATALOG if m.name == req.model)
     g = req.guidance
-    return f"{req.model}|{g.cfg_scale}|{g.apg_scale}|{g.negative_prompt}" if info.guided else req.model
+    recipe = f"{req.model}|{g.cfg_scale}|{g.apg_scale}|{g.negative_prompt}" if info.guided else req.model
+    for spec in req.loras:
+        path = Path(spec.path)
+        if path.suffix != ".safetensors" or not path.is_file():  # as the real engine: never a pickle
+            raise ValueError(f"The LoRA file {path.name} is not a .safetensors file here: give the adapter "
+                             "as safetensors (pickled .ckpt/.pt files are never loaded).")
+        recipe += f"|{path.name}*{spec.strength}"
+    return recipe
 
 
 def _texture(seed: int, n: int) -> np.ndarray:
