@@ -28,6 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
+# Seconds attended past each clip's end (official ``generate(duration_padding_sec=6)``): the model
+# was trained to see a little silence after a clip, so every generation samples that headroom.
+HEADROOM_SECONDS = 6.0
+
 
 class ConfigError(ValueError):
     """A model_config.json that we cannot read; the message names the JSON path."""

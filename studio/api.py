@@ -142,6 +142,12 @@ class EditRequest:
 
 
 @dataclass(frozen=True)
+class Estimate:
+    heard_seconds: float          # audio the model hears: the regions and their context
+    seconds: float | None = None  # expected wall time of one take here; None until a take has run
+
+
+@dataclass(frozen=True)
 class Take:
     audio: np.ndarray                        # (2, M) float32: the FULL track (M >= N for edits)
     request: GenerateRequest | EditRequest
@@ -161,6 +167,10 @@ class Engine(Protocol):
     def generate(self, req: GenerateRequest, progress: Progress | None = None) -> Take: ...
 
     def edit(self, req: EditRequest, progress: Progress | None = None) -> Take: ...
+
+    def estimate(self, model: str, track_seconds: float, spans, steps: int | None = None,
+                 context_seconds: float | None = None) -> Estimate:
+        """What an edit of ``spans`` (Regions on the take's axis) would cost, before it runs."""
 
 
 NOT_FINITE = ("The model produced invalid audio (NaN or infinite samples), so the take was not kept; "

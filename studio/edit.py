@@ -252,3 +252,48 @@ def assemble(plan: Layout, generated: np.ndarray, crossfade_ms: float, match: bo
     out = splice(plan.source, generated, plan.regions, crossfade_ms, sr)
     out[:, :plan.intro] = generated[:, :plan.intro]
     return out
+
+
+# --------------------------------------------------------------------------- what the model runs on
+
+LONG_TRACK_CONTEXT = 15.0  # seconds heard on each side of an edit in a track longer than the model
+
+
+def window(regions, total: int, max_seconds: float, context_seconds: float | None) -> tuple[int, int]:
+    """(start, end) samples of the part of a ``total``-sample track an edit runs on.
+
+    The regions' hull plus ``context_seconds`` each side (None: the whole track when it fits
+    ``max_seconds``, else ``LONG_TRACK_CONTEXT`` as far as it fits), clipped to the track and aligned
+    to the latent grid. A hull longer than ``max_seconds`` is an error naming both lengths.
+    """
+    limit = int(max_seconds * SAMPLE_RATE) // LATENT_HOP * LATENT_HOP
+    first = to_samples(min(r.start for r in regions)) // LATENT_HOP * LATENT_HOP
+    last = -(-to_samples(max(r.end for r in regions)) // LATENT_HOP) * LATENT_HOP
+    if last - first > limit:
+        raise ValueError(f"The regions span {(last - first) / SAMPLE_RATE:.1f} s, more than this model's "
+                         f"{max_seconds:.0f} s: edit them in smaller groups.")
+    end_of_track = -(-total // LATENT_HOP) * LATENT_HOP
+    if context_seconds is None:
+        if end_of_track <= limit:
+            return 0, total
+        context = min(int(LONG_TRACK_CONTEXT * SAMPLE_RATE), (limit - (last - first)) // 2)
+    else:
+        if context_seconds < 0:
+            raise ValueError(f"context_seconds must be >= 0, got {context_seconds}")
+        context = min(int(context_seconds * SAMPLE_RATE), (limit - (last - first)) // 2)
+    context = context // LATENT_HOP * LATENT_HOP
+    start, end = max(0, first - context), min(end_of_track, last + context)
+    # Give context cut at one end of the track to the other end.
+    spare = 2 * context - (first - start) - (end - last)
+    start, end = max(0, start - spare), min(end_of_track, end + spare)
+    if end - start > limit:
+        end = start + limit
+    return start, min(end, total)
+
+
+def prompt_groups(regions, prompt: str) -> list[tuple[str, tuple[Region, ...]]]:
+    """Regions grouped by the prompt they ask for (a region's own, else the edit's)."""
+    groups: dict[str, list[Region]] = {}
+    for r in regions:
+        groups.setdefault(r.prompt or prompt, []).append(r)
+    return [(p, tuple(rs)) for p, rs in groups.items()]

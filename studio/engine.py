@@ -7,7 +7,7 @@ model and samples, and a queue that runs one job at a time (studio/jobs.py).
 
 An edit runs on a *window* of the track around its regions: ``context_seconds`` of audio on
 each side (default: the whole track while it fits the model's maximum, else
-``LONG_TRACK_CONTEXT`` seconds). The window is aligned to the latent grid, regenerated with
+``edit.LONG_TRACK_CONTEXT`` seconds). The window is aligned to the latent grid, regenerated with
 the regions masked, decoded only around the regions, and spliced into the full track with
 equal-power crossfades, so outside the regions the result equals the source sample for sample.
 """
@@ -37,12 +37,11 @@ from models.noise import generator_noise
 from studio import edit
 from studio.catalog import BASE_CFG, BASE_STEPS, CATALOG, MUSIC, SFX, model_info, prompt_for_model
 from studio.api import (LATENT_HOP, SAMPLE_RATE, Cancelled, EditRequest, EngineError, GenerateRequest,
-                        ModelInfo, Progress, Region, Take, check_finite, check_length)
+                        Estimate, ModelInfo, Progress, Region, Take, check_finite, check_length)
 from studio.jobs import JobQueue
 
 log = logging.getLogger(__name__)
 
-LONG_TRACK_CONTEXT = 15.0  # seconds heard on each side of an edit in a track longer than the model
 DECODE_MARGIN = 16
 # Longer spans are encoded/decoded in windows of this many latents (~48 s): peak memory stays
 # that of one window, and with the official 32-latent overlap the extra work is ~7%
@@ -128,7 +127,7 @@ class RealEngine:
         takes (the latents not yet encoded included). ValueError as the edit itself would raise."""
         info = self.describe(model)
         total = edit.to_samples(track_seconds)
-        w0, w1 = plan_window(spans, total, info.max_seconds - HEADROOM_SECONDS, context_seconds)
+        w0, w1 = edit.window(spans, total, info.max_seconds - HEADROOM_SECONDS, context_seconds)
         frames = -(-(w1 - w0) // LATENT_HOP) + int(HEADROOM_SECONDS * SAMPLE_RATE) // LATENT_HOP
         edited = sum(-(-edit.to_samples(r.end - r.start) // LATENT_HOP) + 2 * DECODE_MARGIN for r in spans)
         work = {"step": frames * (steps or info.default_steps), "decode": min(edited, frames)}
@@ -218,13 +217,13 @@ class RealEngine:
     def _edit(self, model: StableAudio3, info: ModelInfo, req: EditRequest, progress) -> Take:
         t0 = time.perf_counter()
         plan = edit.layout(req.source, req.regions, req.continue_seconds, req.extend_start_seconds)
-        window = plan_window(plan.spans, plan.total, info.max_seconds - HEADROOM_SECONDS, req.context_seconds)
+        window = edit.window(plan.spans, plan.total, info.max_seconds - HEADROOM_SECONDS, req.context_seconds)
         source_latents = self._source_latents(plan.source, model, info.name, progress)
         init_latents = source_latents
         if req.guide is not None:
             _check_audio(req.guide, "guide")
             init_latents = self._source_latents(edit.place_guide(plan, req.guide), model, info.name, progress)
-        groups = _by_prompt(plan.spans, req.prompt)
+        groups = edit.prompt_groups(plan.spans, req.prompt)
         prompts = tuple(self._prompt(prompt, info) for prompt, _ in groups)
         generator = torch.Generator().manual_seed(int(req.seed))
         generated = np.zeros((2, plan.total), dtype=np.float32)
@@ -343,12 +342,6 @@ class LoraFiles:
         return self._files[key]
 
 
-@dataclass(frozen=True)
-class Estimate:
-    heard_seconds: float      # audio the model hears: the regions and their context
-    seconds: Optional[float]  # expected wall time of one take here; None until a take has run
-
-
 class Costs:
     """Seconds per unit of work (a latent frame through one sampler step; a decoded frame) on
     this machine, learnt from the runs so far (the latest run weighs half)."""
@@ -371,38 +364,6 @@ class Costs:
         return sum(self._per_unit[kind] * units for kind, units in work.items())
 
 
-def plan_window(regions, total: int, max_seconds: float, context_seconds: Optional[float]) -> tuple[int, int]:
-    """(start, end) samples of the part of a ``total``-sample track an edit runs on.
-
-    The regions' hull plus ``context_seconds`` each side (None: the whole track when it fits
-    ``max_seconds``, else ``LONG_TRACK_CONTEXT`` as far as it fits), clipped to the track and aligned
-    to the latent grid. A hull longer than ``max_seconds`` is an error naming both lengths.
-    """
-    limit = int(max_seconds * SAMPLE_RATE) // LATENT_HOP * LATENT_HOP
-    first = edit.to_samples(min(r.start for r in regions)) // LATENT_HOP * LATENT_HOP
-    last = -(-edit.to_samples(max(r.end for r in regions)) // LATENT_HOP) * LATENT_HOP
-    if last - first > limit:
-        raise ValueError(f"The regions span {(last - first) / SAMPLE_RATE:.1f} s, more than this model's "
-                         f"{max_seconds:.0f} s: edit them in smaller groups.")
-    end_of_track = -(-total // LATENT_HOP) * LATENT_HOP
-    if context_seconds is None:
-        if end_of_track <= limit:
-            return 0, total
-        context = min(int(LONG_TRACK_CONTEXT * SAMPLE_RATE), (limit - (last - first)) // 2)
-    else:
-        if context_seconds < 0:
-            raise ValueError(f"context_seconds must be >= 0, got {context_seconds}")
-        context = min(int(context_seconds * SAMPLE_RATE), (limit - (last - first)) // 2)
-    context = context // LATENT_HOP * LATENT_HOP
-    start, end = max(0, first - context), min(end_of_track, last + context)
-    # Give context cut at one end of the track to the other end.
-    spare = 2 * context - (first - start) - (end - last)
-    start, end = max(0, start - spare), min(end_of_track, end + spare)
-    if end - start > limit:
-        end = start + limit
-    return start, min(end, total)
-
-
 def _frames(latents: torch.Tensor, f0: int, f1: int, L: int) -> torch.Tensor:
     """(1, C, L) fp32: frames [f0, f1) of a track's latents, zero past the track's end."""
     out = torch.zeros(1, latents.shape[1], L)
@@ -419,14 +380,6 @@ def _guidance(guidance, info: ModelInfo, batch: int) -> dict:
     negative = (guidance.negative_prompt,) * batch if guidance.negative_prompt.strip() else None
     cfg = info.default_cfg if guidance.cfg_scale is None else guidance.cfg_scale
     return dict(cfg_scale=float(cfg), apg_scale=float(guidance.apg_scale), negative_prompts=negative)
-
-
-def _by_prompt(regions, prompt: str) -> list[tuple[str, tuple[Region, ...]]]:
-    """Regions grouped by the prompt they ask for (a region's own, else the edit's)."""
-    groups: dict[str, list[Region]] = {}
-    for r in regions:
-        groups.setdefault(r.prompt or prompt, []).append(r)
-    return [(p, tuple(rs)) for p, rs in groups.items()]
 
 
 def _describe(name: str, cfg: Optional[DiffusionModelConfig] = None) -> ModelInfo:

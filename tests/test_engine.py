@@ -7,7 +7,8 @@ import pytest
 
 from studio import edit
 from studio.api import LATENT_HOP, SAMPLE_RATE, Cancelled, EditRequest, EngineError, GenerateRequest, Region
-from studio.engine import RealEngine, plan_window
+from studio.engine import RealEngine
+from studio.edit import window as plan_window
 from tests.conftest import GOLDEN
 
 

@@ -190,3 +190,12 @@ def test_a_guide_file_restyles_the_regions_and_nothing_else(setup):
     inside = edit.region_mask(src.shape[1], guided.regions)
     assert not np.allclose(guided.audio[:, inside], own.audio[:, inside], atol=1e-4)
     assert np.array_equal(guided.audio[:, ~inside], src[:, ~inside])
+
+
+def test_estimate_before_generate(setup):
+    engine, (model, _) = setup
+    assert engine.estimate(model, 2.5, (Region(0.5, 1.0),)).heard_seconds == pytest.approx(2.5)
+    assert engine.estimate(model, 2.5, (Region(1.0, 1.2),), context_seconds=0.2).heard_seconds < 1.0
+    engine.edit(edit_req(model, clip()))
+    after = engine.estimate(model, 2.5, (Region(0.5, 1.2),))
+    assert after.seconds is not None and after.seconds > 0
