@@ -24,6 +24,7 @@ from studio.catalog import prompt_for_model
 from studio.ui_view import ensure_view, read_view
 
 PAINTER = Path(__file__).parent / "painter"
+SYNC_SECONDS = 2.0  # how often a tab looks for changes other tabs (or a run it was reloaded during) made
 EXPORT_FORMATS = [("WAV · 24-bit", "wav24"), ("WAV · 32-bit float", "wav32f"), ("FLAC · 24-bit", "flac")]
 
 
@@ -96,6 +97,13 @@ def versions_text(s: session.Session | None) -> str:
     return f"**Version {s.cursor + 1} of {len(s.history)}** · {v.label}{note}"
 
 
+def session_signature(s: session.Session | None) -> str:
+    """What a tab shows of `s`, in one string: the current version first, then history and live takes."""
+    if s is None or s.current is None:
+        return ""
+    return "|".join([s.current.id, str(s.cursor), str(len(s.history))] + [t.id for t in s.live_takes])
+
+
 def session_text(s: session.Session | None) -> str:
     if s is None:
         return "Session: none yet; one is created (and put in the page's address) when you load a clip."
@@ -124,6 +132,8 @@ def build_ui(engine: Engine, cfg: StudioConfig) -> gr.Blocks:
                 _takes_panel(c)
         c.session_md = gr.Markdown(elem_id="session-info")
         c.sid_box = gr.Textbox(visible=False)
+        c.seen = gr.State("")   # session_signature of what this tab shows
+        c.sync = gr.Timer(SYNC_SECONDS)
         _wire(demo, c, _Handlers(engine, cfg, models), cfg.gpu)
     return demo
 
@@ -186,11 +196,13 @@ def _takes_panel(c) -> None:
 
 
 def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
-    view = [c.sess, c.painter, c.status, c.takes, c.versions, c.sid_box, c.session_md]  # what most return
+    view = [c.sess, c.painter, c.status, c.takes, c.versions, c.sid_box, c.session_md, c.seen]  # what most return
     on_take = [c.sess, c.painter, c.takes]
     restored = [c.prompt, c.n_takes, c.strength, c.crossfade]  # Handlers.open sets them from session.last
     demo.load(h.open, [c.painter], view + restored).then(None, [c.sid_box], None, js=_SET_URL_JS)
     c.sid_box.change(None, [c.sid_box], None, js=_SET_URL_JS)  # a session made by the first store
+    synced = [x for x in view if x is not c.status]  # never the status line: it shows what this tab did
+    c.sync.tick(h.sync, [c.sess, c.seen, c.painter, c.takes], synced, show_progress="hidden", concurrency_limit=None)
     c.upload.upload(h.load_upload, [c.sess, c.painter, c.upload], view + [c.upload])
     c.record.stop_recording(h.load_file, [c.sess, c.painter, c.record], view)
     c.demo_btn.click(h.load_demo, [c.sess, c.painter, c.demo_pick], view)
@@ -199,8 +211,9 @@ def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
     c.model.change(h.pick_model, [c.model], [c.model, c.steps, c.status])
     for trigger in (c.prompt.change, c.model.change):
         trigger(h.sent_text, [c.model, c.prompt], [c.sent])
+    # progress on the status line only, so the takes stay usable (pick, accept, discard) during a run
     c.gen_btn.click(gpu(h.generate), [c.sess, c.painter, c.model, c.prompt, c.seed, c.random_seed, c.n_takes,
-                                      c.steps, c.strength, c.crossfade], view + [c.seed])
+                                      c.steps, c.strength, c.crossfade], view + [c.seed], show_progress_on=[c.status])
     # runs beside generate; no output, so it cannot overwrite the "Cancelled" that generate reports
     c.cancel_btn.click(h.cancel, [c.sess], None, concurrency_limit=None)
     c.takes.select(h.pick_take, on_take, view)
@@ -233,12 +246,25 @@ class _Handlers:
     def view(self, s, painter, msg, take_id=None, keep=True, beats=None):
         sid = s.id if s else None
         return [sid, painter_value(s, painter, take_id, keep, beats), msg, takes_update(s, take_id),
-                versions_text(s), sid or "", session_text(s)]
+                versions_text(s), sid or "", session_text(s), session_signature(s)]
 
     def failed(self, s, painter, take_id, err):
         sid = s.id if s else None
         return [sid, gr.update(), f"⚠️ {_sentence(err)}", takes_update(s, take_id), versions_text(s),
-                sid or "", session_text(s)]
+                sid or "", session_text(s), session_signature(s)]
+
+    def sync(self, sid, seen, painter, take_id):
+        """Timer: if the session on disk differs from what this tab shows (another tab's change, or
+        takes of a run that finished after a reload), show it; the painter only if the current
+        version changed. Otherwise change nothing."""
+        s = self.latest(sid)
+        sig = session_signature(s)
+        if s is None or sig == seen:
+            return [gr.update()] * 7
+        out = self.view(s, painter, None, take_id)
+        if sig.split("|")[0] == (seen or "").split("|")[0]:
+            out[1] = gr.update()
+        return out[:2] + out[3:]  # all but the status
 
     def latest(self, sid) -> session.Session | None:
         """The session `sid` as it is on disk now; None if there is none (or it was deleted)."""
