@@ -424,21 +424,30 @@ def sweep(root: str | Path, keep_days: float = 0.0) -> list[str]:
     root = Path(root).resolve()
     gone, now = [], time.time()
     for folder in sorted(root.iterdir()) if root.is_dir() else ():
+        if folder.name.startswith(audio_io.TEMP_PREFIX) and folder.is_file() and now - _mtime(folder) > STALE_SECONDS:
+            folder.unlink(missing_ok=True)  # e.g. a tab's cancel flag (studio.ui)
         if not (folder.is_dir() and _ID.match(folder.name)):
             continue
         meta = folder / "session.json"
         if not meta.exists():
-            if now - folder.stat().st_mtime > STALE_SECONDS:
+            if now - _mtime(folder) > STALE_SECONDS:
                 shutil.rmtree(folder, ignore_errors=True)
                 gone.append(folder.name)
             continue
-        if keep_days and now - meta.stat().st_mtime > keep_days * 86400:
+        if keep_days and now - _mtime(meta) > keep_days * 86400:
             with _locked(folder):
                 shutil.rmtree(folder, ignore_errors=True)
             gone.append(folder.name)
         else:
             recover(folder)
     return gone
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # removed meanwhile (another process sweeping): not old
+        return time.time()
 
 
 # ---- the lock ----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ the whole visible state through `view`. No session folder exists until the user 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import gradio as gr
 
 from studio import edit, session
 from studio.api import SAMPLE_RATE, Cancelled, EditRequest, Engine, EngineError, GenerateRequest
-from studio.audio_io import AudioError, Limits, load_audio
+from studio.audio_io import TEMP_PREFIX, AudioError, Limits, load_audio
 from studio.catalog import prompt_for_model
 from studio.ui_view import ensure_view, read_view
 
@@ -215,7 +216,7 @@ def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
     c.gen_btn.click(gpu(h.generate), [c.sess, c.painter, c.model, c.prompt, c.seed, c.random_seed, c.n_takes,
                                       c.steps, c.strength, c.crossfade], view + [c.seed], show_progress_on=[c.status])
     # runs beside generate; no output, so it cannot overwrite the "Cancelled" that generate reports
-    c.cancel_btn.click(h.cancel, [c.sess], None, concurrency_limit=None)
+    c.cancel_btn.click(h.cancel, None, None, concurrency_limit=None)
     c.takes.select(h.pick_take, on_take, view)
     c.accept_btn.click(h.accept, on_take, view)
     c.discard_btn.click(h.discard, on_take, view)
@@ -346,7 +347,7 @@ class _Handlers:
         return self.view(s, painter, msg, take_id, beats=found)
 
     def generate(self, sid, painter, model, prompt, seed, random_seed, n_takes, steps, strength, crossfade,
-                 progress=gr.Progress()):
+                 request: gr.Request, progress=gr.Progress()):
         seed = secrets.randbelow(2**31) if random_seed else int(seed or 0)
         s = self.latest(sid)
         settings = {"steps": int(steps), "strength": float(strength), "crossfade_ms": float(crossfade)}
@@ -361,28 +362,29 @@ class _Handlers:
             if not regions and cont <= 0:
                 raise ValueError("Paint at least one region (or set “continue by”) before generating.")
             session.remember(s, prompt=prompt or "", n_takes=int(n_takes), **settings)
-            s.path("cancel").unlink(missing_ok=True)
-            info = self.engine.load(model, _progress(progress, s.path("cancel"), 0, 1))
+            flag = self.cancel_flag(request)
+            flag.unlink(missing_ok=True)
+            info = self.engine.load(model, _progress(progress, flag, 0, 1))
         except Cancelled:
             return self.failed(s, painter, None, ValueError("Cancelled while loading the model.")) + [seed]
         except PROBLEMS as e:
             return self.failed(s, painter, None, e) + [seed]
         settings.update(continue_seconds=cont, prefix=info.prompt_prefix)
-        made, msg, err = self._takes(s, source, regions, cont, prompt, seed, int(n_takes), settings, progress)
+        reqs = [EditRequest(source=source, regions=regions, prompt=prompt or "", seed=seed + k, steps=int(steps),
+                            continue_seconds=cont, crossfade_ms=float(crossfade), strength=float(strength))
+                for k in range(int(n_takes))]
+        made, msg, err = self._takes(s, reqs, settings, progress, flag)
         if err is not None:
             return self.failed(session.reload(s), painter, made[-1] if made else None, err) + [seed]
         if made and not msg:
             msg = f"{len(made)} take{'s' if len(made) > 1 else ''} ready (seed {seed}). Press B to compare."
         return self.view(session.reload(s), painter, msg, made[0] if made else None) + [seed]
 
-    def _takes(self, s, source, regions, cont, prompt, seed, n, settings, progress):
-        """Make n takes of the regions of s.current and store each as it finishes.
+    def _takes(self, s, reqs, settings, progress, flag: Path):
+        """Run the edit requests (made from s.current) and store each take as it finishes.
         Returns (take ids, message if cancelled, error if one failed)."""
-        made, flag = [], s.path("cancel")
-        for k in range(n):
-            req = EditRequest(source=source, regions=regions, prompt=prompt or "", seed=seed + k,
-                              steps=settings["steps"], continue_seconds=cont,
-                              crossfade_ms=settings["crossfade_ms"], strength=settings["strength"])
+        made, n = [], len(reqs)
+        for k, req in enumerate(reqs):
             try:
                 take = self.engine.edit(req, _progress(progress, flag, k, n))
             except Cancelled:
@@ -395,27 +397,36 @@ class _Handlers:
         flag.unlink(missing_ok=True)
         return made, "", None
 
-    def generate_source(self, sid, painter, prompt, seconds, seed, random_seed, model, progress=gr.Progress()):
+    def generate_source(self, sid, painter, prompt, seconds, seed, random_seed, model, request: gr.Request,
+                        progress=gr.Progress()):
         seed = secrets.randbelow(2**31) if random_seed else int(seed or 0)
-        s = self.latest(sid)
+        s, flag = self.latest(sid), self.cancel_flag(request)
         try:
-            s = self.stored(sid)
-            s.path("cancel").unlink(missing_ok=True)
-            self.engine.load(model, _progress(progress, s.path("cancel"), 0, 1))
+            if s is not None:
+                session.check_room(s, self.quota)
+            flag.unlink(missing_ok=True)
+            self.engine.load(model, _progress(progress, flag, 0, 1))
             req = GenerateRequest(prompt=prompt or "", seconds=float(seconds), seed=seed)
-            take = self.engine.generate(req, _progress(progress, s.path("cancel"), 0, 1))
-            s = session.set_source(s, take.audio, f"generated: “{prompt}” (seed {seed})")
+            take = self.engine.generate(req, _progress(progress, flag, 0, 1))
+            # stored only now: a failed or cancelled first generation leaves no session folder behind
+            s = session.set_source(s or session.create(self.cfg.sessions), take.audio,
+                                   f"generated: “{prompt}” (seed {seed})")
         except Cancelled:
             return self.failed(s, painter, None, ValueError("Cancelled.")) + [seed]
         except PROBLEMS as e:
             return self.failed(s, painter, None, e) + [seed]
         return self.view(s, painter, f"Generated a {seconds:.0f} s source from your prompt.", keep=False) + [seed]
 
-    def cancel(self, sid) -> None:
-        """Leave a flag in the session folder; the running generation's progress callback sees it."""
-        s = self.latest(sid)
-        if s is not None:
-            s.path("cancel").touch()
+    def cancel_flag(self, request: gr.Request | None) -> Path:
+        """The file whose existence stops this tab's running generation: a file, because on ZeroGPU
+        the generation runs in another process; per tab (Gradio's session hash), so Cancel never
+        stops another tab's run on the same session; a temporary name, so start-up removes it."""
+        key = hashlib.sha256((getattr(request, "session_hash", None) or "").encode()).hexdigest()[:16]
+        return self.cfg.sessions / f"{TEMP_PREFIX}cancel-{key}"
+
+    def cancel(self, request: gr.Request) -> None:
+        """Leave this tab's flag; the running generation's progress callback sees it."""
+        self.cancel_flag(request).touch()
 
     def pick_take(self, sid, painter, take_id):
         shown = take_id.replace('t', 'take ', 1) if take_id else '—'

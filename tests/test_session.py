@@ -347,6 +347,9 @@ def test_sweep_deletes_old_sessions_and_crash_debris(tmp_path):
     for p in debris:
         p.write_bytes(b"half")
     (tmp_path / "notes").mkdir()  # not a session: left alone
+    flag = tmp_path / ".tmp-cancel-0f0f"  # a tab's cancel flag, left for a day
+    flag.touch()
+    os.utime(flag, (week_ago, week_ago))
 
     assert sorted(session.sweep(tmp_path, keep_days=7)) == sorted([old.id, crashed.name])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([fresh.id, "notes"])

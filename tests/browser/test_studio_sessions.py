@@ -60,6 +60,10 @@ def test_page_loads_create_nothing_and_bad_ids_are_said_once(studio, browser):
         page.goto(f"{url}?session={sid}")
         assert "⚠️" in wait_status(page, message)
         page.wait_for_function("() => !location.search.includes('session=')")  # a refresh will not say it again
+    page.get_by_role("tab", name="Prompt").click()  # a failed first generation stores nothing either
+    page.fill("#src-prompt textarea", "[fail:gated] pads")
+    page.click("#src-generate")
+    wait_status(page, "HF_TOKEN")
     assert sorted(sessions.iterdir()) == before
     page.close()
 
@@ -73,6 +77,7 @@ def test_two_tabs_on_one_session_both_generating_keep_every_take(studio, browser
     wait_attr(two, "ready", "1")
 
     start_run(one, "[slow] tab one", 16, (0.5, 1.2))
+    two.click("#cancel")  # Cancel in one tab never stops another tab's run
     start_run(two, "[slow] tab two", 4, (2.0, 2.8))  # starts while tab one's run is going
     wait_status(two, "take ready")
     wait_status(one, "take ready")
