@@ -381,3 +381,15 @@ def test_format_1_sessions_still_open(tmp_path):
     assert np.array_equal(session.audio(s, "current"), take.audio) and np.array_equal(session.audio(s, "t001"), take.audio)
     s, rec = session.add_take(s, make_take(take.audio, seed=8), "x", {})
     assert rec.id == "t002" and np.array_equal(session.audio(s, rec.id), make_take(take.audio, seed=8).audio)
+
+
+def test_app_sweeps_sessions_at_start_up(tmp_path):
+    import app
+    args = app.parse_args(["--keep-sessions-days", "7", "--session-quota-mb", "100"])
+    assert args.keep_sessions_days == 7 and args.session_quota_mb == 100
+    old = session.create(tmp_path)
+    long_ago = time.time() - 8 * 86400
+    os.utime(old.path("session.json"), (long_ago, long_ago))
+    kept = session.create(tmp_path)
+    app.keep_sessions(tmp_path, args.keep_sessions_days)
+    assert [p.name for p in tmp_path.iterdir()] == [kept.id]
