@@ -6,8 +6,14 @@
 """
 from __future__ import annotations
 
+try:  # Hugging Face ZeroGPU: `spaces` must be imported before torch initialises CUDA
+    import spaces
+except ImportError:
+    spaces = None
+
 import argparse
 import importlib.util
+import logging
 import os
 import threading
 import time
@@ -63,15 +69,33 @@ def make_engine(fake: bool, model: str | None = None):
 
 
 def gpu_decorator():
-    """spaces.GPU on Hugging Face ZeroGPU Spaces (a no-op elsewhere); identity without `spaces`."""
-    if importlib.util.find_spec("spaces") is None:
-        return lambda fn: fn
-    import spaces
-    return spaces.GPU(duration=120)
+    """(fn, seconds) -> fn wrapped in spaces.GPU with a duration sized by ``seconds`` (a callable of
+    the handler's arguments) on Hugging Face ZeroGPU Spaces; identity without `spaces`."""
+    if spaces is None:
+        return lambda fn, seconds: fn
+    return lambda fn, seconds: spaces.GPU(duration=seconds)(fn)
+
+
+def preload(engine, name: str) -> None:
+    """Load the starting model before the first request. On a Space (``spaces`` present) this
+    happens now, in the main process: ZeroGPU runs each GPU call in a worker forked from it, so
+    a model loaded there would be loaded again by every call and die with it (and a download
+    inside a GPU call counts against its duration). Elsewhere it loads in the background while
+    the page opens; a Generate meanwhile waits its turn in the engine's queue."""
+    def load():
+        try:
+            engine.prepare(name)
+        except Exception as e:  # noqa: BLE001 - the first request reports it again, as a sentence
+            logging.getLogger("studio").warning("could not preload %s: %s", name, e)
+    if spaces is not None:
+        load()
+    else:
+        threading.Thread(target=load, name="preload", daemon=True).start()
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     from studio.ui import StudioConfig, build_ui
     engine, note = make_engine(args.fake_engine, args.model)
     cuda, hardware = detect_hardware()
@@ -85,6 +109,7 @@ def main(argv=None) -> None:
     cfg = StudioConfig(sessions=sessions, default_model=default, hardware=f"{hardware} {note}".strip(),
                        limits=Limits(int(args.max_upload_mb * 2**20), args.max_seconds),
                        session_quota_mb=args.session_quota_mb, gpu=gpu_decorator())
+    preload(engine, default)
     demo = build_ui(engine, cfg)
     demo.queue(default_concurrency_limit=4).launch(
         server_name=args.host, server_port=args.port, share=args.share, allowed_paths=[str(sessions)],

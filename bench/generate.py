@@ -107,7 +107,8 @@ def run_inpaint(args, track_seconds: float = 120.0, region_seconds: float = 4.0)
     sr = model.sample_rate
     source = (0.1 * torch.randn(2, int(track_seconds * sr), generator=torch.Generator().manual_seed(1))).numpy()
     start = (track_seconds - region_seconds) / 2
-    req = EditRequest(source=source, regions=(Region(start, start + region_seconds),), prompt=PROMPT, seed=0)
+    req = EditRequest(model="small-music", source=source, regions=(Region(start, start + region_seconds),),
+                      prompt=PROMPT, seed=0)
     model.conditioner.prompt.encoder._cache.clear()
     row = {"inpaint": f"{region_seconds:g} s region in a {track_seconds:g} s track",
            "model_rss_gib": round(rss_bytes() / GIB, 3)}

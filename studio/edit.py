@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -139,3 +140,54 @@ def parse_painter(value: str | dict | None) -> tuple[tuple[Region, ...], float]:
     if not math.isfinite(cont) or cont < 0:
         raise ValueError(f"Continue-by must be zero or more seconds, got {cont}.")
     return tuple(regions), cont
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where an edit's new audio goes, on the take's time axis.
+
+    source: the request's source with ``intro`` samples of silence in front (the same array when
+    nothing is prepended); regions: the request's regions, validated and shifted by the intro;
+    spans: everything regenerated (intro, regions, continuation), what the model fills in;
+    total: samples of the take.
+    """
+    source: np.ndarray
+    regions: tuple[Region, ...]
+    spans: tuple[Region, ...]
+    intro: int
+    total: int
+
+
+def layout(source: np.ndarray, regions, continue_seconds: float = 0.0, extend_start_seconds: float = 0.0,
+           sr: int = SAMPLE_RATE) -> Layout:
+    """The Layout of an edit of ``source`` (2, N); ValueError when there is nothing to generate."""
+    regions = validate_regions(regions, source.shape[1] / sr)
+    intro, n = to_samples(extend_start_seconds, sr), source.shape[1]
+    total = intro + n + to_samples(continue_seconds, sr)
+    shift = intro / sr
+    moved = tuple(Region(r.start + shift, r.end + shift, r.prompt) for r in regions)
+    spans = ((Region(0.0, shift),) if intro else ()) + moved
+    if total > intro + n:
+        spans += (Region((intro + n) / sr, total / sr),)
+    if not spans:
+        raise ValueError("Paint at least one region, or set “continue by” or “extend start by”, before generating.")
+    padded = np.concatenate([np.zeros((source.shape[0], intro), np.float32), source], axis=1) if intro else source
+    return Layout(padded, moved, spans, intro, total)
+
+
+def place_guide(plan: Layout, guide: np.ndarray) -> np.ndarray:
+    """(2, total) ``guide`` laid on the take's axis: it starts where the source starts (after the
+    intro), cut or padded with silence to the take's length."""
+    out = np.zeros((2, plan.total), np.float32)
+    k = min(guide.shape[1], plan.total - plan.intro)
+    out[:, plan.intro:plan.intro + k] = guide[:, :k]
+    return out
+
+
+def assemble(plan: Layout, generated: np.ndarray, crossfade_ms: float, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """The take (2, total): ``generated`` (2, total) in the intro and the continuation (joined
+    without a fade, so the source after the intro is untouched), crossfaded into the regions, the
+    source exactly everywhere else."""
+    out = splice(plan.source, generated, plan.regions, crossfade_ms, sr)
+    out[:, :plan.intro] = generated[:, :plan.intro]
+    return out

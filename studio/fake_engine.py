@@ -1,23 +1,25 @@
-"""A stand-in engine with the real one's interface: deterministic per seed, instant, no weights.
+"""A stand-in engine with the real one's contract: deterministic per model and seed, instant, no weights.
 
-It fills regions with band-passed noise and a chord whose pitch depends on the seed, reports
-progress per step, honours Cancelled, and uses the same validation and splice as the real engine.
-Failures are simulated by tags in the prompt, so tests can reach every error path through the UI:
+It fills regions with band-passed noise and a chord whose pitch depends on the model and the seed,
+reports progress per step, honours Cancelled, runs one job at a time like the real engine, and uses
+the same validation and splice. Failures are simulated by tags in the prompt, so tests can reach
+every error path through the UI:
   [fail:missing-weights] [fail:no-network] [fail:gated]  -> EngineError with the real messages
+  [fail:nan]                                             -> the "model" outputs NaN (refused)
   [slow]                                                 -> 0.15 s per step (to test cancel)
 """
 from __future__ import annotations
 
 import time
+import zlib
 
 import numpy as np
 
 from studio import edit
 from studio.api import (SAMPLE_RATE, EditRequest, EngineError, GenerateRequest, ModelInfo,
-                        Progress, Region, Take)
+                        Progress, Region, Take, check_finite, check_length)
 from studio.catalog import CATALOG
-
-MODELS = CATALOG
+from studio.jobs import JobQueue
 
 FAILURES = {
     "missing-weights": "The weights of this model are not on this machine; run with network access "
@@ -32,68 +34,82 @@ FAILURES = {
 class FakeEngine:
     def __init__(self, step_delay: float = 0.0):
         self.step_delay = step_delay
-        self.loaded: ModelInfo | None = None
+        self._jobs = JobQueue()
+        self._loaded: str | None = None
 
     def models(self) -> list[ModelInfo]:
-        return list(MODELS)
+        return list(CATALOG)
 
-    def load(self, name: str, progress: Progress | None = None) -> ModelInfo:
-        info = next((m for m in MODELS if m.name == name), None)
+    def loaded(self) -> list[str]:
+        return [self._loaded] if self._loaded else []
+
+    def prepare(self, name: str, progress: Progress | None = None) -> ModelInfo:
+        with self._jobs.turn(progress):
+            return self._ensure(name, progress)
+
+    def _ensure(self, name: str, progress: Progress | None) -> ModelInfo:
+        info = next((m for m in CATALOG if m.name == name), None)
         if info is None:
             raise EngineError(f"There is no model called “{name}”; pick one of "
-                              f"{', '.join(m.name for m in MODELS)}.")
-        _report(progress, "load", 1, 1)
-        self.loaded = info
+                              f"{', '.join(m.name for m in CATALOG)}.")
+        if self._loaded != name:
+            _report(progress, "load", 1, 1)
+            self._loaded = name
         return info
 
     def generate(self, req: GenerateRequest, progress: Progress | None = None) -> Take:
-        info = self._ready(req.prompt)
-        t0 = time.perf_counter()
-        n = edit.to_samples(req.seconds)
-        if n <= 0:
-            raise ValueError(f"seconds must be > 0, got {req.seconds}")
-        audio = self._run(req.prompt, req.seed, n, req.steps or info.default_steps, progress)
-        if req.init_audio is not None and req.init_strength < 1.0:
-            init = _fit(req.init_audio, n)
-            audio = req.init_strength * audio + (1 - req.init_strength) * init
-        region = (Region(0.0, n / SAMPLE_RATE),)
-        return Take(audio.astype(np.float32), req, req.seed, info.name, region, time.perf_counter() - t0)
+        with self._jobs.turn(progress):
+            info = self._ready(req.model, req.prompt, progress)
+            t0 = time.perf_counter()
+            check_length(req.seconds, info)
+            n = edit.to_samples(req.seconds)
+            audio = self._run(req, n, progress)
+            if req.init_audio is not None and req.init_strength < 1.0:
+                init = _fit(req.init_audio, n)
+                audio = req.init_strength * audio + (1 - req.init_strength) * init
+            region = (Region(0.0, n / SAMPLE_RATE),)
+            return Take(audio.astype(np.float32), req, req.seed, info.name, region, time.perf_counter() - t0)
 
     def edit(self, req: EditRequest, progress: Progress | None = None) -> Take:
-        info = self._ready(req.prompt)
-        t0 = time.perf_counter()
-        n = req.source.shape[1]
-        regions = edit.validate_regions(req.regions, n / SAMPLE_RATE)
-        if not regions and req.continue_seconds <= 0:
-            raise ValueError("Paint at least one region or set “continue by” before generating.")
-        m = n + edit.to_samples(req.continue_seconds)
-        _report(progress, "encode", 1, 1)
-        new = self._run(req.prompt, req.seed, m, req.steps or info.default_steps, progress)
-        if req.strength < 1.0:
-            new[:, :n] = req.strength * new[:, :n] + (1 - req.strength) * req.source
-        audio = edit.splice(req.source, new, regions, req.crossfade_ms)
-        if m > n:
-            regions = regions + (Region(n / SAMPLE_RATE, m / SAMPLE_RATE),)
-        return Take(audio, req, req.seed, info.name, regions, time.perf_counter() - t0)
+        with self._jobs.turn(progress):
+            info = self._ready(req.model, req.prompt, progress)
+            t0 = time.perf_counter()
+            plan = edit.layout(req.source, req.regions, req.continue_seconds, req.extend_start_seconds)
+            _report(progress, "encode", 1, 1)
+            new = self._run(req, plan.total, progress)
+            if req.strength < 1.0:
+                start = _fit(plan.source, plan.total) if req.guide is None else edit.place_guide(plan, req.guide)
+                new = req.strength * new + (1 - req.strength) * start
+            audio = edit.assemble(plan, new, req.crossfade_ms)
+            return Take(audio, req, req.seed, info.name, plan.spans, time.perf_counter() - t0)
 
-    def _ready(self, prompt: str) -> ModelInfo:
+    def _ready(self, model: str, prompt: str, progress: Progress | None) -> ModelInfo:
         for tag, message in FAILURES.items():
             if f"[fail:{tag}]" in prompt:
                 raise EngineError(message)
-        if self.loaded is None:
-            self.load(MODELS[0].name)
-        return self.loaded
+        return self._ensure(model, progress)
 
-    def _run(self, prompt: str, seed: int, n: int, steps: int, progress: Progress | None) -> np.ndarray:
-        delay = 0.15 if "[slow]" in prompt else self.step_delay
+    def _run(self, req, n: int, progress: Progress | None) -> np.ndarray:
+        steps = req.steps or 8
+        delay = 0.15 if "[slow]" in req.prompt else self.step_delay
         for i in range(steps):
             _report(progress, "steps", i, steps)
             if delay:
                 time.sleep(delay)
         _report(progress, "steps", steps, steps)
-        audio = _texture(seed, n)
+        audio = _texture(zlib.crc32(_recipe(req).encode()) ^ req.seed, n)
+        if "[fail:nan]" in req.prompt:
+            audio[:, n // 2:] = np.nan
+        check_finite(audio)
         _report(progress, "decode", 1, 1)
         return audio
+
+
+def _recipe(req) -> str:
+    """What, besides the seed, shapes the fake output: the model, and guidance on -base models."""
+    info = next(m for m in CATALOG if m.name == req.model)
+    g = req.guidance
+    return f"{req.model}|{g.cfg_scale}|{g.apg_scale}|{g.negative_prompt}" if info.guided else req.model
 
 
 def _texture(seed: int, n: int) -> np.ndarray:

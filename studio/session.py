@@ -37,6 +37,7 @@ import numpy as np
 
 from studio import audio_io
 from studio.api import SAMPLE_RATE, Region, Take
+from studio.edit import to_samples
 
 try:
     import fcntl
@@ -79,6 +80,7 @@ class TakeRecord:
     discarded: bool = False
     frames: int = 0               # length of the take in samples
     spans: tuple[tuple[int, int], ...] | None = None  # [start, end) samples that differ from base
+    shift: int = 0                # samples prepended before the base (an intro: extend before the start)
 
 
 @dataclass(frozen=True)
@@ -179,7 +181,8 @@ def add_take(s: Session, take: Take, prompt: str, settings: dict) -> tuple[Sessi
     the latest state, so takes from other tabs are kept and never overwritten."""
     base = s.current
     base_audio = audio(s, base.id) if base else np.zeros((2, 0), np.float32)
-    spans = changed_spans(base_audio, take.audio)
+    shift = to_samples(getattr(take.request, "extend_start_seconds", 0.0) or 0.0)
+    spans = changed_spans(base_audio, take.audio, shift)
     patch = np.concatenate([take.audio[:, a:b] for a, b in spans], axis=1) if spans else take.audio[:, :0]
     made = {}
 
@@ -188,7 +191,7 @@ def add_take(s: Session, take: Take, prompt: str, settings: dict) -> tuple[Sessi
         audio_io.write_audio(latest.path(f"takes/{tid}.wav"), patch, "wav32f", exclusive=True)
         made["rec"] = TakeRecord(tid, f"takes/{tid}.wav", base.id if base else "", prompt, take.seed, take.model,
                                  tuple(take.regions), dict(settings), round(take.elapsed, 3),
-                                 frames=take.audio.shape[1], spans=spans)
+                                 frames=take.audio.shape[1], spans=spans, shift=shift)
         return replace(latest, takes=latest.takes + (made["rec"],))
     return _change(s, change), made["rec"]
 
@@ -271,14 +274,17 @@ def _save(s: Session) -> Session:
 
 # ---- audio: exact rebuild, bounded cache of full files ------------------------------------------
 
-def changed_spans(base: np.ndarray, audio: np.ndarray) -> tuple[tuple[int, int], ...]:
-    """[start, end) sample spans where audio (2, M) differs bitwise from base (2, N), plus [N, M).
+def changed_spans(base: np.ndarray, audio: np.ndarray, shift: int = 0) -> tuple[tuple[int, int], ...]:
+    """[start, end) sample spans of audio (2, M) that differ bitwise from base (2, N) placed at
+    `shift`; what lies before `shift` or after the base counts as changed.
 
     Runs closer than SPAN_GAP are merged; with more than MAX_SPANS the whole take is one span."""
     n, m = base.shape[1], audio.shape[1]
-    k = min(n, m)
-    differs = np.any(base[:, :k].view(np.uint32) != audio[:, :k].view(np.uint32), axis=0)
-    differs = np.concatenate([[False], differs, np.ones(m - k, bool), [False]]).astype(np.int8)
+    shift = min(max(shift, 0), m)
+    k = min(n, m - shift)
+    differs = np.any(base[:, :k].view(np.uint32) != audio[:, shift:shift + k].view(np.uint32), axis=0)
+    differs = np.concatenate([[False], np.ones(shift, bool), differs, np.ones(m - shift - k, bool),
+                              [False]]).astype(np.int8)
     edges = np.diff(differs)
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     if len(starts) > 1:
@@ -301,10 +307,10 @@ def audio(s: Session, what: str) -> np.ndarray:
     if t.spans is None:  # format 1: the file is the whole take
         return stored
     base = audio(s, t.base) if t.base else np.zeros((2, 0), np.float32)
-    out = base if base.shape[1] == t.frames else np.zeros((2, t.frames), np.float32)
+    out = base if base.shape[1] == t.frames and not t.shift else np.zeros((2, t.frames), np.float32)
     if out is not base:
-        k = min(base.shape[1], t.frames)
-        out[:, :k] = base[:, :k]
+        k = min(base.shape[1], t.frames - t.shift)
+        out[:, t.shift:t.shift + k] = base[:, :k]
     offset = 0
     for a, b in t.spans:
         out[:, a:b] = stored[:, offset:offset + b - a]
@@ -456,6 +462,17 @@ _GUARD = threading.Lock()
 _THREAD_LOCKS: dict[str, threading.Lock] = {}  # per session folder, shared by this process's threads
 
 
+def _fresh_thread_locks() -> None:
+    """In a forked child (ZeroGPU runs generations so), locks held by the parent's other threads
+    would stay held forever: start with new ones (the file lock still orders the processes)."""
+    global _GUARD, _THREAD_LOCKS
+    _GUARD, _THREAD_LOCKS = threading.Lock(), {}
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_thread_locks)
+
+
 @contextmanager
 def _locked(folder: Path):
     """The session's lock: a thread lock (threads of this process) then flock on folder/.lock
@@ -467,8 +484,11 @@ def _locked(folder: Path):
             yield
             return
         with open(folder / ".lock", "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)  # released when f is closed (or the process dies)
-            yield
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:  # explicitly: a child forked meanwhile (ZeroGPU) shares f, so closing is not enough
+                fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _regions(items) -> tuple[Region, ...]:

@@ -9,6 +9,7 @@ the whole visible state through `view`. No session folder exists until the user 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import secrets
 from dataclasses import dataclass
@@ -19,7 +20,8 @@ from typing import Callable
 import gradio as gr
 
 from studio import edit, session
-from studio.api import SAMPLE_RATE, Cancelled, EditRequest, Engine, EngineError, GenerateRequest
+from studio.api import (MAX_CFG, SAMPLE_RATE, Cancelled, EditRequest, Engine, EngineError, GenerateRequest,
+                        Guidance)
 from studio.audio_io import TEMP_PREFIX, AudioError, Limits, load_audio
 from studio.catalog import prompt_for_model
 from studio.ui_view import ensure_view, read_view
@@ -37,7 +39,7 @@ class StudioConfig:
     assets: Path = Path(__file__).parent.parent / "assets"
     hardware: str = ""                  # one line shown under the title
     session_quota_mb: float = 2048.0    # a session holding more takes no new work (0: no limit)
-    gpu: Callable = lambda fn: fn       # spaces.GPU on ZeroGPU Spaces
+    gpu: Callable = lambda fn, seconds: fn  # spaces.GPU(duration=seconds) on ZeroGPU Spaces
 
 
 def painter_component() -> gr.HTML:
@@ -126,7 +128,7 @@ def build_ui(engine: Engine, cfg: StudioConfig) -> gr.Blocks:
         c.status = gr.Markdown("Load a clip to begin.", elem_id="status")
         with gr.Row(equal_height=False):
             with gr.Column(scale=4, min_width=280):
-                _source_panel(c, demos)
+                _source_panel(c, demos, models[cfg.default_model])
             with gr.Column(scale=5, min_width=320):
                 _edit_panel(c, models, cfg.default_model)
             with gr.Column(scale=4, min_width=280):
@@ -139,7 +141,7 @@ def build_ui(engine: Engine, cfg: StudioConfig) -> gr.Blocks:
     return demo
 
 
-def _source_panel(c, demos: list[str]) -> None:
+def _source_panel(c, demos: list[str], info) -> None:
     gr.Markdown("### Source")
     with gr.Tabs():
         with gr.Tab("Upload"):
@@ -148,7 +150,8 @@ def _source_panel(c, demos: list[str]) -> None:
             c.record = gr.Audio(sources=["microphone"], type="filepath", label="Record")
         with gr.Tab("Prompt"):
             c.src_prompt = gr.Textbox(label="Prompt", placeholder="warm lo-fi drums, 90 BPM", elem_id="src-prompt")
-            c.src_seconds = gr.Slider(2, 60, value=10, step=1, label="Seconds", elem_id="src-seconds")
+            c.src_seconds = gr.Slider(1, int(info.max_seconds), value=10, step=1, label="Seconds",
+                                      elem_id="src-seconds")
             c.src_btn = gr.Button("Generate source", elem_id="src-generate")
     with gr.Row():
         c.demo_pick = gr.Dropdown(demos, value=demos[0] if demos else None, label="Demo clip",
@@ -173,6 +176,19 @@ def _edit_panel(c, models: dict, default: str) -> None:
         c.strength = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Strength",
                                info="1 = new audio; lower keeps the region's shape")
         c.crossfade = gr.Slider(0, 200, value=30, step=5, label="Crossfade (ms)", elem_id="crossfade")
+    c.guide = gr.File(label="Guide file (optional): with strength below 1, restyle the regions from it",
+                      file_types=["audio"], elem_id="guide", height=90)
+    c.extend_start = gr.Number(label="Extend start by (s)", value=0, minimum=0, elem_id="extend-start",
+                               info="new audio before the track (an intro or a pickup); the track follows unchanged")
+    info = models[default]
+    with gr.Accordion("Guidance · -base models", open=True, visible=info.guided, elem_id="guidance") as c.guidance:
+        with gr.Row():
+            c.cfg = gr.Slider(0, MAX_CFG, value=info.default_cfg, step=0.5, label="CFG scale", elem_id="cfg",
+                              info="how closely to follow the prompt; 1 = no guidance")
+            c.apg = gr.Slider(0, 1, value=1.0, step=0.1, label="APG", elem_id="apg",
+                              info="1 = adaptive projected guidance (less harsh), 0 = plain CFG")
+        c.negative = gr.Textbox(label="Negative prompt", placeholder="what to avoid, e.g. vocals, distortion",
+                                elem_id="negative")
     c.beats = gr.Checkbox(label="Snap regions to beats (latent grid always)", value=False, elem_id="snap-beats")
     with gr.Row():
         c.gen_btn = gr.Button("Generate takes", variant="primary", elem_id="generate")
@@ -207,14 +223,17 @@ def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
     c.upload.upload(h.load_upload, [c.sess, c.painter, c.upload], view + [c.upload])
     c.record.stop_recording(h.load_file, [c.sess, c.painter, c.record], view)
     c.demo_btn.click(h.load_demo, [c.sess, c.painter, c.demo_pick], view)
-    c.src_btn.click(gpu(h.generate_source), [c.sess, c.painter, c.src_prompt, c.src_seconds, c.seed,
-                                             c.random_seed, c.model], view + [c.seed])
-    c.model.change(h.pick_model, [c.model], [c.model, c.steps, c.status])
+    c.src_btn.click(gpu(h.generate_source, h.gpu_seconds(h.generate_source)), [c.sess, c.painter, c.src_prompt, c.src_seconds, c.seed,
+                                             c.random_seed, c.model, c.steps, c.cfg, c.apg, c.negative],
+                    view + [c.seed])
+    c.model.change(h.pick_model, [c.model], [c.model, c.steps, c.status, c.guidance, c.cfg, c.src_seconds])
     for trigger in (c.prompt.change, c.model.change):
         trigger(h.sent_text, [c.model, c.prompt], [c.sent])
     # progress on the status line only, so the takes stay usable (pick, accept, discard) during a run
-    c.gen_btn.click(gpu(h.generate), [c.sess, c.painter, c.model, c.prompt, c.seed, c.random_seed, c.n_takes,
-                                      c.steps, c.strength, c.crossfade], view + [c.seed], show_progress_on=[c.status])
+    c.gen_btn.click(gpu(h.generate, h.gpu_seconds(h.generate)), [c.sess, c.painter, c.model, c.prompt, c.seed, c.random_seed, c.n_takes,
+                                      c.steps, c.strength, c.crossfade, c.cfg, c.apg, c.negative, c.extend_start,
+                                      c.guide],
+                    view + [c.seed], show_progress_on=[c.status])
     # runs beside generate; no output, so it cannot overwrite the "Cancelled" that generate reports
     c.cancel_btn.click(h.cancel, None, None, concurrency_limit=None)
     c.takes.select(h.pick_take, on_take, view)
@@ -232,6 +251,14 @@ _SET_URL_JS = """(sid) => { const u = new URL(window.location.href);
   window.history.replaceState(null, '', u); return []; }"""
 
 PROBLEMS = (AudioError, EngineError, ValueError, KeyError)  # session.SessionError is a ValueError
+# ZeroGPU durations: the model is loaded at start-up (app.preload), so a call holds the GPU for the
+# steps, the encode and the decode. Generous per step (a medium step on a 380 s track is ~0.15 s on
+# an H200); ZeroGPU queues shorter requests first, so the estimate follows the work.
+GPU_SECONDS_BASE, GPU_SECONDS_PER_STEP, GPU_SECONDS_MAX = 20, 1.5, 300
+
+
+def gpu_seconds(takes: int, steps: int) -> int:
+    return int(min(GPU_SECONDS_MAX, GPU_SECONDS_BASE + int(takes) * int(steps) * GPU_SECONDS_PER_STEP))
 
 
 class _Handlers:
@@ -243,6 +270,16 @@ class _Handlers:
     def __init__(self, engine: Engine, cfg: StudioConfig, models: dict):
         self.engine, self.cfg, self.models = engine, cfg, models
         self.quota = int(cfg.session_quota_mb * 2**20)
+
+    @staticmethod
+    def gpu_seconds(handler) -> Callable[..., int]:
+        """A ZeroGPU duration for ``handler``: called with the handler's own arguments."""
+        signature = inspect.signature(handler)
+
+        def seconds(*args, **kwargs) -> int:
+            given = signature.bind_partial(*args, **kwargs).arguments
+            return gpu_seconds(given.get("n_takes", 1), given.get("steps", 8))
+        return seconds
 
     def view(self, s, painter, msg, take_id=None, keep=True, beats=None):
         sid = s.id if s else None
@@ -303,7 +340,7 @@ class _Handlers:
         s = self.latest(sid)
         if not path:
             return self.view(s, painter, gr.update())
-        path = Path(path if isinstance(path, str) else path.name)
+        path = _path(path)
         try:
             audio, note = load_audio(path, self.cfg.limits)
             s = session.set_source(self.stored(sid), audio, f"source: {path.name}", note)
@@ -326,12 +363,13 @@ class _Handlers:
         """Load the picked model now, so a download shows its progress before the first edit."""
         info = self.models[name]
         try:
-            self.engine.load(name, lambda stage, done, total: progress(done / max(total, 1),
-                                                                       desc=f"Loading {info.label}"))
+            self.engine.prepare(name, lambda stage, done, total: progress(done / max(total, 1),
+                                                                          desc=f"Loading {info.label}"))
             msg = f"Model **{info.label}** ready."
         except EngineError as e:
             msg = f"⚠️ {_sentence(e)}"
-        return gr.update(info=info.needs), info.default_steps, msg
+        return (gr.update(info=info.needs), info.default_steps, msg, gr.update(visible=info.guided),
+                info.default_cfg, gr.update(maximum=int(info.max_seconds)))
 
     def sent_text(self, name, prompt):
         sent = prompt_for_model(prompt or "", self.models[name])
@@ -347,10 +385,9 @@ class _Handlers:
         return self.view(s, painter, msg, take_id, beats=found)
 
     def generate(self, sid, painter, model, prompt, seed, random_seed, n_takes, steps, strength, crossfade,
-                 request: gr.Request, progress=gr.Progress()):
+                 cfg, apg, negative, extend_start, guide, request: gr.Request, progress=gr.Progress()):
         seed = secrets.randbelow(2**31) if random_seed else int(seed or 0)
         s = self.latest(sid)
-        settings = {"steps": int(steps), "strength": float(strength), "crossfade_ms": float(crossfade)}
         try:
             if s is None or s.current is None:
                 raise ValueError("Load or generate a clip first, then paint the regions to regenerate.")
@@ -359,54 +396,56 @@ class _Handlers:
             regions, cont = edit.parse_painter(painter)
             seconds = source.shape[1] / SAMPLE_RATE
             regions = edit.snap_regions(edit.validate_regions(regions, seconds), seconds)
-            if not regions and cont <= 0:
-                raise ValueError("Paint at least one region (or set “continue by”) before generating.")
-            session.remember(s, prompt=prompt or "", n_takes=int(n_takes), **settings)
-            flag = self.cancel_flag(request)
-            flag.unlink(missing_ok=True)
-            info = self.engine.load(model, _progress(progress, flag, 0, 1))
-        except Cancelled:
-            return self.failed(s, painter, None, ValueError("Cancelled while loading the model.")) + [seed]
+            intro = float(extend_start or 0)
+            guide_audio = load_audio(_path(guide), self.cfg.limits)[0] if guide else None
+            info = self.models[model]
+            reqs = [EditRequest(model=model, source=source, regions=regions, prompt=prompt or "", seed=seed + k,
+                                steps=int(steps), continue_seconds=cont, extend_start_seconds=intro,
+                                crossfade_ms=float(crossfade), strength=float(strength), guide=guide_audio,
+                                guidance=_guidance(cfg, apg, negative)) for k in range(int(n_takes))]
+            session.remember(s, prompt=prompt or "", n_takes=int(n_takes), strength=float(strength),
+                             crossfade_ms=float(crossfade))
         except PROBLEMS as e:
             return self.failed(s, painter, None, e) + [seed]
-        settings.update(continue_seconds=cont, prefix=info.prompt_prefix)
-        reqs = [EditRequest(source=source, regions=regions, prompt=prompt or "", seed=seed + k, steps=int(steps),
-                            continue_seconds=cont, crossfade_ms=float(crossfade), strength=float(strength))
-                for k in range(int(n_takes))]
-        made, msg, err = self._takes(s, reqs, settings, progress, flag)
+        settings = {"steps": int(steps), "strength": float(strength), "crossfade_ms": float(crossfade),
+                    "continue_seconds": cont, "extend_start_seconds": intro, "prefix": info.prompt_prefix}
+        made, msg, err, notes = self._takes(s, reqs, settings, progress, self.cancel_flag(request))
         if err is not None:
             return self.failed(session.reload(s), painter, made[-1] if made else None, err) + [seed]
         if made and not msg:
             msg = f"{len(made)} take{'s' if len(made) > 1 else ''} ready (seed {seed}). Press B to compare."
+        msg = " ".join(filter(None, [msg, *notes]))
         return self.view(session.reload(s), painter, msg, made[0] if made else None) + [seed]
 
     def _takes(self, s, reqs, settings, progress, flag: Path):
         """Run the edit requests (made from s.current) and store each take as it finishes.
-        Returns (take ids, message if cancelled, error if one failed)."""
-        made, n = [], len(reqs)
+        Returns (take ids, message if cancelled, error if one failed, the takes' notes)."""
+        made, notes, n = [], [], len(reqs)
+        flag.unlink(missing_ok=True)
         for k, req in enumerate(reqs):
             try:
                 take = self.engine.edit(req, _progress(progress, flag, k, n))
             except Cancelled:
                 flag.unlink(missing_ok=True)
-                return made, f"Cancelled after {len(made)} of {n} takes; finished takes are kept.", None
+                return made, f"Cancelled after {len(made)} of {n} takes; finished takes are kept.", None, notes
             except PROBLEMS as e:
-                return made, "", e
+                return made, "", e, notes
             _, rec = session.add_take(s, take, req.prompt, settings)  # s: the version it was made from
             made.append(rec.id)
+            notes += [note for note in take.notes if note not in notes]
         flag.unlink(missing_ok=True)
-        return made, "", None
+        return made, "", None, notes
 
-    def generate_source(self, sid, painter, prompt, seconds, seed, random_seed, model, request: gr.Request,
-                        progress=gr.Progress()):
+    def generate_source(self, sid, painter, prompt, seconds, seed, random_seed, model, steps, cfg, apg, negative,
+                        request: gr.Request, progress=gr.Progress()):
         seed = secrets.randbelow(2**31) if random_seed else int(seed or 0)
         s, flag = self.latest(sid), self.cancel_flag(request)
         try:
             if s is not None:
                 session.check_room(s, self.quota)
             flag.unlink(missing_ok=True)
-            self.engine.load(model, _progress(progress, flag, 0, 1))
-            req = GenerateRequest(prompt=prompt or "", seconds=float(seconds), seed=seed)
+            req = GenerateRequest(model=model, prompt=prompt or "", seconds=float(seconds), seed=seed,
+                                  steps=int(steps), guidance=_guidance(cfg, apg, negative))
             take = self.engine.generate(req, _progress(progress, flag, 0, 1))
             # stored only now: a failed or cancelled first generation leaves no session folder behind
             s = session.set_source(s or session.create(self.cfg.sessions), take.audio,
@@ -476,6 +515,15 @@ class _Handlers:
         return str(path), f"Exported **{path.name}** with its settings in {path.with_suffix('.json').name}."
 
 
+def _path(file) -> Path:
+    """The path of a gr.File / gr.Audio value (a str, or an object with .name)."""
+    return Path(file if isinstance(file, str) else file.name)
+
+
+def _guidance(cfg, apg, negative) -> Guidance:
+    return Guidance(cfg_scale=float(cfg), apg_scale=float(apg), negative_prompt=negative or "")
+
+
 def _progress(progress, flag: Path, k: int, n: int):
     """An engine Progress that drives gr.Progress and raises Cancelled once the flag file exists."""
     weights = {"load": 0.0, "encode": 0.05, "steps": 0.1, "decode": 0.95}
@@ -483,6 +531,9 @@ def _progress(progress, flag: Path, k: int, n: int):
     def report(stage: str, done: int, total: int) -> None:
         if flag.exists():
             raise Cancelled()
+        if stage == "queue":
+            progress(0.0, desc=f"Waiting for the engine: {done} job{'s' if done > 1 else ''} ahead")
+            return
         span = 0.85 if stage == "steps" else 0.05
         frac = (k + weights.get(stage, 0) + span * done / max(total, 1)) / n
         progress(min(frac, 1.0), desc=f"Take {k + 1}/{n} · {stage} {done}/{total}")
