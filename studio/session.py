@@ -171,7 +171,7 @@ def set_source(s: Session, audio: np.ndarray, label: str, note: str = "") -> Ses
         audio_io.write_audio(latest.path(rel), audio, "wav32f", exclusive=True)
         latest = replace(latest, last={**latest.last, "source": label})
         return _push(latest, Version(vid, rel, label, (), note))
-    return _change(s, change)
+    return _change(s, change)[0]
 
 
 def add_take(s: Session, take: Take, prompt: str, settings: dict) -> tuple[Session, TakeRecord]:
@@ -181,19 +181,20 @@ def add_take(s: Session, take: Take, prompt: str, settings: dict) -> tuple[Sessi
     the latest state, so takes from other tabs are kept and never overwritten."""
     base = s.current
     base_audio = audio(s, base.id) if base else np.zeros((2, 0), np.float32)
+    full = np.asarray(take.audio, np.float32)
     shift = to_samples(getattr(take.request, "extend_start_seconds", 0.0) or 0.0)
-    spans = changed_spans(base_audio, take.audio, shift)
-    patch = np.concatenate([take.audio[:, a:b] for a, b in spans], axis=1) if spans else take.audio[:, :0]
-    made = {}
+    spans = changed_spans(base_audio, full, shift)
+    patch = np.concatenate([full[:, a:b] for a, b in spans], axis=1) if spans else full[:, :0]
 
     def change(latest: Session) -> Session:
         tid = _next_id("t", latest.takes, latest.path("takes"))
         audio_io.write_audio(latest.path(f"takes/{tid}.wav"), patch, "wav32f", exclusive=True)
-        made["rec"] = TakeRecord(tid, f"takes/{tid}.wav", base.id if base else "", prompt, take.seed, take.model,
-                                 tuple(take.regions), dict(settings), round(take.elapsed, 3),
-                                 frames=take.audio.shape[1], spans=spans, shift=shift)
-        return replace(latest, takes=latest.takes + (made["rec"],))
-    return _change(s, change), made["rec"]
+        rec = TakeRecord(tid, f"takes/{tid}.wav", base.id if base else "", prompt, take.seed, take.model,
+                         tuple(take.regions), dict(settings), round(take.elapsed, 3),
+                         frames=full.shape[1], spans=spans, shift=shift)
+        return replace(latest, takes=latest.takes + (rec,))
+    new, _ = _change(s, change)
+    return new, new.takes[-1]  # appended under the lock: the last one is this take
 
 
 def accept(s: Session, take_id: str) -> Session:
@@ -201,7 +202,7 @@ def accept(s: Session, take_id: str) -> Session:
         t = latest.take(take_id)
         vid = _next_id("v", latest.versions, latest.path("versions"))
         return _push(latest, Version(vid, "", f"{take_label(t)} accepted", t.regions, take=t.id))
-    return _change(s, change)
+    return _change(s, change)[0]
 
 
 def discard(s: Session, take_id: str) -> Session:
@@ -209,42 +210,34 @@ def discard(s: Session, take_id: str) -> Session:
         latest.take(take_id)
         return replace(latest, takes=tuple(replace(t, discarded=True) if t.id == take_id else t
                                            for t in latest.takes))
-    return _change(s, change)
+    return _change(s, change)[0]
 
 
 def undo(s: Session) -> tuple[Session, bool]:
     """(latest session, whether the cursor moved back)."""
-    moved = []
-
-    def change(latest: Session) -> Session:
-        moved.append(latest.cursor > 0)
-        return replace(latest, cursor=latest.cursor - 1) if moved[0] else latest
-    return _change(s, change), moved[0]
+    return _change(s, lambda latest: replace(latest, cursor=latest.cursor - 1) if latest.cursor > 0 else latest)
 
 
 def redo(s: Session) -> tuple[Session, bool]:
     """(latest session, whether the cursor moved forward)."""
-    moved = []
-
-    def change(latest: Session) -> Session:
-        moved.append(latest.cursor < len(latest.history) - 1)
-        return replace(latest, cursor=latest.cursor + 1) if moved[0] else latest
-    return _change(s, change), moved[0]
+    return _change(s, lambda latest: (replace(latest, cursor=latest.cursor + 1)
+                                      if latest.cursor < len(latest.history) - 1 else latest))
 
 
 def remember(s: Session, **values) -> Session:
     """Store the last prompt/settings (plain JSON values), restored when the page is reloaded."""
-    return _change(s, lambda latest: replace(latest, last={**latest.last, **values}))
+    return _change(s, lambda latest: replace(latest, last={**latest.last, **values}))[0]
 
 
-def _change(s: Session, change) -> Session:
+def _change(s: Session, change) -> tuple[Session, bool]:
+    """(change(latest), whether it changed anything): applied and saved under the session's lock."""
     folder = Path(s.folder)
     with _locked(folder):
         latest = _read(folder)
         new = change(latest)
         if new != latest:
             _save(new)
-        return new
+        return new, new != latest
 
 
 def _push(s: Session, v: Version) -> Session:
