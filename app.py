@@ -119,9 +119,10 @@ def main(argv=None) -> None:
 def keep_sessions(root: Path, days: float, every_s: float = 3600.0) -> None:
     """Sweep the sessions folder now (old sessions, debris of killed writes), then hourly in the background."""
     from studio import session
+    log = logging.getLogger("studio")
     gone = session.sweep(root, days)
     if gone:
-        print(f"Deleted {len(gone)} session(s) unused for {days:g} days.", flush=True)
+        log.info("deleted %d session(s) unused for %g days", len(gone), days)
 
     def again():
         while True:
@@ -129,7 +130,7 @@ def keep_sessions(root: Path, days: float, every_s: float = 3600.0) -> None:
             try:
                 session.sweep(root, days)
             except OSError as e:  # a folder vanishing under the sweep; the next one retries
-                print(f"Session clean-up skipped: {e}", flush=True)
+                log.warning("session clean-up skipped: %s", e)
     threading.Thread(target=again, name="sweep-sessions", daemon=True).start()
 
 

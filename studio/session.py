@@ -438,7 +438,10 @@ def sweep(root: str | Path, keep_days: float = 0.0) -> list[str]:
                 shutil.rmtree(folder, ignore_errors=True)
             gone.append(folder.name)
         else:
-            recover(folder)
+            try:
+                recover(folder)
+            except (OSError, ValueError, KeyError, TypeError):  # unreadable session.json: left as it is
+                continue
     return gone
 
 

@@ -330,12 +330,15 @@ def test_sweep_deletes_old_sessions_and_crash_debris(tmp_path):
     for p in debris:
         p.write_bytes(b"half")
     (tmp_path / "notes").mkdir()  # not a session: left alone
+    broken = tmp_path / "00000000beef"  # unreadable session.json: left alone, the sweep goes on
+    broken.mkdir()
+    (broken / "session.json").write_text("{")
     flag = tmp_path / ".tmp-cancel-0f0f"  # a tab's cancel flag, left for a day
     flag.touch()
     os.utime(flag, (week_ago, week_ago))
 
     assert sorted(session.sweep(tmp_path, keep_days=7)) == sorted([old.id, crashed.name])
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([fresh.id, "notes"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([fresh.id, "notes", broken.name])
     assert not any(p.exists() for p in debris) and session.reload(fresh).current.label == "fresh"
     assert session.sweep(tmp_path, keep_days=0) == []  # 0 keeps every session
 
