@@ -42,11 +42,11 @@ from bench.text import build_encoder  # noqa: E402
 from models.config import load_model_config  # noqa: E402
 from models.sa3 import Generation, StableAudio3  # noqa: E402
 from models.noise import generator_noise  # noqa: E402
+from models.plan import HEADROOM_SECONDS  # noqa: E402
 
 MANIFEST = ROOT / "tests" / "fixtures" / "reference" / "manifests" / "t5gemma-b-b-ul2.json"
 TOKENIZER = ROOT / "tests" / "fixtures" / "golden" / "t5gemma-b-b-ul2"
 PROMPT = "TrackType: Music, VocalType: Instrumental, warm lofi house with soft piano and a deep bass line"
-HEADROOM = 6.0  # seconds attended past the clip (official duration_padding_sec)
 GIB = 2**30
 
 
@@ -64,8 +64,8 @@ def build_model(config: Path, dtype: torch.dtype) -> StableAudio3:
 
 def generation(model: StableAudio3, seconds: float, plain: bool) -> dict:
     """One full generation (sample + decode), timed by phase."""
-    L = model.latent_length(seconds, HEADROOM)
-    job = Generation((PROMPT,), (float(seconds),), L, 8, headroom_seconds=HEADROOM)
+    L = model.latent_length(seconds, HEADROOM_SECONDS)
+    job = Generation((PROMPT,), (float(seconds),), L, 8, headroom_seconds=HEADROOM_SECONDS)
     model.conditioner.prompt.encoder._cache.clear()  # the prompt is encoded in every run
     marks = []
     with PeakRSS() as mem:
@@ -85,7 +85,7 @@ def run_duration(args, seconds: float) -> dict:
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     model = build_model(args.config, dtype)
     generation(model, 1.0, plain=False)  # warm-up: first calls pay one-off setup
-    row = {"seconds": seconds, "latents": model.latent_length(seconds, HEADROOM),
+    row = {"seconds": seconds, "latents": model.latent_length(seconds, HEADROOM_SECONDS),
            "model_rss_gib": round(rss_bytes() / GIB, 3)}
     row["fast"], fast = generation(model, seconds, plain=False)
     if args.plain:

@@ -15,6 +15,11 @@ import torch.nn.functional as F
 from models.config import SameConfig
 from models.sampling import effective_seq_len
 
+# Seconds attended past each clip's end (official ``generate(duration_padding_sec=6)``): the model
+# was trained to see a little silence after a clip, so every generation samples that headroom.
+HEADROOM_SECONDS = 6.0
+
+
 def audio_length(same: SameConfig, sample_size: int, seconds_total: float, padding_seconds: float,
                  sample_rate: int) -> int:
     """Samples to generate for a clip of ``seconds_total`` (official ``_adapt_sample_size``).

@@ -76,7 +76,7 @@ class Generation:
     negative_prompts: Optional[tuple[str, ...]] = None
     cfg_scale: float = 1.0
     apg_scale: float = 1.0
-    headroom_seconds: float = 6.0
+    headroom_seconds: float = plan.HEADROOM_SECONDS
     monotonic_init: bool = False  # a2a: start the shifted schedule at init_noise_level (sampling.schedule_from)
 
     @property

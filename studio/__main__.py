@@ -20,7 +20,7 @@ from pathlib import Path
 from studio import recipe
 from studio.api import SAMPLE_RATE, Cancelled, EditRequest, EngineError, GenerateRequest, Guidance, Region
 
-FORMATS = {".wav": "wav24", ".flac": "flac"}
+FORMATS = {".wav": "wav24", ".flac": "flac", ".mp3": "mp3"}
 
 
 def parse_regions(text: str) -> tuple[Region, ...]:
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="-base models: adaptive projected guidance, 1 = full APG, 0 = plain CFG (default 1)")
     common.add_argument("--negative-prompt", default="", help="-base models: what the take should avoid")
     common.add_argument("-o", "--output", type=Path, required=True,
-                        help="output file, .wav (24-bit) or .flac; a .json side-car is written beside it")
+                        help="output file, .wav (24-bit), .flac or .mp3; a .json side-car is written beside it")
     parser = argparse.ArgumentParser(prog="python -m studio", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds of the track the model hears on each side of the regions "
                          "(default: the whole track while it fits the model)")
     ed.add_argument("--crossfade-ms", type=float, default=30.0, help="equal-power crossfade at region borders")
+    ed.add_argument("--match-loudness", action="store_true",
+                    help="scale each region to the loudness of the 2 s around it (within ±12 dB)")
     ed.add_argument("--strength", type=float, default=1.0,
                     help="1 regenerates the regions from noise; lower keeps more of their shape")
     ed.add_argument("--guide", type=Path, default=None,
@@ -87,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("sidecar", type=Path, help="the .json written beside an export")
     rep.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     rep.add_argument("--token", default=None, help="Hugging Face token for gated repos")
-    rep.add_argument("-o", "--output", type=Path, required=True, help="output file, .wav (24-bit) or .flac")
+    rep.add_argument("-o", "--output", type=Path, required=True, help="output file, .wav (24-bit), .flac or .mp3")
     return parser
 
 
@@ -98,7 +100,7 @@ def main(argv=None) -> int:
 
     fmt = FORMATS.get(args.output.suffix.lower())
     if fmt is None:
-        print(f"error: --output must end in .wav or .flac, got {args.output.name}", file=sys.stderr)
+        print(f"error: --output must end in .wav, .flac or .mp3, got {args.output.name}", file=sys.stderr)
         return 2
     engine = RealEngine(device=args.device, token=args.token)
     try:
@@ -138,7 +140,8 @@ def _request(args) -> tuple[GenerateRequest | EditRequest, dict]:
     req = EditRequest(model=model, source=source, regions=args.regions, prompt=args.prompt, seed=seed,
                       steps=args.steps, continue_seconds=args.continue_seconds,
                       extend_start_seconds=args.extend_start_seconds, context_seconds=args.context,
-                      crossfade_ms=args.crossfade_ms, strength=args.strength, guide=guide, guidance=_guidance(args))
+                      crossfade_ms=args.crossfade_ms, match_loudness=args.match_loudness, strength=args.strength,
+                      guide=guide, guidance=_guidance(args))
     return req, {"source": args.source, **({"guide": args.guide} if args.guide else {})}
 
 

@@ -117,6 +117,7 @@ class EditRequest:
     extend_start_seconds: float = 0.0  # > 0 puts that much new audio before it (an intro, a pickup)
     context_seconds: float | None = None  # audio heard each side of the regions; None: the engine's default
     crossfade_ms: float = 30.0         # equal-power crossfade at each region border
+    match_loudness: bool = False       # scale each region to the loudness of the audio around it
     strength: float = 1.0              # 1 regenerates regions from noise; lower keeps their shape (> 0)
     guide: np.ndarray | None = None    # (2, K) audio from the track's start that strength < 1 restyles
                                        # instead of the source (audio-to-audio from another file)

@@ -22,6 +22,7 @@ FORMATS = {  # export name -> (soundfile format, subtype, extension)
     "wav24": ("WAV", "PCM_24", ".wav"),
     "wav32f": ("WAV", "FLOAT", ".wav"),
     "flac": ("FLAC", "PCM_24", ".flac"),
+    "mp3": ("MP3", "MPEG_LAYER_III", ".mp3"),  # lossy, for sharing; libsndfile >= 1.1 writes it
 }
 
 
@@ -147,12 +148,15 @@ def _link_new(tmp: str, path: Path) -> None:
 
 
 def write_audio(path: str | os.PathLike, audio: np.ndarray, fmt: str = "wav32f", exclusive: bool = False) -> Path:
-    """Write (2, N) float32 audio atomically as 'wav24', 'wav32f' or 'flac' (see atomic_write)."""
+    """Write (2, N) float32 audio atomically as 'wav24', 'wav32f', 'flac' or 'mp3' (see atomic_write)."""
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {sorted(FORMATS)}, got {fmt!r}")
     if audio.ndim != 2 or audio.shape[0] != 2:
         raise ValueError(f"audio must be (2, N), got {audio.shape}")
     kind, subtype, _ = FORMATS[fmt]
+    if kind not in sf.available_formats():
+        raise AudioError(f"This system's sound library (libsndfile {sf.__libsndfile_version__}) cannot write "
+                         f"{kind}: export as WAV or FLAC, or update libsndfile to 1.1 or newer.")
     frames = np.ascontiguousarray(audio.T, dtype=np.float32)
     return atomic_write(path, lambda tmp: sf.write(tmp, frames, SAMPLE_RATE, subtype=subtype,
                                                    format=kind), exclusive)

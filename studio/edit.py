@@ -184,10 +184,42 @@ def place_guide(plan: Layout, guide: np.ndarray) -> np.ndarray:
     return out
 
 
-def assemble(plan: Layout, generated: np.ndarray, crossfade_ms: float, sr: int = SAMPLE_RATE) -> np.ndarray:
+LOUDNESS_SECONDS = 2.0  # audio each side of a region its loudness is matched to
+MAX_GAIN_DB = 12.0      # loudness matching never moves a region by more than this
+
+
+def match_loudness(source: np.ndarray, generated: np.ndarray, regions, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """``generated`` with each region scaled so its RMS equals the source's RMS in the
+    ``LOUDNESS_SECONDS`` around it (the region's surroundings, which the take keeps), within
+    ±MAX_GAIN_DB; regions with silent surroundings or silent new audio are left as they are."""
+    out = generated.copy()
+    n = source.shape[1]
+    for r in regions:
+        a, b = to_samples(r.start, sr), min(to_samples(r.end, sr), n)
+        k = to_samples(LOUDNESS_SECONDS, sr)
+        around = np.concatenate([source[:, max(0, a - k):a], source[:, b:b + k]], axis=1)
+        new = generated[:, a:b]
+        if around.size == 0 or new.size == 0:
+            continue
+        want, have = _rms(around), _rms(new)
+        if want < 1e-6 or have < 1e-6:
+            continue
+        limit = 10 ** (MAX_GAIN_DB / 20)
+        out[:, a:b] = new * float(np.clip(want / have, 1 / limit, limit))
+    return out
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+
+
+def assemble(plan: Layout, generated: np.ndarray, crossfade_ms: float, match: bool = False,
+             sr: int = SAMPLE_RATE) -> np.ndarray:
     """The take (2, total): ``generated`` (2, total) in the intro and the continuation (joined
-    without a fade, so the source after the intro is untouched), crossfaded into the regions, the
-    source exactly everywhere else."""
+    without a fade, so the source after the intro is untouched), crossfaded into the regions
+    (``match``: at the loudness of their surroundings), the source exactly everywhere else."""
+    if match:
+        generated = match_loudness(plan.source, generated, plan.regions, sr)
     out = splice(plan.source, generated, plan.regions, crossfade_ms, sr)
     out[:, :plan.intro] = generated[:, :plan.intro]
     return out

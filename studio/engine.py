@@ -19,6 +19,7 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 
 from models import plan
+from models.plan import HEADROOM_SECONDS
 from models.config import DiffusionModelConfig, load_model_config
 from models.loading import CheckpointError, resolve
 from models.sa3 import Generation, StableAudio3
@@ -39,7 +41,6 @@ from studio.jobs import JobQueue
 
 log = logging.getLogger(__name__)
 
-HEADROOM_SECONDS = 6.0  # attended frames past the clip (official duration_padding_sec)
 LONG_TRACK_CONTEXT = 15.0  # seconds heard on each side of an edit in a track longer than the model
 DECODE_MARGIN = 16
 # Longer spans are encoded/decoded in windows of this many latents (~48 s): peak memory stays
@@ -78,6 +79,7 @@ class RealEngine:
         self._loaded: dict[str, _Loaded] = {}  # at most one model (see _ensure)
         self._latents: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self._jobs = JobQueue()
+        self._costs = Costs()
 
     @classmethod
     def from_model(cls, model: StableAudio3, name: str = "small-music") -> "RealEngine":
@@ -98,6 +100,19 @@ class RealEngine:
         if name in self._loaded:
             return self._loaded[name].info
         return next((m for m in self.models() if m.name == name), None) or _describe(name)
+
+    def estimate(self, model: str, track_seconds: float, spans, steps: int | None = None,
+                 context_seconds: Optional[float] = None) -> Estimate:
+        """What an edit of ``spans`` (Regions, on the take's axis) in a ``track_seconds`` take will
+        cost: the audio the model hears and, once this machine has run a take, about how long one
+        takes (the latents not yet encoded included). ValueError as the edit itself would raise."""
+        info = self.describe(model)
+        total = edit.to_samples(track_seconds)
+        w0, w1 = plan_window(spans, total, info.max_seconds - HEADROOM_SECONDS, context_seconds)
+        frames = -(-(w1 - w0) // LATENT_HOP) + int(HEADROOM_SECONDS * SAMPLE_RATE) // LATENT_HOP
+        edited = sum(-(-edit.to_samples(r.end - r.start) // LATENT_HOP) + 2 * DECODE_MARGIN for r in spans)
+        work = {"step": frames * (steps or info.default_steps), "decode": min(edited, frames)}
+        return Estimate(heard_seconds=(w1 - w0) / SAMPLE_RATE, seconds=self._costs.seconds(work))
 
     def loaded(self) -> list[str]:
         """Names of the models in memory now."""
@@ -197,7 +212,7 @@ class RealEngine:
                 for r in group:
                     a, b = edit.to_samples(r.start), min(edit.to_samples(r.end), plan.total)
                     generated[:, a:b] = new[:, a - window[0]:b - window[0]]
-        audio = edit.assemble(plan, generated, req.crossfade_ms)
+        audio = edit.assemble(plan, generated, req.crossfade_ms, req.match_loudness)
         return Take(audio, req, req.seed, info.name, plan.spans, time.perf_counter() - t0,
                     _prompt_notes(model, prompts))
 
@@ -243,12 +258,14 @@ class RealEngine:
     def _sample(self, model: StableAudio3, job: Generation, generator: torch.Generator, progress) -> torch.Tensor:
         _report(progress, "steps", 0, job.steps)
         steps = lambda s: _report(progress, "steps", s.i + 1, s.steps)
-        return model.sample(job, generator_noise(generator), callback=steps)
+        with self._costs.timing("step", job.batch_size * job.latent_length * job.steps):
+            return model.sample(job, generator_noise(generator), callback=steps)
 
     def _decode(self, model: StableAudio3, latents: torch.Tensor, progress) -> np.ndarray:
         _report(progress, "decode", 0, 1)
         chunked = latents.shape[-1] > CODEC_WINDOW
-        audio = model.decode(latents, chunked, window=CODEC_WINDOW)[..., : latents.shape[-1] * LATENT_HOP]
+        with self._costs.timing("decode", latents.shape[0] * latents.shape[-1]):
+            audio = model.decode(latents, chunked, window=CODEC_WINDOW)[..., : latents.shape[-1] * LATENT_HOP]
         audio = audio.float().cpu().numpy()
         check_finite(audio)
         _report(progress, "decode", 1, 1)
@@ -273,6 +290,34 @@ class RealEngine:
             self._latents.popitem(last=False)
         _report(progress, "encode", 1, 1)
         return latents
+
+
+@dataclass(frozen=True)
+class Estimate:
+    heard_seconds: float      # audio the model hears: the regions and their context
+    seconds: Optional[float]  # expected wall time of one take here; None until a take has run
+
+
+class Costs:
+    """Seconds per unit of work (a latent frame through one sampler step; a decoded frame) on
+    this machine, learnt from the runs so far (the latest run weighs half)."""
+
+    def __init__(self):
+        self._per_unit: dict[str, float] = {}
+
+    @contextmanager
+    def timing(self, kind: str, units: int):
+        t0 = time.perf_counter()
+        yield
+        if units > 0:
+            rate = (time.perf_counter() - t0) / units
+            old = self._per_unit.get(kind)
+            self._per_unit[kind] = rate if old is None else 0.5 * (old + rate)
+
+    def seconds(self, work: dict[str, int]) -> Optional[float]:
+        if not all(kind in self._per_unit for kind in work):
+            return None
+        return sum(self._per_unit[kind] * units for kind, units in work.items())
 
 
 def plan_window(regions, total: int, max_seconds: float, context_seconds: Optional[float]) -> tuple[int, int]:

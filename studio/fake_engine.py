@@ -80,7 +80,7 @@ class FakeEngine:
             if req.strength < 1.0:
                 start = _fit(plan.source, plan.total) if req.guide is None else edit.place_guide(plan, req.guide)
                 new = req.strength * new + (1 - req.strength) * start
-            audio = edit.assemble(plan, new, req.crossfade_ms)
+            audio = edit.assemble(plan, new, req.crossfade_ms, req.match_loudness)
             return Take(audio, req, req.seed, info.name, plan.spans, time.perf_counter() - t0)
 
     def _ready(self, model: str, prompt: str, progress: Progress | None) -> ModelInfo:

@@ -28,7 +28,8 @@ from studio.ui_view import ensure_view, read_view
 
 PAINTER = Path(__file__).parent / "painter"
 SYNC_SECONDS = 2.0  # how often a tab looks for changes other tabs (or a run it was reloaded during) made
-EXPORT_FORMATS = [("WAV · 24-bit", "wav24"), ("WAV · 32-bit float", "wav32f"), ("FLAC · 24-bit", "flac")]
+EXPORT_FORMATS = [("WAV · 24-bit", "wav24"), ("WAV · 32-bit float", "wav32f"), ("FLAC · 24-bit", "flac"),
+                  ("MP3", "mp3")]
 
 
 @dataclass(frozen=True)
@@ -173,9 +174,13 @@ def _edit_panel(c, models: dict, default: str) -> None:
         c.n_takes = gr.Slider(1, 4, value=1, step=1, label="Takes", elem_id="n-takes")
         c.steps = gr.Slider(1, 100, value=models[default].default_steps, step=1, label="Steps", elem_id="steps")
     with gr.Row():
-        c.strength = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Strength",
+        c.strength = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Strength", elem_id="strength",
                                info="1 = new audio; lower keeps the region's shape")
         c.crossfade = gr.Slider(0, 200, value=30, step=5, label="Crossfade (ms)", elem_id="crossfade")
+    with gr.Row():
+        c.context = gr.Dropdown(CONTEXT_CHOICES, value="auto", label="Context the model hears", elem_id="context",
+                                info="around the regions; more is slower")
+        c.match = gr.Checkbox(label="Match loudness at the seams", value=False, elem_id="match-loudness")
     c.guide = gr.File(label="Guide file (optional): with strength below 1, restyle the regions from it",
                       file_types=["audio"], elem_id="guide", height=90)
     c.extend_start = gr.Number(label="Extend start by (s)", value=0, minimum=0, elem_id="extend-start",
@@ -232,7 +237,7 @@ def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
     # progress on the status line only, so the takes stay usable (pick, accept, discard) during a run
     c.gen_btn.click(gpu(h.generate, h.gpu_seconds(h.generate)), [c.sess, c.painter, c.model, c.prompt, c.seed, c.random_seed, c.n_takes,
                                       c.steps, c.strength, c.crossfade, c.cfg, c.apg, c.negative, c.extend_start,
-                                      c.guide],
+                                      c.guide, c.context, c.match],
                     view + [c.seed], show_progress_on=[c.status])
     # runs beside generate; no output, so it cannot overwrite the "Cancelled" that generate reports
     c.cancel_btn.click(h.cancel, None, None, concurrency_limit=None)
@@ -251,6 +256,10 @@ _SET_URL_JS = """(sid) => { const u = new URL(window.location.href);
   window.history.replaceState(null, '', u); return []; }"""
 
 PROBLEMS = (AudioError, EngineError, ValueError, KeyError)  # session.SessionError is a ValueError
+# Context each side of the regions: auto = the whole track while it fits the model, else 15 s.
+CONTEXT_SECONDS = {"auto": None, "whole track (up to the model's limit)": 10_000.0, "5 s each side": 5.0,
+                   "10 s each side": 10.0, "15 s each side": 15.0, "30 s each side": 30.0}
+CONTEXT_CHOICES = list(CONTEXT_SECONDS)
 # ZeroGPU durations: the model is loaded at start-up (app.preload), so a call holds the GPU for the
 # steps, the encode and the decode. Generous per step (a medium step on a 380 s track is ~0.15 s on
 # an H200); ZeroGPU queues shorter requests first, so the estimate follows the work.
@@ -385,7 +394,8 @@ class _Handlers:
         return self.view(s, painter, msg, take_id, beats=found)
 
     def generate(self, sid, painter, model, prompt, seed, random_seed, n_takes, steps, strength, crossfade,
-                 cfg, apg, negative, extend_start, guide, request: gr.Request, progress=gr.Progress()):
+                 cfg, apg, negative, extend_start, guide, context, match,
+                 request: gr.Request, progress=gr.Progress()):
         seed = secrets.randbelow(2**31) if random_seed else int(seed or 0)
         s = self.latest(sid)
         try:
@@ -401,7 +411,8 @@ class _Handlers:
             info = self.models[model]
             reqs = [EditRequest(model=model, source=source, regions=regions, prompt=prompt or "", seed=seed + k,
                                 steps=int(steps), continue_seconds=cont, extend_start_seconds=intro,
-                                crossfade_ms=float(crossfade), strength=float(strength), guide=guide_audio,
+                                crossfade_ms=float(crossfade), context_seconds=CONTEXT_SECONDS[context],
+                                match_loudness=bool(match), strength=float(strength), guide=guide_audio,
                                 guidance=_guidance(cfg, apg, negative)) for k in range(int(n_takes))]
             session.remember(s, prompt=prompt or "", n_takes=int(n_takes), strength=float(strength),
                              crossfade_ms=float(crossfade))

@@ -126,3 +126,16 @@ def test_resampling_keeps_pitch_and_length(tmp_path):
     assert note == "resampled 48000 Hz → 44100 Hz" and audio.shape == (2, SR)
     spectrum = np.abs(np.fft.rfft(audio[0]))
     assert abs(np.argmax(spectrum) * SR / audio.shape[1] - 440) <= 1
+
+
+def test_mp3_export_and_a_clear_sentence_where_libsndfile_cannot(tmp_path, monkeypatch):
+    from studio import audio_io
+    audio = (0.3 * np.sin(np.linspace(0, 2000, 44100))[None].repeat(2, 0)).astype(np.float32)
+    path, side = audio_io.export(tmp_path / "take.mp3", audio, "mp3", {"seed": 1})
+    back, sr = sf.read(path, dtype="float32", always_2d=True)
+    assert sr == 44100 and back.shape[1] == 2 and abs(back.shape[0] - 44100) < 4096  # encoder padding
+    assert json.loads(side.read_text()) == {"seed": 1}
+    monkeypatch.setattr(audio_io.sf, "available_formats", lambda: {"WAV": "", "FLAC": ""})
+    with pytest.raises(audio_io.AudioError, match="cannot write MP3: export as WAV or FLAC"):
+        audio_io.write_audio(tmp_path / "x.mp3", audio, "mp3")
+    assert not (tmp_path / "x.mp3").exists()

@@ -1,5 +1,7 @@
 """The real engine end to end on a tiny checkpoint in the released layout (random weights)."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -219,3 +221,18 @@ def test_base_models_are_guided_by_the_request(tmp_path, tiny_checkpoint):
     for other in others:
         assert not np.allclose(other, default, atol=1e-4)
 
+
+
+def test_estimate_says_what_the_model_hears_and_learns_the_cost(tiny_checkpoint):
+    e = RealEngine()
+    model = str(tiny_checkpoint)
+    first = e.estimate(model, 2.5, (Region(0.5, 1.0),))
+    assert first.seconds is None and abs(first.heard_seconds - 2.5) < 1e-9  # short tracks: all of it
+    narrow = e.estimate(model, 2.5, (Region(1.0, 1.2),), context_seconds=0.2)
+    assert narrow.heard_seconds < 1.0
+    track = e.generate(GenerateRequest(model=model, prompt="x", seconds=2.5, seed=1)).audio
+    t0 = time.perf_counter()
+    e.edit(EditRequest(model=model, source=track, regions=(Region(0.5, 1.0),), prompt="y", seed=2))
+    took = time.perf_counter() - t0
+    guess = e.estimate(model, 2.5, (Region(0.5, 1.0),)).seconds
+    assert guess is not None and 0 < guess < 10 * took
