@@ -111,9 +111,11 @@ def main(argv=None) -> None:
                        session_quota_mb=args.session_quota_mb, gpu=gpu_decorator())
     preload(engine, default)
     demo = build_ui(engine, cfg)
+    # Gradio refuses bigger uploads itself (before they reach the disk); smaller ones reach
+    # load_audio, which applies the other limits and says why a file is refused.
     demo.queue(default_concurrency_limit=4).launch(
         server_name=args.host, server_port=args.port, share=args.share, allowed_paths=[str(sessions)],
-        theme=studio_theme(), css=STUDIO_CSS, js=DARK_JS, show_error=True)
+        max_file_size=cfg.limits.max_bytes, theme=studio_theme(), css=STUDIO_CSS, js=DARK_JS, show_error=True)
 
 
 def keep_sessions(root: Path, days: float, every_s: float = 3600.0) -> None:
@@ -149,7 +151,8 @@ DARK_JS = "() => { document.body.classList.add('dark'); }"
 STUDIO_CSS = """
 #header h2 { margin-bottom: 0; letter-spacing: .01em; }
 #header .sub { color: var(--body-text-color-subdued); }
-#status { min-height: 1.6em; padding: 2px 4px; }
+#status { min-height: 1.6em; padding: 2px 8px; border-left: 3px solid transparent; border-radius: 4px; }
+#status.error { border-left-color: #f87171; background: #f871711f; color: #fecaca; }
 #session-info { opacity: .7; font-size: 12px; }
 """
 

@@ -12,13 +12,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from models.config import SameConfig
+from models.config import HEADROOM_SECONDS, SameConfig  # noqa: F401 (re-exported)
 from models.sampling import effective_seq_len
-
-# Seconds attended past each clip's end (official ``generate(duration_padding_sec=6)``): the model
-# was trained to see a little silence after a clip, so every generation samples that headroom.
-HEADROOM_SECONDS = 6.0
-
 
 def audio_length(same: SameConfig, sample_size: int, seconds_total: float, padding_seconds: float,
                  sample_rate: int) -> int:

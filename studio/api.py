@@ -18,7 +18,7 @@ SAMPLE_RATE = 44100
 LATENT_HOP = 4096  # samples per latent frame of SAME (the grid regions snap to)
 MAX_STEPS = 500    # sampling steps a request may ask for (the -base models' official default is 50)
 MAX_SEED = 2**63 - 1
-MAX_REGIONS = 64   # regions in one edit
+MAX_REGIONS = 64   # regions one edit accepts; more is almost surely a slip of the brush
 MAX_CFG = 25.0     # the official UI's CFG slider range
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total); raise Cancelled to stop
@@ -135,12 +135,16 @@ class EditRequest:
             _not_negative("Context", self.context_seconds, "seconds")
         _not_negative("Crossfade", self.crossfade_ms, "ms")
         _strength("Strength", self.strength)
-        if len(self.regions) > MAX_REGIONS:
-            raise ValueError(f"{len(self.regions)} regions is more than the {MAX_REGIONS} one edit can hold: "
-                             "merge neighbouring regions or edit in several passes.")
+        check_region_count(len(self.regions))
         for i, r in enumerate(self.regions, 1):
             if r.prompt is not None:
                 check_prompt(r.prompt, f"The prompt of region {i}")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    heard_seconds: float          # audio the model hears: the regions and their context
+    seconds: float | None = None  # expected wall time of one take here; None until a take has run
 
 
 @dataclass(frozen=True)
@@ -164,6 +168,10 @@ class Engine(Protocol):
 
     def edit(self, req: EditRequest, progress: Progress | None = None) -> Take: ...
 
+    def estimate(self, model: str, track_seconds: float, spans, steps: int | None = None,
+                 context_seconds: float | None = None) -> Estimate:
+        """What an edit of ``spans`` (Regions on the take's axis) would cost, before it runs."""
+
 
 NOT_FINITE = ("The model produced invalid audio (NaN or infinite samples), so the take was not kept; "
               "its weights may be damaged: delete the downloaded model and load it again.")
@@ -181,6 +189,12 @@ def check_length(seconds: float, info: ModelInfo) -> None:
     if not shortest <= seconds <= info.max_seconds:
         raise ValueError(f"The length must be from {shortest:.2f} to {info.max_seconds:.0f} seconds "
                          f"for {info.label}, got {seconds:g}.")
+
+
+def check_region_count(n: int) -> None:
+    if n > MAX_REGIONS:
+        raise ValueError(f"There are {n} regions; an edit takes at most {MAX_REGIONS}: "
+                         "join neighbouring regions or clear some and edit in several passes.")
 
 
 def check_prompt(prompt: str, what: str = "The prompt") -> None:

@@ -7,7 +7,7 @@ model and samples, and a queue that runs one job at a time (studio/jobs.py).
 
 An edit runs on a *window* of the track around its regions: ``context_seconds`` of audio on
 each side (default: the whole track while it fits the model's maximum, else
-``LONG_TRACK_CONTEXT`` seconds). The window is aligned to the latent grid, regenerated with
+``edit.LONG_TRACK_CONTEXT`` seconds). The window is aligned to the latent grid, regenerated with
 the regions masked, decoded only around the regions, and spliced into the full track with
 equal-power crossfades, so outside the regions the result equals the source sample for sample.
 """
@@ -30,18 +30,18 @@ import torch
 from models import plan
 from models.plan import HEADROOM_SECONDS
 from models.config import DiffusionModelConfig, load_model_config
-from models.loading import CheckpointError, resolve
+from models.loading import CheckpointError, first_line, resolve, resolve_file
+from models.lora import LoraFile, LoraUse, read_lora
 from models.sa3 import Generation, StableAudio3
 from models.noise import generator_noise
 from studio import edit
 from studio.catalog import BASE_CFG, BASE_STEPS, CATALOG, MUSIC, SFX, model_info, prompt_for_model
 from studio.api import (LATENT_HOP, SAMPLE_RATE, Cancelled, EditRequest, EngineError, GenerateRequest,
-                        ModelInfo, Progress, Region, Take, check_finite, check_length)
+                        Estimate, ModelInfo, Progress, Region, Take, check_finite, check_length)
 from studio.jobs import JobQueue
 
 log = logging.getLogger(__name__)
 
-LONG_TRACK_CONTEXT = 15.0  # seconds heard on each side of an edit in a track longer than the model
 DECODE_MARGIN = 16
 # Longer spans are encoded/decoded in windows of this many latents (~48 s): peak memory stays
 # that of one window, and with the official 32-latent overlap the extra work is ~7%
@@ -53,6 +53,24 @@ MAX_BATCH = 4  # prompt groups sampled together; more groups run as further batc
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_device(device: str) -> str:
+    """``device`` if this machine has it, else an EngineError saying what to use instead."""
+    try:
+        kind = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise EngineError(f"Unknown device {device!r}: use cpu or cuda (cuda:1 for a second GPU).") from None
+    if kind.type == "cuda":
+        if not torch.cuda.is_available():
+            raise EngineError(f"Device {device!r} needs an NVIDIA GPU, but PyTorch finds none (no GPU, no driver, "
+                              "or a CPU-only torch build): use the cpu device, or install torch with CUDA.")
+        if (kind.index or 0) >= torch.cuda.device_count():
+            raise EngineError(f"Device {device!r} does not exist: this machine has {torch.cuda.device_count()} "
+                              "GPU(s), numbered from cuda:0.")
+    elif kind.type != "cpu":
+        raise EngineError(f"Device {device!r} is not supported: use cpu or cuda.")
+    return device
 
 
 def default_model() -> str:
@@ -72,7 +90,7 @@ class RealEngine:
     def __init__(self, device: Optional[str] = None, dtype: Optional[torch.dtype] = None,
                  token: Optional[str] = None, revision: Optional[str] = None, extra_models: tuple[str, ...] = ()):
         """``extra_models``: repo ids or local checkpoint folders offered beside the catalogue."""
-        self.device = device or default_device()
+        self.device = check_device(device or default_device())
         self.extra = tuple(_describe(name) for name in extra_models)
         self.dtype = dtype or (torch.bfloat16 if self.device.startswith("cuda") else torch.float32)
         self.token, self.revision = token, revision
@@ -80,6 +98,7 @@ class RealEngine:
         self._latents: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self._jobs = JobQueue()
         self._costs = Costs()
+        self._lora_files = LoraFiles(token)
 
     @classmethod
     def from_model(cls, model: StableAudio3, name: str = "small-music") -> "RealEngine":
@@ -108,7 +127,7 @@ class RealEngine:
         takes (the latents not yet encoded included). ValueError as the edit itself would raise."""
         info = self.describe(model)
         total = edit.to_samples(track_seconds)
-        w0, w1 = plan_window(spans, total, info.max_seconds - HEADROOM_SECONDS, context_seconds)
+        w0, w1 = edit.window(spans, total, info.max_seconds - HEADROOM_SECONDS, context_seconds)
         frames = -(-(w1 - w0) // LATENT_HOP) + int(HEADROOM_SECONDS * SAMPLE_RATE) // LATENT_HOP
         edited = sum(-(-edit.to_samples(r.end - r.start) // LATENT_HOP) + 2 * DECODE_MARGIN for r in spans)
         work = {"step": frames * (steps or info.default_steps), "decode": min(edited, frames)}
@@ -140,8 +159,12 @@ class RealEngine:
         except CheckpointError as e:
             raise EngineError(str(e)) from e
         except Exception as e:  # a user's checkpoint can be broken in many ways: say which, never a traceback
-            raise EngineError(f"The model {name!r} could not be loaded ({type(e).__name__}: {e}); "
+            raise EngineError(f"The model {name!r} could not be loaded ({type(e).__name__}: {first_line(e)}); "
                               "check that it is a complete SA3 checkpoint, or download it again.") from e
+        if (model.cfg.sample_rate, model.cfg.same.downsampling_ratio) != (SAMPLE_RATE, LATENT_HOP):
+            raise EngineError(f"The model {name!r} works at {model.cfg.sample_rate} Hz with a latent hop of "
+                              f"{model.cfg.same.downsampling_ratio}; the studio needs {SAMPLE_RATE} Hz and "
+                              f"{LATENT_HOP} (the released SA3 models).")
         info = next((m for m in self.models() if m.name == name), None) or _describe(name, model.cfg)
         self._loaded[name] = _Loaded(info, model)
         log.info("loaded model %s in %.1f s", name, time.perf_counter() - t0)
@@ -176,7 +199,7 @@ class RealEngine:
         job = Generation((prompt,), (float(req.seconds),), L,
                          req.steps or info.default_steps, init=init,
                          init_noise_level=float(req.init_strength), headroom_seconds=HEADROOM_SECONDS,
-                         monotonic_init=True, **_guidance(req.guidance, info, 1))
+                         monotonic_init=True, loras=self._lora_files.uses(req.loras), **_guidance(req.guidance, info, 1))
         latents = self._sample(model, job, torch.Generator().manual_seed(int(req.seed)), progress)
         n = edit.to_samples(req.seconds)
         audio = self._decode(model, latents[..., : -(-n // LATENT_HOP)], progress)[0, :, :n]
@@ -194,13 +217,13 @@ class RealEngine:
     def _edit(self, model: StableAudio3, info: ModelInfo, req: EditRequest, progress) -> Take:
         t0 = time.perf_counter()
         plan = edit.layout(req.source, req.regions, req.continue_seconds, req.extend_start_seconds)
-        window = plan_window(plan.spans, plan.total, info.max_seconds - HEADROOM_SECONDS, req.context_seconds)
+        window = edit.window(plan.spans, plan.total, info.max_seconds - HEADROOM_SECONDS, req.context_seconds)
         source_latents = self._source_latents(plan.source, model, info.name, progress)
         init_latents = source_latents
         if req.guide is not None:
             _check_audio(req.guide, "guide")
             init_latents = self._source_latents(edit.place_guide(plan, req.guide), model, info.name, progress)
-        groups = _by_prompt(plan.spans, req.prompt)
+        groups = edit.prompt_groups(plan.spans, req.prompt)
         prompts = tuple(self._prompt(prompt, info) for prompt, _ in groups)
         generator = torch.Generator().manual_seed(int(req.seed))
         generated = np.zeros((2, plan.total), dtype=np.float32)
@@ -232,12 +255,12 @@ class RealEngine:
         job = Generation(prompts, (seconds,) * len(groups), L, req.steps or info.default_steps,
                          reference=reference, keep=keep, init=start if strength < 1 else None,
                          init_noise_level=strength, headroom_seconds=HEADROOM_SECONDS, monotonic_init=True,
-                         **_guidance(req.guidance, info, len(groups)))
+                         loras=self._lora_files.uses(req.loras), **_guidance(req.guidance, info, len(groups)))
         latents = self._sample(model, job, generator, progress)
         # Decode only the edited span (plus margin): the rest of the window is the source anyway.
         regions = [r for _, group in groups for r in group]
-        first = max(0, int(min(r.start for r in regions) * SAMPLE_RATE) // LATENT_HOP - f0 - DECODE_MARGIN)
-        last = min(f1 - f0, -(-int(max(r.end for r in regions) * SAMPLE_RATE) // LATENT_HOP) - f0 + DECODE_MARGIN)
+        first = max(0, edit.to_samples(min(r.start for r in regions)) // LATENT_HOP - f0 - DECODE_MARGIN)
+        last = min(f1 - f0, -(-edit.to_samples(max(r.end for r in regions)) // LATENT_HOP) - f0 + DECODE_MARGIN)
         audio = self._decode(model, latents[..., first:last], progress)  # (G, 2, span)
         out = np.zeros((len(groups), 2, w1 - w0), dtype=np.float32)
         span = out[..., first * LATENT_HOP: last * LATENT_HOP]
@@ -292,10 +315,31 @@ class RealEngine:
         return latents
 
 
-@dataclass(frozen=True)
-class Estimate:
-    heard_seconds: float      # audio the model hears: the regions and their context
-    seconds: Optional[float]  # expected wall time of one take here; None until a take has run
+class LoraFiles:
+    """LoRA files read once each (keyed by path, size and modification time, so an edited file is
+    read again): changing a strength, interval or filter never re-reads a file."""
+
+    def __init__(self, token: Optional[str] = None, keep: int = 8):
+        self._files: OrderedDict[tuple, LoraFile] = OrderedDict()
+        self._token, self._keep = token, keep
+
+    def uses(self, specs) -> tuple[LoraUse, ...]:
+        return tuple(LoraUse(self._read(spec.path), float(spec.strength), tuple(spec.interval), spec.layer_filter)
+                     for spec in specs)
+
+    def _read(self, name: str) -> LoraFile:
+        try:
+            path = resolve_file(name, token=self._token)
+        except CheckpointError as e:
+            raise ValueError(f"LoRA: {e}") from e
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key not in self._files:
+            self._files[key] = read_lora(path)
+            if len(self._files) > self._keep:
+                self._files.popitem(last=False)
+        self._files.move_to_end(key)
+        return self._files[key]
 
 
 class Costs:
@@ -320,38 +364,6 @@ class Costs:
         return sum(self._per_unit[kind] * units for kind, units in work.items())
 
 
-def plan_window(regions, total: int, max_seconds: float, context_seconds: Optional[float]) -> tuple[int, int]:
-    """(start, end) samples of the part of a ``total``-sample track an edit runs on.
-
-    The regions' hull plus ``context_seconds`` each side (None: the whole track when it fits
-    ``max_seconds``, else ``LONG_TRACK_CONTEXT`` as far as it fits), clipped to the track and aligned
-    to the latent grid. A hull longer than ``max_seconds`` is an error naming both lengths.
-    """
-    limit = int(max_seconds * SAMPLE_RATE) // LATENT_HOP * LATENT_HOP
-    first = int(min(r.start for r in regions) * SAMPLE_RATE) // LATENT_HOP * LATENT_HOP
-    last = -(-int(round(max(r.end for r in regions) * SAMPLE_RATE)) // LATENT_HOP) * LATENT_HOP
-    if last - first > limit:
-        raise ValueError(f"The regions span {(last - first) / SAMPLE_RATE:.1f} s, more than this model's "
-                         f"{max_seconds:.0f} s: edit them in smaller groups.")
-    end_of_track = -(-total // LATENT_HOP) * LATENT_HOP
-    if context_seconds is None:
-        if end_of_track <= limit:
-            return 0, total
-        context = min(int(LONG_TRACK_CONTEXT * SAMPLE_RATE), (limit - (last - first)) // 2)
-    else:
-        if context_seconds < 0:
-            raise ValueError(f"context_seconds must be >= 0, got {context_seconds}")
-        context = min(int(context_seconds * SAMPLE_RATE), (limit - (last - first)) // 2)
-    context = context // LATENT_HOP * LATENT_HOP
-    start, end = max(0, first - context), min(end_of_track, last + context)
-    # Give context cut at one end of the track to the other end.
-    spare = 2 * context - (first - start) - (end - last)
-    start, end = max(0, start - spare), min(end_of_track, end + spare)
-    if end - start > limit:
-        end = start + limit
-    return start, min(end, total)
-
-
 def _frames(latents: torch.Tensor, f0: int, f1: int, L: int) -> torch.Tensor:
     """(1, C, L) fp32: frames [f0, f1) of a track's latents, zero past the track's end."""
     out = torch.zeros(1, latents.shape[1], L)
@@ -368,14 +380,6 @@ def _guidance(guidance, info: ModelInfo, batch: int) -> dict:
     negative = (guidance.negative_prompt,) * batch if guidance.negative_prompt.strip() else None
     cfg = info.default_cfg if guidance.cfg_scale is None else guidance.cfg_scale
     return dict(cfg_scale=float(cfg), apg_scale=float(guidance.apg_scale), negative_prompts=negative)
-
-
-def _by_prompt(regions, prompt: str) -> list[tuple[str, tuple[Region, ...]]]:
-    """Regions grouped by the prompt they ask for (a region's own, else the edit's)."""
-    groups: dict[str, list[Region]] = {}
-    for r in regions:
-        groups.setdefault(r.prompt or prompt, []).append(r)
-    return [(p, tuple(rs)) for p, rs in groups.items()]
 
 
 def _describe(name: str, cfg: Optional[DiffusionModelConfig] = None) -> ModelInfo:

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 
+from models.config import HEADROOM_SECONDS
 from studio import edit
 from studio.api import (SAMPLE_RATE, EditRequest, EngineError, GenerateRequest, ModelInfo,
-                        Progress, Region, Take, check_finite, check_length)
+                        Estimate, Progress, Region, Take, check_finite,
+                        check_length)
 from studio.catalog import CATALOG
 from studio.jobs import JobQueue
 
@@ -36,6 +39,7 @@ class FakeEngine:
         self.step_delay = step_delay
         self._jobs = JobQueue()
         self._loaded: str | None = None
+        self._last_seconds: float | None = None  # wall time of the last take, the estimate of the next
 
     def models(self) -> list[ModelInfo]:
         return list(CATALOG)
@@ -48,10 +52,7 @@ class FakeEngine:
             return self._ensure(name, progress)
 
     def _ensure(self, name: str, progress: Progress | None) -> ModelInfo:
-        info = next((m for m in CATALOG if m.name == name), None)
-        if info is None:
-            raise EngineError(f"There is no model called “{name}”; pick one of "
-                              f"{', '.join(m.name for m in CATALOG)}.")
+        info = self._info(name)
         if self._loaded != name:
             _report(progress, "load", 1, 1)
             self._loaded = name
@@ -81,7 +82,21 @@ class FakeEngine:
                 start = _fit(plan.source, plan.total) if req.guide is None else edit.place_guide(plan, req.guide)
                 new = req.strength * new + (1 - req.strength) * start
             audio = edit.assemble(plan, new, req.crossfade_ms, req.match_loudness)
-            return Take(audio, req, req.seed, info.name, plan.spans, time.perf_counter() - t0)
+            self._last_seconds = time.perf_counter() - t0
+            return Take(audio, req, req.seed, info.name, plan.spans, self._last_seconds)
+
+    def _info(self, name: str) -> ModelInfo:
+        info = next((m for m in CATALOG if m.name == name), None)
+        if info is None:
+            raise EngineError(f"There is no model called “{name}”; pick one of "
+                              f"{', '.join(m.name for m in CATALOG)}.")
+        return info
+
+    def estimate(self, model: str, track_seconds: float, spans, steps: int | None = None,
+                 context_seconds: float | None = None) -> Estimate:
+        info = self._info(model)
+        w0, w1 = edit.window(spans, edit.to_samples(track_seconds), info.max_seconds - HEADROOM_SECONDS, context_seconds)
+        return Estimate(heard_seconds=(w1 - w0) / SAMPLE_RATE, seconds=self._last_seconds)
 
     def _ready(self, model: str, prompt: str, progress: Progress | None) -> ModelInfo:
         for tag, message in FAILURES.items():
@@ -106,10 +121,17 @@ class FakeEngine:
 
 
 def _recipe(req) -> str:
-    """What, besides the seed, shapes the fake output: the model, and guidance on -base models."""
+    """What, besides the seed, shapes the fake output: the model, guidance on -base models, LoRAs."""
     info = next(m for m in CATALOG if m.name == req.model)
     g = req.guidance
-    return f"{req.model}|{g.cfg_scale}|{g.apg_scale}|{g.negative_prompt}" if info.guided else req.model
+    recipe = f"{req.model}|{g.cfg_scale}|{g.apg_scale}|{g.negative_prompt}" if info.guided else req.model
+    for spec in req.loras:
+        path = Path(spec.path)
+        if path.suffix != ".safetensors" or not path.is_file():  # as the real engine: never a pickle
+            raise ValueError(f"The LoRA file {path.name} is not a .safetensors file here: give the adapter "
+                             "as safetensors (pickled .ckpt/.pt files are never loaded).")
+        recipe += f"|{path.name}*{spec.strength}"
+    return recipe
 
 
 def _texture(seed: int, n: int) -> np.ndarray:

@@ -8,9 +8,9 @@ the whole visible state through `view`. No session folder exists until the user 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
-import json
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +24,9 @@ from studio.api import (MAX_CFG, SAMPLE_RATE, Cancelled, EditRequest, Engine, En
                         Guidance)
 from studio.audio_io import TEMP_PREFIX, AudioError, Limits, load_audio
 from studio.catalog import prompt_for_model
+from studio.painter import Painted, Painter
 from studio.ui_view import ensure_view, read_view
 
-PAINTER = Path(__file__).parent / "painter"
 SYNC_SECONDS = 2.0  # how often a tab looks for changes other tabs (or a run it was reloaded during) made
 EXPORT_FORMATS = [("WAV · 24-bit", "wav24"), ("WAV · 32-bit float", "wav32f"), ("FLAC · 24-bit", "flac"),
                   ("MP3", "mp3")]
@@ -43,22 +43,15 @@ class StudioConfig:
     gpu: Callable = lambda fn, seconds: fn  # spaces.GPU(duration=seconds) on ZeroGPU Spaces
 
 
-def painter_component() -> gr.HTML:
-    js = f"const PAINTER_CSS = {json.dumps((PAINTER / 'painter.css').read_text())};\n"
-    return gr.HTML(value="", html_template=(PAINTER / "painter.html").read_text(),
-                   js_on_load=js + (PAINTER / "painter.js").read_text(), elem_id="painter",
-                   apply_default_css=False)
-
-
 def file_url(path: Path) -> str:
     return f"/gradio_api/file={Path(path).resolve()}"
 
 
-def painter_value(s: session.Session | None, old: str | None, take_id: str | None = None,
-                  keep_regions: bool = True, beats=None) -> str:
-    """The painter's JSON for session `s`: current version as A, take `take_id` as B."""
-    prev = json.loads(old) if old else {}
-    value = {"track": None, "take": None, "highlight": [], "grid": edit.GRID_SECONDS, "max_continue": 30,
+def painter_value(s: session.Session | None, old: Painted | None, take_id: str | None = None,
+                  keep_regions: bool = True, beats=None) -> dict:
+    """The painter's contract for session `s`: current version as A, take `take_id` as B."""
+    prev = old.kept if old is not None else {}
+    value = {"track": None, "take": None, "highlight": [],
              "regions": prev.get("regions", []) if keep_regions else [],
              "continue_seconds": prev.get("continue_seconds", 0) if keep_regions else 0,
              "beats": beats if beats is not None else prev.get("beats")}
@@ -69,7 +62,7 @@ def painter_value(s: session.Session | None, old: str | None, take_id: str | Non
     if s is not None and take_id:
         t = s.take(take_id)
         value["take"] = _side(s, take_id, f"{session.take_label(t)} · seed {t.seed}")
-    return json.dumps(value)
+    return value
 
 
 def _side(s: session.Session, what: str, label: str) -> dict:
@@ -125,7 +118,7 @@ def build_ui(engine: Engine, cfg: StudioConfig) -> gr.Blocks:
         with gr.Row(elem_id="header"):
             gr.Markdown(f"## SA3 Studio\n<span class='sub'>Paint a region, regenerate it with Stable Audio 3, "
                         f"keep the best take. {cfg.hardware}</span>")
-        c.painter = painter_component()
+        c.painter = Painter(elem_id="painter")
         c.status = gr.Markdown("Load a clip to begin.", elem_id="status")
         with gr.Row(equal_height=False):
             with gr.Column(scale=4, min_width=280):
@@ -292,12 +285,12 @@ class _Handlers:
 
     def view(self, s, painter, msg, take_id=None, keep=True, beats=None):
         sid = s.id if s else None
-        return [sid, painter_value(s, painter, take_id, keep, beats), msg, takes_update(s, take_id),
+        return [sid, painter_value(s, painter, take_id, keep, beats), status(msg), takes_update(s, take_id),
                 versions_text(s), sid or "", session_text(s), session_signature(s)]
 
     def failed(self, s, painter, take_id, err):
         sid = s.id if s else None
-        return [sid, gr.update(), f"⚠️ {_sentence(err)}", takes_update(s, take_id), versions_text(s),
+        return [sid, gr.update(), status(err), takes_update(s, take_id), versions_text(s),
                 sid or "", session_text(s), session_signature(s)]
 
     def sync(self, sid, seen, painter, take_id):
@@ -337,10 +330,10 @@ class _Handlers:
                 session.touch(s)
                 msg = f"Welcome back: session {sid} restored."
             except session.SessionError as e:
-                msg = f"⚠️ {e}"
+                msg = e
             except (OSError, ValueError, KeyError):
-                msg = (f"⚠️ Session “{sid}” was not found (sessions unused for a while are deleted); "
-                       "load a clip to start a new one.")
+                msg = session.SessionError(f"Session “{sid}” was not found (sessions unused for a while are "
+                                           "deleted); load a clip to start a new one.")
         last = s.last if s else {}
         restored = [last.get(k, gr.update()) for k in ("prompt", "n_takes", "strength", "crossfade_ms")]
         return self.view(s, painter, msg, keep=False) + restored
@@ -360,8 +353,12 @@ class _Handlers:
         return self.view(s, painter, msg, keep=False)
 
     def load_upload(self, sid, painter, path):
-        """load_file, then empty the drop zone so the next file can be dropped at once."""
-        return self.load_file(sid, painter, path) + [None]
+        """load_file, then empty the drop zone so the next file can be dropped at once; Gradio's
+        temporary copy is deleted, read or refused (the session keeps its own)."""
+        try:
+            return self.load_file(sid, painter, path) + [None]
+        finally:
+            discard_upload(path)
 
     def load_demo(self, sid, painter, name):
         if not name:
@@ -376,8 +373,8 @@ class _Handlers:
                                                                           desc=f"Loading {info.label}"))
             msg = f"Model **{info.label}** ready."
         except EngineError as e:
-            msg = f"⚠️ {_sentence(e)}"
-        return (gr.update(info=info.needs), info.default_steps, msg, gr.update(visible=info.guided),
+            msg = e
+        return (gr.update(info=info.needs), info.default_steps, status(msg), gr.update(visible=info.guided),
                 info.default_cfg, gr.update(maximum=int(info.max_seconds)))
 
     def sent_text(self, name, prompt):
@@ -394,8 +391,8 @@ class _Handlers:
         return self.view(s, painter, msg, take_id, beats=found)
 
     def generate(self, sid, painter, model, prompt, seed, random_seed, n_takes, steps, strength, crossfade,
-                 cfg, apg, negative, extend_start, guide, context, match,
-                 request: gr.Request, progress=gr.Progress()):
+                 cfg=None, apg=1.0, negative="", extend_start=0.0, guide=None, context="auto", match=False,
+                 request: gr.Request = None, progress=gr.Progress()):
         seed = secrets.randbelow(2**31) if random_seed else int(seed or 0)
         s = self.latest(sid)
         try:
@@ -403,9 +400,11 @@ class _Handlers:
                 raise ValueError("Load or generate a clip first, then paint the regions to regenerate.")
             session.check_room(s, self.quota)
             source = session.audio(s, "current")
-            regions, cont = edit.parse_painter(painter)
+            if painter.error:
+                raise ValueError(painter.error)
+            regions, cont = painter.regions, painter.continue_seconds
             seconds = source.shape[1] / SAMPLE_RATE
-            regions = edit.snap_regions(edit.validate_regions(regions, seconds), seconds)
+            regions = edit.snap_regions(regions, seconds)
             intro = float(extend_start or 0)
             guide_audio = load_audio(_path(guide), self.cfg.limits)[0] if guide else None
             info = self.models[model]
@@ -522,8 +521,8 @@ class _Handlers:
                 raise ValueError("Pick a take to export first." if s and s.current else "Nothing to export yet.")
             path = session.export(s, what, fmt)
         except PROBLEMS as e:
-            return None, f"⚠️ {_sentence(e)}"
-        return str(path), f"Exported **{path.name}** with its settings in {path.with_suffix('.json').name}."
+            return None, status(e)
+        return str(path), status(f"Exported **{path.name}** with its settings in {path.with_suffix('.json').name}.")
 
 
 def _path(file) -> Path:
@@ -532,7 +531,7 @@ def _path(file) -> Path:
 
 
 def _guidance(cfg, apg, negative) -> Guidance:
-    return Guidance(cfg_scale=float(cfg), apg_scale=float(apg), negative_prompt=negative or "")
+    return Guidance(cfg_scale=None if cfg is None else float(cfg), apg_scale=float(apg), negative_prompt=negative or "")
 
 
 def _progress(progress, flag: Path, k: int, n: int):
@@ -549,6 +548,28 @@ def _progress(progress, flag: Path, k: int, n: int):
         frac = (k + weights.get(stage, 0) + span * done / max(total, 1)) / n
         progress(min(frac, 1.0), desc=f"Take {k + 1}/{n} · {stage} {done}/{total}")
     return report
+
+
+def status(msg):
+    """The status line's update: an exception becomes its sentence styled as an error (class
+    `error`, see app.STUDIO_CSS), a string a plain message (class `ok`); gr.update() passes."""
+    if isinstance(msg, dict):
+        return msg
+    if isinstance(msg, BaseException):
+        return gr.update(value=f"⚠️ {_sentence(msg)}", elem_classes=["error"])
+    return gr.update(value=msg, elem_classes=["ok"])
+def discard_upload(path) -> None:
+    """Delete an upload's file and its per-upload folder, only inside Gradio's upload folder."""
+    if not path:
+        return
+    file = Path(path if isinstance(path, str) else path.name).resolve()
+    root = Path(gr.utils.get_upload_folder()).resolve()
+    if root not in file.parents:
+        return
+    file.unlink(missing_ok=True)
+    if file.parent != root:
+        with contextlib.suppress(OSError):  # not empty: another upload of the same content
+            file.parent.rmdir()
 
 
 def _sentence(err) -> str:

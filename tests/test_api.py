@@ -46,7 +46,7 @@ def test_generate_request_refuses(kw, message):
     (dict(context_seconds=float("nan")), "Context must be a number"),
     (dict(crossfade_ms=float("nan")), "Crossfade must be a number"),
     (dict(regions=tuple(Region(i * 0.01, i * 0.01 + 0.005) for i in range(MAX_REGIONS + 1))),
-     f"more than the {MAX_REGIONS} one edit can hold"),
+     f"an edit takes at most {MAX_REGIONS}"),
     (dict(regions=(Region(0.1, 0.5, "x\udc00"),)), "prompt of region 1 holds an invalid character"),
 ])
 def test_edit_request_refuses(kw, message):

@@ -7,7 +7,8 @@ import pytest
 
 from studio import edit
 from studio.api import LATENT_HOP, SAMPLE_RATE, Cancelled, EditRequest, EngineError, GenerateRequest, Region
-from studio.engine import RealEngine, plan_window
+from studio.engine import RealEngine
+from studio.edit import window as plan_window
 from tests.conftest import GOLDEN
 
 
@@ -81,10 +82,20 @@ def test_one_region(engine, track):
 def test_two_regions_with_their_own_prompts(engine, track):
     regions = (Region(0.3, 0.8, "bass"), Region(1.5, 2.0))
     take = engine.edit(ed(track, regions, "drums", seed=2))
-    assert _outside_equal(take, track) and take.regions == regions
+    assert _outside_equal(take, track) and take.regions == edit.snap_regions(regions, track.shape[1] / SAMPLE_RATE)
     same_prompt = engine.edit(ed(track, (Region(0.3, 0.8), Region(1.5, 2.0)), "drums", seed=2))
     a, b = edit.to_samples(0.4), edit.to_samples(0.7)
     assert not np.allclose(take.audio[:, a:b], same_prompt.audio[:, a:b])
+
+
+def test_painted_neighbours_are_one_edit_and_change_only_what_snapping_shows(engine, track):
+    # issue 9: 0.5-0.6 s and 0.61-0.7 s were refused as overlapping; the end of 0.557-1.672 moved a grid step
+    painted = (Region(0.5, 0.6, "bass"), Region(0.61, 0.7), Region(1.3, 1.672))
+    take = engine.edit(ed(track, painted, "drums", seed=3))
+    shown = edit.snap_regions(painted, track.shape[1] / SAMPLE_RATE)
+    assert take.regions == shown and len(shown) == 3 and shown[0].end == shown[1].start
+    assert shown[2].end == pytest.approx(18 * LATENT_HOP / SAMPLE_RATE)
+    assert _outside_equal(take, track)
 
 
 def test_continuation(engine, track):

@@ -52,7 +52,8 @@ def test_exact_outside_regions_and_deterministic(setup):
     regions = (Region(0.5, 1.0), Region(2.0, 2.5))
     take = engine.edit(edit_req(model, src, regions=regions, continue_seconds=1.0))
     assert take.audio.shape == (2, 4 * SR) and take.model == model
-    mask = edit.region_mask(3 * SR, regions)
+    assert take.regions[:2] == edit.snap_regions(regions, 3.0)
+    mask = edit.region_mask(3 * SR, take.regions)
     assert np.array_equal(take.audio[:, :3 * SR][:, ~mask], src[:, ~mask])
     assert take.regions[-1] == Region(3.0, 4.0)
     assert np.array_equal(engine.edit(edit_req(model, src, regions=regions, continue_seconds=1.0)).audio, take.audio)
@@ -172,7 +173,8 @@ def test_extend_start_keeps_the_track_after_the_intro_exact(setup):
     assert take.regions[0] == Region(0.0, 1.0) and take.regions[-1] == Region(3.0, 3.5)
     # with a region too: it moves with the track, and the rest stays exact
     take = engine.edit(edit_req(model, src, regions=(Region(0.5, 1.0),), extend_start_seconds=1.0))
-    assert take.regions == (Region(0.0, 1.0), Region(1.5, 2.0))
+    assert take.regions[0] == Region(0.0, 1.0) and len(take.regions) == 2
+    assert abs(take.regions[1].start - 1.0 - edit.snap_regions((Region(0.5, 1.0),), 2.0)[0].start) < 1e-9
     outside = ~edit.region_mask(take.audio.shape[1], take.regions)
     padded = np.concatenate([np.zeros((2, intro), np.float32), src], axis=1)
     assert np.array_equal(take.audio[:, outside], padded[:, outside])
@@ -188,3 +190,12 @@ def test_a_guide_file_restyles_the_regions_and_nothing_else(setup):
     inside = edit.region_mask(src.shape[1], guided.regions)
     assert not np.allclose(guided.audio[:, inside], own.audio[:, inside], atol=1e-4)
     assert np.array_equal(guided.audio[:, ~inside], src[:, ~inside])
+
+
+def test_estimate_before_generate(setup):
+    engine, (model, _) = setup
+    assert engine.estimate(model, 2.5, (Region(0.5, 1.0),)).heard_seconds == pytest.approx(2.5)
+    assert engine.estimate(model, 2.5, (Region(1.0, 1.2),), context_seconds=0.2).heard_seconds < 1.0
+    engine.edit(edit_req(model, clip()))
+    after = engine.estimate(model, 2.5, (Region(0.5, 1.2),))
+    assert after.seconds is not None and after.seconds > 0

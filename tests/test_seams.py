@@ -41,8 +41,9 @@ def test_the_engine_matches_only_when_asked_and_keeps_the_outside_exact():
     src = (0.02 * np.random.default_rng(1).standard_normal((2, 3 * SR))).astype(np.float32)
     req = dict(model="small-music", source=src, regions=(Region(1.0, 2.0),), prompt="x", seed=3, crossfade_ms=0.0)
     plain = FakeEngine().edit(EditRequest(**req)).audio
-    matched = FakeEngine().edit(EditRequest(**req, match_loudness=True)).audio
-    inside = edit.region_mask(3 * SR, (Region(1.0, 2.0),))
+    take = FakeEngine().edit(EditRequest(**req, match_loudness=True))
+    matched = take.audio
+    inside = edit.region_mask(3 * SR, take.regions)
     assert _rms(plain[:, inside]) > 2 * _rms(src)  # the fake's region is far louder than its surroundings
     assert abs(_rms(matched[:, inside]) / _rms(src[:, ~inside]) - 1) < 0.1
     assert np.array_equal(matched[:, ~inside], src[:, ~inside])

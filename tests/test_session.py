@@ -72,7 +72,7 @@ def test_export_current_and_take_with_sidecar(tmp_path):
     s, rec = session.add_take(s, take, "pads", {"steps": 8})
     path = session.export(s, rec.id, "wav32f")
     meta = json.loads(path.with_suffix(".json").read_text())
-    assert meta["seed"] == 7 and meta["prompt"] == "pads" and meta["regions"][0]["start"] == 0.5
+    assert meta["seed"] == 7 and meta["prompt"] == "pads" and meta["regions"][0]["start"] == take.regions[0].start
     assert np.array_equal(audio_io.read_track(path), take.audio)
     again = session.export(s, rec.id, "wav32f")  # the same second: a new name, the first file kept
     assert again != path and path.exists()

@@ -3,7 +3,6 @@ on one session interleaving their calls keep every change; a page load stores no
 A "tab" is its own sequence of handler calls with its own session id state and Gradio hash."""
 from __future__ import annotations
 
-import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,6 +13,7 @@ pytest.importorskip("gradio")
 
 from studio import session  # noqa: E402
 from studio.fake_engine import FakeEngine  # noqa: E402
+from studio.painter import read as read_painter  # noqa: E402
 from studio.ui import StudioConfig, _Handlers  # noqa: E402
 
 
@@ -31,15 +31,15 @@ class Tab:
 
     def __init__(self, h: _Handlers, sid=None, name="tab"):
         self.h, self.sid, self.request = h, sid, SimpleNamespace(session_hash=name, query_params={})
-        self.painter = json.dumps({"regions": []})
+        self.painter = read_painter({"regions": []})
 
     def show(self, out):
         """Keep what the browser would keep of a handler's outputs: the session id; return the status."""
         self.sid = out[0]
-        return out[2]
+        return out[2]["value"]  # a gr.update of the status line
 
     def generate(self, start, end, prompt, seed):
-        painter = json.dumps({"regions": [{"start": start, "end": end}]})
+        painter = read_painter({"regions": [{"start": start, "end": end}]})
         out = self.h.generate(self.sid, painter, "small-music", prompt, seed, False, 1, 4, 1.0, 30.0,
                               1.0, 1.0, "", 0, None, "auto", False, self.request, no_progress)
         return self.show(out)
@@ -53,10 +53,10 @@ def h(tmp_path):
 
 
 def test_page_load_stores_nothing(h, tmp_path):
-    out = h.open("", SimpleNamespace(query_params={}))
+    out = h.open(None, SimpleNamespace(query_params={}))
     assert out[0] is None and not (tmp_path / "sessions").exists()
-    out = h.open("", SimpleNamespace(query_params={"session": "0123456789ab"}))
-    assert out[0] is None and "was not found" in out[2] and not (tmp_path / "sessions").exists()
+    out = h.open(None, SimpleNamespace(query_params={"session": "0123456789ab"}))
+    assert out[0] is None and "was not found" in out[2]["value"] and not (tmp_path / "sessions").exists()
 
 
 def test_two_tabs_interleaved_through_the_handlers(h, tmp_path):

@@ -61,8 +61,9 @@ def _prepare_audio(audio: torch.Tensor, n_samples: int) -> torch.Tensor:
     return out[None]
 
 
-def build_job(model: StableAudio3, kwargs: dict, audio: torch.Tensor):
-    """The official ``generate`` set-up of one call -> (Generation, encoded reference or init)."""
+def build_job(model: StableAudio3, kwargs: dict, audio: torch.Tensor, loras=()):
+    """The official ``generate`` set-up of one call -> (Generation, encoded reference or init).
+    ``loras``: the ``LoraUse``s loaded on the official model (the lora runner's runs)."""
     unknown = sorted(set(kwargs) - UNDERSTOOD)
     if unknown:
         raise ValueError(f"generate kwargs this runner does not reproduce: {unknown}")
@@ -87,7 +88,7 @@ def build_job(model: StableAudio3, kwargs: dict, audio: torch.Tensor):
     negative = _as_list(k["negative_prompt"], B) if "negative_prompt" in k else None
     job = Generation(tuple(prompts), tuple(seconds), L, k["steps"], reference, keep, init,
                      k["init_noise_level"], negative and tuple(negative), k["cfg_scale"], k["apg_scale"],
-                     k["duration_padding_sec"])
+                     k["duration_padding_sec"], loras=tuple(loras))
     return job, encoded
 
 
@@ -123,11 +124,11 @@ def _clip_for(spec: dict, audio: torch.Tensor, sample_rate: int) -> torch.Tensor
     return audio
 
 
-def _run_one(fx: Fixture, model: StableAudio3, spec: dict, audio) -> Iterator[CaseResult]:
+def _run_one(fx: Fixture, model: StableAudio3, spec: dict, audio, loras=()) -> Iterator[CaseResult]:
     T = fx.tensors
     name, kwargs = spec["name"], spec["kwargs"]
     audio = _clip_for(spec, audio, model.sample_rate)
-    job, encoded = build_job(model, kwargs, audio)
+    job, encoded = build_job(model, kwargs, audio, loras)
     if encoded is not None and f"{name}_encoded_reference0" in T:
         yield check(f"{name}/encoded_reference0", encoded, T[f"{name}_encoded_reference0"])
     draws = [T[d["name"]] for d in fx.meta[f"{name}_noise_sequence"]]
