@@ -2,7 +2,7 @@
 
     python app.py                      # real engine, model picked for this machine
     python app.py --fake-engine        # no weights: a deterministic stand-in (used by the tests)
-    python app.py --host 0.0.0.0 --port 7860 --share --sessions /data/sessions
+    python app.py --host 0.0.0.0 --port 7860 --share --sessions /data/sessions --keep-sessions-days 7
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import importlib.util
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 from studio.audio_io import Limits
@@ -31,6 +32,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "a Hugging Face repo id or a local checkpoint folder (default: by hardware)")
     p.add_argument("--sessions", default=os.environ.get("SA3_SESSIONS", "sessions"),
                    help="folder of session folders (env SA3_SESSIONS; default ./sessions)")
+    p.add_argument("--keep-sessions-days", type=float, default=30.0,
+                   help="delete sessions nobody opened or changed for this many days, at start-up and "
+                   "every hour (default 30; 0 keeps them forever)")
+    p.add_argument("--session-quota-mb", type=float, default=2048.0,
+                   help="a session holding more than this takes no new clips or takes (default 2048; 0: no limit)")
     p.add_argument("--max-upload-mb", type=float, default=200.0)
     p.add_argument("--max-seconds", type=float, default=600.0, help="longest clip accepted")
     return p.parse_args(argv)
@@ -99,9 +105,10 @@ def main(argv=None) -> None:
         raise SystemExit(f"--model must be one of {', '.join(names)}; got {default!r}.")
     sessions = Path(args.sessions).resolve()
     sessions.mkdir(parents=True, exist_ok=True)
+    keep_sessions(sessions, args.keep_sessions_days)
     cfg = StudioConfig(sessions=sessions, default_model=default, hardware=f"{hardware} {note}".strip(),
                        limits=Limits(int(args.max_upload_mb * 2**20), args.max_seconds),
-                       gpu=gpu_decorator())
+                       session_quota_mb=args.session_quota_mb, gpu=gpu_decorator())
     preload(engine, default)
     demo = build_ui(engine, cfg)
     # Gradio refuses bigger uploads itself (before they reach the disk); smaller ones reach
@@ -109,6 +116,24 @@ def main(argv=None) -> None:
     demo.queue(default_concurrency_limit=4).launch(
         server_name=args.host, server_port=args.port, share=args.share, allowed_paths=[str(sessions)],
         max_file_size=cfg.limits.max_bytes, theme=studio_theme(), css=STUDIO_CSS, js=DARK_JS, show_error=True)
+
+
+def keep_sessions(root: Path, days: float, every_s: float = 3600.0) -> None:
+    """Sweep the sessions folder now (old sessions, debris of killed writes), then hourly in the background."""
+    from studio import session
+    log = logging.getLogger("studio")
+    gone = session.sweep(root, days)
+    if gone:
+        log.info("deleted %d session(s) unused for %g days", len(gone), days)
+
+    def again():
+        while True:
+            time.sleep(every_s)
+            try:
+                session.sweep(root, days)
+            except OSError as e:  # a folder vanishing under the sweep; the next one retries
+                log.warning("session clean-up skipped: %s", e)
+    threading.Thread(target=again, name="sweep-sessions", daemon=True).start()
 
 
 def studio_theme():

@@ -181,19 +181,38 @@ def _to_stereo(data: np.ndarray, channels: int) -> tuple[np.ndarray, str]:
     return data[:2], f"kept the first 2 of {channels} channels"
 
 
-def atomic_write(path: str | os.PathLike, write) -> Path:
-    """Call write(tmp_path) then move tmp over path, so readers see the old file or the new one."""
+TEMP_PREFIX = ".tmp-"  # every half-written file starts so; studio.session removes leftovers of a crash
+
+
+def atomic_write(path: str | os.PathLike, write, exclusive: bool = False) -> Path:
+    """Call write(tmp_path) then move tmp over path, so readers see the old file or the new one.
+
+    exclusive: never replace an existing file; FileExistsError instead (the new file is linked
+    into place, which fails atomically when the name is taken)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.stem}.", suffix=path.suffix)
     os.close(fd)
     try:
         write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
+        if exclusive:
+            _link_new(tmp, path)
+        else:
+            os.replace(tmp, path)
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
     return path
+
+
+def _link_new(tmp: str, path: Path) -> None:
+    """Give tmp the name path unless path exists (FileExistsError)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: reserve the name, then replace it
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        os.replace(tmp, path)
 
 
 def check_writable(fmt: str) -> None:
@@ -204,8 +223,8 @@ def check_writable(fmt: str) -> None:
                          f"{kind}: export as WAV or FLAC, or update libsndfile to 1.1 or newer.")
 
 
-def write_audio(path: str | os.PathLike, audio: np.ndarray, fmt: str = "wav32f") -> Path:
-    """Write (2, N) float32 audio atomically as 'wav24', 'wav32f', 'flac' or 'mp3'."""
+def write_audio(path: str | os.PathLike, audio: np.ndarray, fmt: str = "wav32f", exclusive: bool = False) -> Path:
+    """Write (2, N) float32 audio atomically as 'wav24', 'wav32f', 'flac' or 'mp3' (see atomic_write)."""
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {sorted(FORMATS)}, got {fmt!r}")
     if audio.ndim != 2 or audio.shape[0] != 2:
@@ -217,7 +236,7 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, fmt: str = "wav32f")
     kind, subtype, _ = FORMATS[fmt]
     frames = np.ascontiguousarray(audio.T, dtype=np.float32)
     return atomic_write(path, lambda tmp: sf.write(tmp, frames, SAMPLE_RATE, subtype=subtype,
-                                                   format=kind))
+                                                   format=kind), exclusive)
 
 
 def write_json(path: str | os.PathLike, data) -> Path:

@@ -55,8 +55,8 @@ def open_page(browser, url: str):
     page = browser.new_page(viewport={"width": 1440, "height": 1000}, accept_downloads=True)
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(url)
-    page.wait_for_function("() => (document.querySelector('#session-info')?.innerText || '').includes('Session')"
-                           " && location.search.includes('session=')")
+    # the page has loaded once the session line is shown (a new visitor has no session until they store)
+    page.wait_for_function("() => (document.querySelector('#session-info')?.innerText || '').includes('Session')")
     return page
 
 
