@@ -73,7 +73,7 @@ def studio(tmp_path):
 
 
 def _generate(handlers, s, value):
-    out = handlers.generate(s, painter.read(value), "small-music", "", 1, False, 1, 2, 1.0, 30.0,
+    out = handlers.generate(s.id, painter.read(value), "small-music", "", 1, False, 1, 2, 1.0, 30.0,
                             progress=lambda *a, **k: None)
     return out[2]  # the status line's update
 
