@@ -88,31 +88,43 @@ class Guidance:
 
 
 @dataclass(frozen=True, kw_only=True)
-class GenerateRequest:
+class Request:
+    """What every generation names: the model, the prompt, the seed and how to sample."""
     model: str                             # a name from Engine.models(), a repo id or a folder
     prompt: str                            # as the user typed it; the engine adds ModelInfo.prompt_prefix
-    seconds: float
     seed: int
     steps: int | None = None               # None: the model's default_steps
-    init_audio: np.ndarray | None = None   # (2, N) float32 at SAMPLE_RATE, for audio-to-audio
-    init_strength: float = 1.0             # 1 ignores init_audio; lower keeps more of it (> 0)
     guidance: Guidance = field(default_factory=Guidance)
-    loras: tuple[LoraSpec, ...] = ()
+    loras: tuple[LoraSpec, ...] = ()       # in stacking order
 
     def __post_init__(self):
-        _check_common(self)
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ValueError("Pick a model: the request names none.")
+        check_prompt(self.prompt)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) \
+                or not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"The seed must be a whole number from 0 to {MAX_SEED}, got {self.seed!r}.")
+        if self.steps is not None and (isinstance(self.steps, bool) or not isinstance(self.steps, (int, np.integer))
+                                       or not 1 <= self.steps <= MAX_STEPS):
+            raise ValueError(f"Steps must be a whole number from 1 to {MAX_STEPS}, got {self.steps!r}.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerateRequest(Request):
+    seconds: float
+    init_audio: np.ndarray | None = None   # (2, N) float32 at SAMPLE_RATE, for audio-to-audio
+    init_strength: float = 1.0             # 1 ignores init_audio; lower keeps more of it (> 0)
+
+    def __post_init__(self):
+        super().__post_init__()
         _positive("Length", self.seconds, "seconds")
         _strength("Audio-to-audio strength", self.init_strength)
 
 
 @dataclass(frozen=True, kw_only=True)
-class EditRequest:
-    model: str
+class EditRequest(Request):
     source: np.ndarray                 # (2, N) float32 at SAMPLE_RATE; never modified
-    regions: tuple[Region, ...]        # inside the source; the engine validates them against it
-    prompt: str                        # as typed; the engine adds the prefix; Region.prompt overrides
-    seed: int
-    steps: int | None = None
+    regions: tuple[Region, ...]        # inside the source; the engines snap them (studio.edit.snap_regions)
     continue_seconds: float = 0.0      # > 0 appends that much new audio after the source
     extend_start_seconds: float = 0.0  # > 0 puts that much new audio before it (an intro, a pickup)
     context_seconds: float | None = None  # audio heard each side of the regions; None: the engine's default
@@ -121,11 +133,9 @@ class EditRequest:
     strength: float = 1.0              # 1 regenerates regions from noise; lower keeps their shape (> 0)
     guide: np.ndarray | None = None    # (2, K) audio from the track's start that strength < 1 restyles
                                        # instead of the source (audio-to-audio from another file)
-    guidance: Guidance = field(default_factory=Guidance)
-    loras: tuple[LoraSpec, ...] = ()
 
     def __post_init__(self):
-        _check_common(self)
+        super().__post_init__()
         if self.guide is not None and self.strength >= 1:
             raise ValueError("A guide file only shapes the take when the strength is below 1: lower the strength "
                              "(e.g. 0.6) or remove the guide.")
@@ -177,6 +187,12 @@ NOT_FINITE = ("The model produced invalid audio (NaN or infinite samples), so th
               "its weights may be damaged: delete the downloaded model and load it again.")
 
 
+def report(progress: Progress | None, stage: str, done: int, total: int) -> None:
+    """Tell ``progress`` (if any) where a job is; it may raise Cancelled."""
+    if progress is not None:
+        progress(stage, done, total)
+
+
 def check_finite(audio) -> None:
     """EngineError unless every sample of a generation is a number (such a take is never stored)."""
     if not np.isfinite(np.asarray(audio)).all():
@@ -205,17 +221,6 @@ def check_prompt(prompt: str, what: str = "The prompt") -> None:
         if 0xD800 <= ord(ch) <= 0xDFFF:
             raise ValueError(f"{what} holds an invalid character at position {i + 1} "
                              "(half of an emoji or symbol, often from a bad paste): retype that part.")
-
-
-def _check_common(req) -> None:
-    if not isinstance(req.model, str) or not req.model.strip():
-        raise ValueError("Pick a model: the request names none.")
-    check_prompt(req.prompt)
-    if isinstance(req.seed, bool) or not isinstance(req.seed, (int, np.integer)) or not 0 <= req.seed <= MAX_SEED:
-        raise ValueError(f"The seed must be a whole number from 0 to {MAX_SEED}, got {req.seed!r}.")
-    if req.steps is not None and (isinstance(req.steps, bool) or not isinstance(req.steps, (int, np.integer))
-                                  or not 1 <= req.steps <= MAX_STEPS):
-        raise ValueError(f"Steps must be a whole number from 1 to {MAX_STEPS}, got {req.steps!r}.")
 
 
 def _finite(what: str, value) -> None:

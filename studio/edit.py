@@ -207,9 +207,14 @@ def layout(source: np.ndarray, regions, continue_seconds: float = 0.0, extend_st
 def place_guide(plan: Layout, guide: np.ndarray) -> np.ndarray:
     """(2, total) ``guide`` laid on the take's axis: it starts where the source starts (after the
     intro), cut or padded with silence to the take's length."""
-    out = np.zeros((2, plan.total), np.float32)
-    k = min(guide.shape[1], plan.total - plan.intro)
-    out[:, plan.intro:plan.intro + k] = guide[:, :k]
+    return fit(guide, plan.total - plan.intro, offset=plan.intro)
+
+
+def fit(audio: np.ndarray, n: int, offset: int = 0) -> np.ndarray:
+    """(2, offset + n) float32: silence, then ``audio`` cut or padded with silence to ``n`` samples."""
+    out = np.zeros((2, offset + n), np.float32)
+    k = min(n, audio.shape[1])
+    out[:, offset:offset + k] = audio[:, :k]
     return out
 
 

@@ -37,7 +37,8 @@ from models.noise import generator_noise
 from studio import edit
 from studio.catalog import BASE_CFG, BASE_STEPS, CATALOG, MUSIC, SFX, model_info, prompt_for_model
 from studio.api import (LATENT_HOP, SAMPLE_RATE, Cancelled, EditRequest, EngineError, GenerateRequest,
-                        Estimate, ModelInfo, Progress, Region, Take, check_finite, check_length)
+                        Estimate, ModelInfo, Progress, Region, Take, check_finite, check_length,
+                        report)
 from studio.jobs import JobQueue
 
 log = logging.getLogger(__name__)
@@ -149,10 +150,10 @@ class RealEngine:
         self._unload()
         log.info("loading model %s on %s", name, self.device)
         t0 = time.perf_counter()
-        _report(progress, "load", 0, 1)
+        report(progress, "load", 0, 1)
         try:
             ckpt = resolve(name, revision=self.revision, token=self.token,
-                           progress=lambda done, total: _report(progress, "load", done, total))
+                           progress=lambda done, total: report(progress, "load", done, total))
             model = StableAudio3.from_checkpoint(ckpt, self.device, self.dtype)
         except Cancelled:
             raise
@@ -168,7 +169,7 @@ class RealEngine:
         info = next((m for m in self.models() if m.name == name), None) or _describe(name, model.cfg)
         self._loaded[name] = _Loaded(info, model)
         log.info("loaded model %s in %.1f s", name, time.perf_counter() - t0)
-        _report(progress, "load", 1, 1)
+        report(progress, "load", 1, 1)
         return self._loaded[name]
 
     def _unload(self) -> None:
@@ -181,9 +182,13 @@ class RealEngine:
     # ----------------------------------------------------------------- text-to-audio, audio-to-audio
 
     def generate(self, req: GenerateRequest, progress: Optional[Progress] = None) -> Take:
+        return self._job(self._generate, req, progress)
+
+    def _job(self, work, req, progress) -> Take:
+        """``work(model, info, req, progress)`` in this request's turn, on the model it names."""
         with self._jobs.turn(progress):
             loaded = self._ensure(req.model, progress)
-            return self._generate(loaded.model, loaded.info, req, progress)
+            return work(loaded.model, loaded.info, req, progress)
 
     def _generate(self, model: StableAudio3, info: ModelInfo, req: GenerateRequest, progress) -> Take:
         t0 = time.perf_counter()
@@ -192,9 +197,9 @@ class RealEngine:
         init = None
         if req.init_audio is not None and req.init_strength < 1.0:
             _check_audio(req.init_audio, "init_audio")
-            _report(progress, "encode", 0, 1)
-            init = self._encode(_fit(req.init_audio, L * LATENT_HOP), model)[..., :L]
-            _report(progress, "encode", 1, 1)
+            report(progress, "encode", 0, 1)
+            init = self._encode(edit.fit(req.init_audio, L * LATENT_HOP), model)[..., :L]
+            report(progress, "encode", 1, 1)
         prompt = self._prompt(req.prompt, info)
         job = Generation((prompt,), (float(req.seconds),), L,
                          req.steps or info.default_steps, init=init,
@@ -210,9 +215,7 @@ class RealEngine:
 
     def edit(self, req: EditRequest, progress: Optional[Progress] = None) -> Take:
         _check_audio(req.source, "source")
-        with self._jobs.turn(progress):
-            loaded = self._ensure(req.model, progress)
-            return self._edit(loaded.model, loaded.info, req, progress)
+        return self._job(self._edit, req, progress)
 
     def _edit(self, model: StableAudio3, info: ModelInfo, req: EditRequest, progress) -> Take:
         t0 = time.perf_counter()
@@ -279,19 +282,19 @@ class RealEngine:
         return prompt_for_model(prompt, info)
 
     def _sample(self, model: StableAudio3, job: Generation, generator: torch.Generator, progress) -> torch.Tensor:
-        _report(progress, "steps", 0, job.steps)
-        steps = lambda s: _report(progress, "steps", s.i + 1, s.steps)
+        report(progress, "steps", 0, job.steps)
+        steps = lambda s: report(progress, "steps", s.i + 1, s.steps)
         with self._costs.timing("step", job.batch_size * job.latent_length * job.steps):
             return model.sample(job, generator_noise(generator), callback=steps)
 
     def _decode(self, model: StableAudio3, latents: torch.Tensor, progress) -> np.ndarray:
-        _report(progress, "decode", 0, 1)
+        report(progress, "decode", 0, 1)
         chunked = latents.shape[-1] > CODEC_WINDOW
         with self._costs.timing("decode", latents.shape[0] * latents.shape[-1]):
             audio = model.decode(latents, chunked, window=CODEC_WINDOW)[..., : latents.shape[-1] * LATENT_HOP]
         audio = audio.float().cpu().numpy()
         check_finite(audio)
-        _report(progress, "decode", 1, 1)
+        report(progress, "decode", 1, 1)
         return np.clip(audio, -1, 1)
 
     def _encode(self, audio: np.ndarray, model: StableAudio3) -> torch.Tensor:
@@ -304,14 +307,14 @@ class RealEngine:
                source.shape)
         if key in self._latents:
             self._latents.move_to_end(key)
-            _report(progress, "encode", 1, 1)
+            report(progress, "encode", 1, 1)
             return self._latents[key]
-        _report(progress, "encode", 0, 1)
+        report(progress, "encode", 0, 1)
         latents = self._encode(source, model)[..., : -(-source.shape[1] // LATENT_HOP)]
         self._latents[key] = latents
         if len(self._latents) > ENCODE_CACHE:
             self._latents.popitem(last=False)
-        _report(progress, "encode", 1, 1)
+        report(progress, "encode", 1, 1)
         return latents
 
 
@@ -421,15 +424,3 @@ def _check_audio(audio: np.ndarray, what: str) -> None:
         raise ValueError(f"{what} is empty")
     if not np.isfinite(audio).all():
         raise ValueError(f"{what} holds NaN or infinite samples")
-
-
-def _fit(audio: np.ndarray, n: int) -> np.ndarray:
-    out = np.zeros((2, n), dtype=np.float32)
-    k = min(n, audio.shape[1])
-    out[:, :k] = audio[:, :k]
-    return out
-
-
-def _report(progress: Optional[Progress], stage: str, done: int, total: int) -> None:
-    if progress is not None:
-        progress(stage, done, total)

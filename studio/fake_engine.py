@@ -20,7 +20,7 @@ from models.config import HEADROOM_SECONDS
 from studio import edit
 from studio.api import (SAMPLE_RATE, EditRequest, EngineError, GenerateRequest, ModelInfo,
                         Estimate, Progress, Region, Take, check_finite,
-                        check_length)
+                        check_length, report)
 from studio.catalog import CATALOG
 from studio.jobs import JobQueue
 
@@ -54,36 +54,41 @@ class FakeEngine:
     def _ensure(self, name: str, progress: Progress | None) -> ModelInfo:
         info = self._info(name)
         if self._loaded != name:
-            _report(progress, "load", 1, 1)
+            report(progress, "load", 1, 1)
             self._loaded = name
         return info
 
     def generate(self, req: GenerateRequest, progress: Progress | None = None) -> Take:
-        with self._jobs.turn(progress):
-            info = self._ready(req.model, req.prompt, progress)
-            t0 = time.perf_counter()
-            check_length(req.seconds, info)
-            n = edit.to_samples(req.seconds)
-            audio = self._run(req, n, progress)
-            if req.init_audio is not None and req.init_strength < 1.0:
-                init = _fit(req.init_audio, n)
-                audio = req.init_strength * audio + (1 - req.init_strength) * init
-            region = (Region(0.0, n / SAMPLE_RATE),)
-            return Take(audio.astype(np.float32), req, req.seed, info.name, region, time.perf_counter() - t0)
+        return self._job(self._generate, req, progress)
 
     def edit(self, req: EditRequest, progress: Progress | None = None) -> Take:
+        return self._job(self._edit, req, progress)
+
+    def _job(self, work, req, progress: Progress | None) -> Take:
+        """``work(info, req, progress) -> (audio, regions)`` in this request's turn, as a Take."""
         with self._jobs.turn(progress):
             info = self._ready(req.model, req.prompt, progress)
             t0 = time.perf_counter()
-            plan = edit.layout(req.source, req.regions, req.continue_seconds, req.extend_start_seconds)
-            _report(progress, "encode", 1, 1)
-            new = self._run(req, plan.total, progress)
-            if req.strength < 1.0:
-                start = _fit(plan.source, plan.total) if req.guide is None else edit.place_guide(plan, req.guide)
-                new = req.strength * new + (1 - req.strength) * start
-            audio = edit.assemble(plan, new, req.crossfade_ms, req.match_loudness)
+            audio, regions = work(info, req, progress)
             self._last_seconds = time.perf_counter() - t0
-            return Take(audio, req, req.seed, info.name, plan.spans, self._last_seconds)
+            return Take(audio.astype(np.float32), req, req.seed, info.name, regions, self._last_seconds)
+
+    def _generate(self, info: ModelInfo, req: GenerateRequest, progress: Progress | None):
+        check_length(req.seconds, info)
+        n = edit.to_samples(req.seconds)
+        audio = self._run(req, n, progress)
+        if req.init_audio is not None and req.init_strength < 1.0:
+            audio = req.init_strength * audio + (1 - req.init_strength) * edit.fit(req.init_audio, n)
+        return audio, (Region(0.0, n / SAMPLE_RATE),)
+
+    def _edit(self, info: ModelInfo, req: EditRequest, progress: Progress | None):
+        plan = edit.layout(req.source, req.regions, req.continue_seconds, req.extend_start_seconds)
+        report(progress, "encode", 1, 1)
+        new = self._run(req, plan.total, progress)
+        if req.strength < 1.0:
+            start = edit.fit(plan.source, plan.total) if req.guide is None else edit.place_guide(plan, req.guide)
+            new = req.strength * new + (1 - req.strength) * start
+        return edit.assemble(plan, new, req.crossfade_ms, req.match_loudness), plan.spans
 
     def _info(self, name: str) -> ModelInfo:
         info = next((m for m in CATALOG if m.name == name), None)
@@ -108,15 +113,15 @@ class FakeEngine:
         steps = req.steps or 8
         delay = 0.15 if "[slow]" in req.prompt else self.step_delay
         for i in range(steps):
-            _report(progress, "steps", i, steps)
+            report(progress, "steps", i, steps)
             if delay:
                 time.sleep(delay)
-        _report(progress, "steps", steps, steps)
+        report(progress, "steps", steps, steps)
         audio = _texture(zlib.crc32(_recipe(req).encode()) ^ req.seed, n)
         if "[fail:nan]" in req.prompt:
             audio[:, n // 2:] = np.nan
         check_finite(audio)
-        _report(progress, "decode", 1, 1)
+        report(progress, "decode", 1, 1)
         return audio
 
 
@@ -146,15 +151,3 @@ def _texture(seed: int, n: int) -> np.ndarray:
     noise = np.stack([np.convolve(ch, kernel, mode="same") for ch in noise])
     out = 0.06 * chord * pulse + 0.5 * noise
     return (0.25 * out / max(1e-9, np.abs(out).max())).astype(np.float32)
-
-
-def _fit(audio: np.ndarray, n: int) -> np.ndarray:
-    out = np.zeros((2, n), dtype=np.float32)
-    k = min(n, audio.shape[1])
-    out[:, :k] = audio[:, :k]
-    return out
-
-
-def _report(progress: Progress | None, stage: str, done: int, total: int) -> None:
-    if progress is not None:
-        progress(stage, done, total)
