@@ -21,7 +21,7 @@ import gradio as gr
 
 from studio import edit, session
 from studio.api import (MAX_CFG, SAMPLE_RATE, Cancelled, EditRequest, Engine, EngineError, GenerateRequest,
-                        Guidance)
+                        Guidance, LoraSpec)
 from studio.audio_io import TEMP_PREFIX, AudioError, Limits, load_audio
 from studio.catalog import prompt_for_model
 from studio.painter import Painted, Painter
@@ -83,7 +83,8 @@ def takes_update(s: session.Session | None, selected: str | None = None):
 
 def _take_choice(t: session.TakeRecord) -> str:
     where = ", ".join(f"{r.start:.1f}–{r.end:.1f}s" for r in t.regions[:3])
-    return f"{session.take_label(t).capitalize()} · seed {t.seed} · {where}"
+    loras = "".join(f" · LoRA {Path(lo['file']).stem} ×{lo['strength']:g}" for lo in t.settings.get("loras", []))
+    return f"{session.take_label(t).capitalize()} · seed {t.seed} · {where}{loras}"
 
 
 def versions_text(s: session.Session | None) -> str:
@@ -178,6 +179,7 @@ def _edit_panel(c, models: dict, default: str) -> None:
                       file_types=["audio"], elem_id="guide", height=90)
     c.extend_start = gr.Number(label="Extend start by (s)", value=0, minimum=0, elem_id="extend-start",
                                info="new audio before the track (an intro or a pickup); the track follows unchanged")
+    _lora_panel(c)
     info = models[default]
     with gr.Accordion("Guidance · -base models", open=True, visible=info.guided, elem_id="guidance") as c.guidance:
         with gr.Row():
@@ -191,6 +193,35 @@ def _edit_panel(c, models: dict, default: str) -> None:
     with gr.Row():
         c.gen_btn = gr.Button("Generate takes", variant="primary", elem_id="generate")
         c.cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
+
+
+LORA_SLOTS = 2  # LoRAs stacked at once from the studio (the CLI takes any number)
+
+
+def _lora_panel(c) -> None:
+    """LoRA slots: an uploaded .safetensors file or owner/repo/file on Hugging Face, and a strength.
+    Stacked in slot order; a strength change never re-reads the file (the engine keeps it)."""
+    c.loras = []
+    with gr.Accordion("LoRA: your own sound", open=False, elem_id="lora"):
+        for k in range(1, LORA_SLOTS + 1):
+            with gr.Row():
+                file = gr.File(label=f"LoRA {k} (.safetensors)", file_types=[".safetensors"], elem_id=f"lora{k}-file",
+                               height=80, scale=2)
+                hub = gr.Textbox(label="or on Hugging Face", placeholder="owner/repo/adapter.safetensors",
+                                 elem_id=f"lora{k}-hub", scale=2)
+                strength = gr.Slider(0, 2, value=1.0, step=0.05, label="Strength", elem_id=f"lora{k}-strength",
+                                     scale=1)
+            c.loras += [file, hub, strength]
+
+
+def _lora_specs(values) -> tuple[LoraSpec, ...]:
+    """The LoRA slots' (file, hub path, strength) values as specs, empty slots left out."""
+    specs = []
+    for file, hub, strength in zip(values[0::3], values[1::3], values[2::3]):
+        path = str(_path(file)) if file else (hub or "").strip()
+        if path:
+            specs.append(LoraSpec(path=path, strength=float(strength)))
+    return tuple(specs)
 
 
 def _takes_panel(c) -> None:
@@ -222,15 +253,15 @@ def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
     c.record.stop_recording(h.load_file, [c.sess, c.painter, c.record], view)
     c.demo_btn.click(h.load_demo, [c.sess, c.painter, c.demo_pick], view)
     c.src_btn.click(gpu(h.generate_source, h.gpu_seconds(h.generate_source)), [c.sess, c.painter, c.src_prompt, c.src_seconds, c.seed,
-                                             c.random_seed, c.model, c.steps, c.cfg, c.apg, c.negative],
-                    view + [c.seed])
+                                             c.random_seed, c.model, c.steps, c.cfg, c.apg, c.negative,
+                                             *c.loras], view + [c.seed])
     c.model.change(h.pick_model, [c.model], [c.model, c.steps, c.status, c.guidance, c.cfg, c.src_seconds])
     for trigger in (c.prompt.change, c.model.change):
         trigger(h.sent_text, [c.model, c.prompt], [c.sent])
     # progress on the status line only, so the takes stay usable (pick, accept, discard) during a run
     c.gen_btn.click(gpu(h.generate, h.gpu_seconds(h.generate)), [c.sess, c.painter, c.model, c.prompt, c.seed, c.random_seed, c.n_takes,
                                       c.steps, c.strength, c.crossfade, c.cfg, c.apg, c.negative, c.extend_start,
-                                      c.guide, c.context, c.match],
+                                      c.guide, c.context, c.match, *c.loras],
                     view + [c.seed], show_progress_on=[c.status])
     # runs beside generate; no output, so it cannot overwrite the "Cancelled" that generate reports
     c.cancel_btn.click(h.cancel, None, None, concurrency_limit=None)
@@ -392,7 +423,7 @@ class _Handlers:
 
     def generate(self, sid, painter, model, prompt, seed, random_seed, n_takes, steps, strength, crossfade,
                  cfg=None, apg=1.0, negative="", extend_start=0.0, guide=None, context="auto", match=False,
-                 request: gr.Request = None, progress=gr.Progress()):
+                 *loras, request: gr.Request = None, progress=gr.Progress()):
         seed = secrets.randbelow(2**31) if random_seed else int(seed or 0)
         s = self.latest(sid)
         try:
@@ -412,13 +443,15 @@ class _Handlers:
                                 steps=int(steps), continue_seconds=cont, extend_start_seconds=intro,
                                 crossfade_ms=float(crossfade), context_seconds=CONTEXT_SECONDS[context],
                                 match_loudness=bool(match), strength=float(strength), guide=guide_audio,
-                                guidance=_guidance(cfg, apg, negative)) for k in range(int(n_takes))]
+                                guidance=_guidance(cfg, apg, negative), loras=_lora_specs(loras))
+                    for k in range(int(n_takes))]
             session.remember(s, prompt=prompt or "", n_takes=int(n_takes), strength=float(strength),
                              crossfade_ms=float(crossfade))
         except PROBLEMS as e:
             return self.failed(s, painter, None, e) + [seed]
         settings = {"steps": int(steps), "strength": float(strength), "crossfade_ms": float(crossfade),
-                    "continue_seconds": cont, "extend_start_seconds": intro, "prefix": info.prompt_prefix}
+                    "continue_seconds": cont, "extend_start_seconds": intro, "prefix": info.prompt_prefix,
+                    "loras": [{"file": Path(lo.path).name, "strength": lo.strength} for lo in reqs[0].loras]}
         made, msg, err, notes = self._takes(s, reqs, settings, progress, self.cancel_flag(request))
         if err is not None:
             return self.failed(session.reload(s), painter, made[-1] if made else None, err) + [seed]
@@ -447,7 +480,7 @@ class _Handlers:
         return made, "", None, notes
 
     def generate_source(self, sid, painter, prompt, seconds, seed, random_seed, model, steps, cfg, apg, negative,
-                        request: gr.Request, progress=gr.Progress()):
+                        *loras, request: gr.Request = None, progress=gr.Progress()):
         seed = secrets.randbelow(2**31) if random_seed else int(seed or 0)
         s, flag = self.latest(sid), self.cancel_flag(request)
         try:
@@ -455,7 +488,7 @@ class _Handlers:
                 session.check_room(s, self.quota)
             flag.unlink(missing_ok=True)
             req = GenerateRequest(model=model, prompt=prompt or "", seconds=float(seconds), seed=seed,
-                                  steps=int(steps), guidance=_guidance(cfg, apg, negative))
+                                  steps=int(steps), guidance=_guidance(cfg, apg, negative), loras=_lora_specs(loras))
             take = self.engine.generate(req, _progress(progress, flag, 0, 1))
             # stored only now: a failed or cancelled first generation leaves no session folder behind
             s = session.set_source(s or session.create(self.cfg.sessions), take.audio,

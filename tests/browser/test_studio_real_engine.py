@@ -68,3 +68,34 @@ def test_real_engine_flow(studio, browser, tmp_path):
         a, b = int(round(r.start * sr)), int(round(r.end * sr))
         assert not np.allclose(out[a:b], source[a:b])
     page.close()
+
+
+def test_lora_panel_stacks_two_adapters_and_equals_the_engine(studio, browser, tiny_checkpoint, tmp_path):
+    """Two LoRA files at their strengths through the studio: the take differs from the one
+    without them and equals the real engine called directly with the same request."""
+    from studio.api import EditRequest, LoraSpec
+    from studio.engine import RealEngine
+    from tests.conftest import GOLDEN
+    from .test_studio_controls import _setup, _take
+    url, sessions = studio
+    page = open_page(browser, url)
+    page.set_default_timeout(120_000)
+    source = _setup(page, tmp_path, 3.0)
+    drag_region(page, 0.8, 1.9)
+    plain, _ = _take(page, tmp_path, sessions, "plain")
+    page.click("#lora")
+    adapters = [GOLDEN / "sa3_small_tiny" / "lora_lora.safetensors", GOLDEN / "sa3_small_tiny" / "lora_bora.safetensors"]
+    for k, (path, strength) in enumerate(zip(adapters, (0.7, 1.3)), 1):
+        page.set_input_files(f"#lora{k}-file input[type=file]", str(path))
+        box = page.locator(f"#lora{k}-strength input[type=number]")
+        box.fill(str(strength))
+        box.press("Enter")
+    with_loras, side = _take(page, tmp_path, sessions, "loras")
+    assert not np.allclose(with_loras, plain, atol=1e-4)
+    assert "LoRA lora_lora ×0.7" in page.inner_text("#takes")
+    regions = tuple(Region(r["start"], r["end"]) for r in side["regions"])
+    direct = RealEngine().edit(EditRequest(
+        model=str(tiny_checkpoint), source=source, regions=regions, prompt="glassy bells", seed=5,
+        loras=(LoraSpec(path=str(adapters[0]), strength=0.7), LoraSpec(path=str(adapters[1]), strength=1.3))))
+    np.testing.assert_array_equal(with_loras, direct.audio)
+    page.close()
