@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -32,18 +31,13 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._common import snr_db  # noqa: E402
 from bench.generate import HEADROOM, PROMPT, build_model  # noqa: E402
 from models.noise import generator_noise  # noqa: E402
 from models.precision import choose_precision  # noqa: E402
 from models.sa3 import Generation, StableAudio3  # noqa: E402
 
 CODEC_WINDOW = 512  # latents decoded per window, as studio/engine.py does for long spans
-
-
-def snr_db(ours: torch.Tensor, ref: torch.Tensor) -> float:
-    ours, ref = ours.double(), ref.double()
-    noise = (ours - ref).pow(2).sum().item()
-    return round(10 * math.log10(ref.pow(2).sum().item() / noise), 2) if noise > 0 else float("inf")
 
 
 def run(model: StableAudio3, seconds: float) -> dict:
@@ -86,7 +80,7 @@ def main(argv=None) -> int:
     if chosen.dit == torch.float32:
         print(json.dumps({"config": args.config.name, "skipped": chosen.reason}), flush=True)
         return 0
-    model = build_model(args.config, torch.float32)
+    model = build_model(args.config)
     reduced = copy.deepcopy(model).set_precision(chosen)  # a copy: casting back would lose the fp32 bits
     for seconds in args.seconds:
         ref, ours = run(model, seconds), run(reduced, seconds)
