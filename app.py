@@ -24,6 +24,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "a Hugging Face repo id or a local checkpoint folder (default: by hardware)")
     p.add_argument("--sessions", default=os.environ.get("SA3_SESSIONS", "sessions"),
                    help="folder of session folders (env SA3_SESSIONS; default ./sessions)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",  # models.precision.CHOICES
+                   help="auto: bf16 where the device computes it natively, else fp32")
     p.add_argument("--max-upload-mb", type=float, default=200.0)
     p.add_argument("--max-seconds", type=float, default=600.0, help="longest clip accepted")
     return p.parse_args(argv)
@@ -39,7 +41,7 @@ def detect_hardware() -> tuple[bool, str]:
     return False, "Running on CPU: small models with SAME-S."
 
 
-def make_engine(fake: bool, model: str | None = None):
+def make_engine(fake: bool, model: str | None = None, precision: str = "auto"):
     """(engine, note). Without --fake-engine, studio.engine.RealEngine; explain if it is missing.
     A ``model`` outside the catalogue (a repo id or a checkpoint folder) is offered too."""
     if fake:
@@ -52,7 +54,7 @@ def make_engine(fake: bool, model: str | None = None):
                          "Install the requirements, or run `python app.py --fake-engine` to try the studio.")
     from studio.catalog import model_info
     extra = (model,) if model and model_info(model) is None else ()
-    return RealEngine(extra_models=extra), ""
+    return RealEngine(extra_models=extra, precision=precision), ""
 
 
 def gpu_decorator():
@@ -66,7 +68,7 @@ def gpu_decorator():
 def main(argv=None) -> None:
     args = parse_args(argv)
     from studio.ui import StudioConfig, build_ui
-    engine, note = make_engine(args.fake_engine, args.model)
+    engine, note = make_engine(args.fake_engine, args.model, args.precision)
     cuda, hardware = detect_hardware()
     names = [m.name for m in engine.models()]
     default = args.model or ("medium" if cuda and "medium" in names else "small-music")

@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="small-music, small-sfx, medium (or a -base variant, a Hugging Face repo id, "
                              "or a local checkpoint folder); default: medium with a GPU, else small-music")
     common.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    common.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",  # models.precision.CHOICES
+                        help="auto: bf16 where the device computes it natively (AVX512-BF16/AMX CPUs, recent GPUs), "
+                             "else fp32")
     common.add_argument("--token", default=None, help="Hugging Face token for gated repos (default: HF_TOKEN / login)")
     common.add_argument("--seed", type=int, default=None, help="random seed; the same seed gives the same take "
                                                                 "(default: random, printed)")
@@ -81,7 +84,7 @@ def main(argv=None) -> int:
         print(f"error: --output must end in .wav or .flac, got {args.output.name}", file=sys.stderr)
         return 2
     seed = args.seed if args.seed is not None else random.randrange(2**31)
-    engine = RealEngine(device=args.device, token=args.token)
+    engine = RealEngine(device=args.device, token=args.token, precision=args.precision)
     try:
         info = engine.load(args.model or default_model(), progress=_print_progress)
         if args.command == "generate":
