@@ -266,7 +266,8 @@ class Same(nn.Module):
     def encode_span(self, audio: torch.Tensor, f0: int, f1: int, window: Optional[int] = None) -> torch.Tensor:
         """Latent frames [f0, f1) of a whole track, encoding only the audio they depend on.
 
-        audio (B, channels, N): the whole track; returns (B, latent_dim, f1 - f0), equal to
+        audio (B, channels, N): the whole track (any device: only the pieces needed move to the
+        weights' device); returns (B, latent_dim, f1 - f0), equal to
         ``encode(audio)[..., f0:f1]`` up to fp32 round-off (see ``encode_margins``: the span
         encoded is [f0, f1) widened by the margins and aligned to the attention chunks).
         ``window``: encode at most that many frames (plus margins) at a time, bounding memory;
@@ -284,9 +285,9 @@ class Same(nn.Module):
         a = max(0, (f0 - left) // period * period)
         b = -(-(f1 + right) // period) * period
         r = self.downsampling_ratio
-        if b >= n_frames:  # up to the track's end: padded there exactly as the whole track is
-            return self.encode(audio[..., a * r:])[..., f0 - a:f1 - a]
-        return self.encode(audio[..., a * r:b * r])[..., f0 - a:f1 - a]
+        end = audio.shape[-1] if b >= n_frames else b * r  # the track's end: padded as the whole track is
+        piece = audio[..., a * r:end].to(self.bottleneck.scaling_factor.device)
+        return self.encode(piece)[..., f0 - a:f1 - a]
 
     # ----------------------------------------------------------------- chunked (bounded memory)
 
