@@ -2,13 +2,21 @@
 
     python app.py                      # real engine, model picked for this machine
     python app.py --fake-engine        # no weights: a deterministic stand-in (used by the tests)
-    python app.py --host 0.0.0.0 --port 7860 --share --sessions /data/sessions
+    python app.py --host 0.0.0.0 --port 7860 --share --sessions /data/sessions --keep-sessions-days 7
 """
 from __future__ import annotations
 
+try:  # Hugging Face ZeroGPU: `spaces` must be imported before torch initialises CUDA
+    import spaces
+except ImportError:
+    spaces = None
+
 import argparse
 import importlib.util
+import logging
 import os
+import threading
+import time
 from pathlib import Path
 
 from studio.audio_io import Limits
@@ -26,6 +34,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="folder of session folders (env SA3_SESSIONS; default ./sessions)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",  # models.precision.CHOICES
                    help="auto: bf16 where the device computes it natively, else fp32")
+    p.add_argument("--keep-sessions-days", type=float, default=30.0,
+                   help="delete sessions nobody opened or changed for this many days, at start-up and "
+                   "every hour (default 30; 0 keeps them forever)")
+    p.add_argument("--session-quota-mb", type=float, default=2048.0,
+                   help="a session holding more than this takes no new clips or takes (default 2048; 0: no limit)")
     p.add_argument("--max-upload-mb", type=float, default=200.0)
     p.add_argument("--max-seconds", type=float, default=600.0, help="longest clip accepted")
     return p.parse_args(argv)
@@ -58,15 +71,33 @@ def make_engine(fake: bool, model: str | None = None, precision: str = "auto"):
 
 
 def gpu_decorator():
-    """spaces.GPU on Hugging Face ZeroGPU Spaces (a no-op elsewhere); identity without `spaces`."""
-    if importlib.util.find_spec("spaces") is None:
-        return lambda fn: fn
-    import spaces
-    return spaces.GPU(duration=120)
+    """(fn, seconds) -> fn wrapped in spaces.GPU with a duration sized by ``seconds`` (a callable of
+    the handler's arguments) on Hugging Face ZeroGPU Spaces; identity without `spaces`."""
+    if spaces is None:
+        return lambda fn, seconds: fn
+    return lambda fn, seconds: spaces.GPU(duration=seconds)(fn)
+
+
+def preload(engine, name: str) -> None:
+    """Load the starting model before the first request. On a Space (``spaces`` present) this
+    happens now, in the main process: ZeroGPU runs each GPU call in a worker forked from it, so
+    a model loaded there would be loaded again by every call and die with it (and a download
+    inside a GPU call counts against its duration). Elsewhere it loads in the background while
+    the page opens; a Generate meanwhile waits its turn in the engine's queue."""
+    def load():
+        try:
+            engine.prepare(name)
+        except Exception as e:  # noqa: BLE001 - the first request reports it again, as a sentence
+            logging.getLogger("studio").warning("could not preload %s: %s", name, e)
+    if spaces is not None:
+        load()
+    else:
+        threading.Thread(target=load, name="preload", daemon=True).start()
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     from studio.ui import StudioConfig, build_ui
     engine, note = make_engine(args.fake_engine, args.model, args.precision)
     cuda, hardware = detect_hardware()
@@ -76,13 +107,35 @@ def main(argv=None) -> None:
         raise SystemExit(f"--model must be one of {', '.join(names)}; got {default!r}.")
     sessions = Path(args.sessions).resolve()
     sessions.mkdir(parents=True, exist_ok=True)
+    keep_sessions(sessions, args.keep_sessions_days)
     cfg = StudioConfig(sessions=sessions, default_model=default, hardware=f"{hardware} {note}".strip(),
                        limits=Limits(int(args.max_upload_mb * 2**20), args.max_seconds),
-                       gpu=gpu_decorator())
+                       session_quota_mb=args.session_quota_mb, gpu=gpu_decorator())
+    preload(engine, default)
     demo = build_ui(engine, cfg)
+    # Gradio refuses bigger uploads itself (before they reach the disk); smaller ones reach
+    # load_audio, which applies the other limits and says why a file is refused.
     demo.queue(default_concurrency_limit=4).launch(
         server_name=args.host, server_port=args.port, share=args.share, allowed_paths=[str(sessions)],
-        theme=studio_theme(), css=STUDIO_CSS, js=DARK_JS, show_error=True)
+        max_file_size=cfg.limits.max_bytes, theme=studio_theme(), css=STUDIO_CSS, js=DARK_JS, show_error=True)
+
+
+def keep_sessions(root: Path, days: float, every_s: float = 3600.0) -> None:
+    """Sweep the sessions folder now (old sessions, debris of killed writes), then hourly in the background."""
+    from studio import session
+    log = logging.getLogger("studio")
+    gone = session.sweep(root, days)
+    if gone:
+        log.info("deleted %d session(s) unused for %g days", len(gone), days)
+
+    def again():
+        while True:
+            time.sleep(every_s)
+            try:
+                session.sweep(root, days)
+            except OSError as e:  # a folder vanishing under the sweep; the next one retries
+                log.warning("session clean-up skipped: %s", e)
+    threading.Thread(target=again, name="sweep-sessions", daemon=True).start()
 
 
 def studio_theme():
@@ -100,7 +153,8 @@ DARK_JS = "() => { document.body.classList.add('dark'); }"
 STUDIO_CSS = """
 #header h2 { margin-bottom: 0; letter-spacing: .01em; }
 #header .sub { color: var(--body-text-color-subdued); }
-#status { min-height: 1.6em; padding: 2px 4px; }
+#status { min-height: 1.6em; padding: 2px 8px; border-left: 3px solid transparent; border-radius: 4px; }
+#status.error { border-left-color: #f87171; background: #f871711f; color: #fecaca; }
 #session-info { opacity: .7; font-size: 12px; }
 """
 

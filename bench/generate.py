@@ -44,12 +44,12 @@ from bench.text import build_encoder  # noqa: E402
 from models.config import load_model_config  # noqa: E402
 from models.sa3 import Generation, StableAudio3  # noqa: E402
 from models.noise import generator_noise  # noqa: E402
+from models.plan import HEADROOM_SECONDS  # noqa: E402
 from models.precision import FP32, Precision, choose_precision, native_bf16  # noqa: E402
 
 MANIFEST = ROOT / "tests" / "fixtures" / "reference" / "manifests" / "t5gemma-b-b-ul2.json"
 TOKENIZER = ROOT / "tests" / "fixtures" / "golden" / "t5gemma-b-b-ul2"
 PROMPT = "TrackType: Music, VocalType: Instrumental, warm lofi house with soft piano and a deep bass line"
-HEADROOM = 6.0  # seconds attended past the clip (official duration_padding_sec)
 GIB = 2**30
 
 
@@ -68,8 +68,8 @@ def build_model(config: Path, precision: Precision = FP32) -> StableAudio3:
 
 def generation(model: StableAudio3, seconds: float, plain: bool) -> dict:
     """One full generation (sample + decode), timed by phase."""
-    L = model.latent_length(seconds, HEADROOM)
-    job = Generation((PROMPT,), (float(seconds),), L, 8, headroom_seconds=HEADROOM)
+    L = model.latent_length(seconds, HEADROOM_SECONDS)
+    job = Generation((PROMPT,), (float(seconds),), L, 8, headroom_seconds=HEADROOM_SECONDS)
     model.conditioner.prompt.encoder._cache.clear()  # the prompt is encoded in every run
     marks = []
     with PeakRSS() as mem:
@@ -89,7 +89,7 @@ def run_duration(args, seconds: float) -> dict:
     """The fast run, then (``--plain``) the official one; one model in memory at a time."""
     model = build_model(args.config, choose_precision("cpu", args.precision))
     generation(model, 1.0, plain=False)  # warm-up: first calls pay one-off setup
-    row = {"seconds": seconds, "latents": model.latent_length(seconds, HEADROOM),
+    row = {"seconds": seconds, "latents": model.latent_length(seconds, HEADROOM_SECONDS),
            "model_rss_gib": round(rss_bytes() / GIB, 3)}
     row["fast"], fast = generation(model, seconds, plain=False)
     if args.plain:
@@ -113,7 +113,8 @@ def run_inpaint(args, track_seconds: float = 120.0, region_seconds: float = 4.0)
     sr = model.sample_rate
     source = (0.1 * torch.randn(2, int(track_seconds * sr), generator=torch.Generator().manual_seed(1))).numpy()
     start = (track_seconds - region_seconds) / 2
-    req = EditRequest(source=source, regions=(Region(start, start + region_seconds),), prompt=PROMPT, seed=0)
+    req = EditRequest(model="small-music", source=source, regions=(Region(start, start + region_seconds),),
+                      prompt=PROMPT, seed=0)
     model.conditioner.prompt.encoder._cache.clear()
     row = {"inpaint": f"{region_seconds:g} s region in a {track_seconds:g} s track",
            "model_rss_gib": round(rss_bytes() / GIB, 3)}

@@ -32,8 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._common import snr_db  # noqa: E402
-from bench.generate import HEADROOM, PROMPT, build_model  # noqa: E402
+from bench.generate import PROMPT, build_model  # noqa: E402
 from models.noise import generator_noise  # noqa: E402
+from models.plan import HEADROOM_SECONDS  # noqa: E402
 from models.precision import choose_precision  # noqa: E402
 from models.sa3 import Generation, StableAudio3  # noqa: E402
 
@@ -42,11 +43,15 @@ CODEC_WINDOW = 512  # latents decoded per window, as studio/engine.py does for l
 
 def run(model: StableAudio3, seconds: float) -> dict:
     """Conditioning, first velocity, final latents and audio of one seeded generation."""
-    L = model.latent_length(seconds, HEADROOM)
-    job = Generation((PROMPT,), (float(seconds),), L, 8, headroom_seconds=HEADROOM)
-    first = []
-    latents = model.sample(job, generator_noise(torch.Generator().manual_seed(0)),
-                           callback=lambda s: first.append((s.x - s.denoised) / s.t.view(-1, 1, 1)) if not first else None)
+    L = model.latent_length(seconds, HEADROOM_SECONDS)
+    job = Generation((PROMPT,), (float(seconds),), L, 8, headroom_seconds=HEADROOM_SECONDS)
+    first = []  # the first call's velocity
+
+    def keep_first(s):
+        if not first:
+            first.append((s.x - s.denoised) / s.t.view(-1, 1, 1))
+
+    latents = model.sample(job, generator_noise(torch.Generator().manual_seed(0)), callback=keep_first)
     audio = model.decode(latents, L > CODEC_WINDOW, window=CODEC_WINDOW)
     cond = model.conditioner((PROMPT,), (float(seconds),)).cross_attn_cond
     return {"cond": cond.float(), "step0": first[0], "latents": latents.float(), "audio": audio.float()}

@@ -28,23 +28,24 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from models import plan  # noqa: E402
+from models.plan import HEADROOM_SECONDS as HEADROOM  # noqa: E402
 from models.config import load_model_config  # noqa: E402
 from models.dit import DiT  # noqa: E402
 
-HEADROOM = 6.0  # seconds attended past the clip, as bench/generate.py
 
 
 def step_inputs(cfg, seconds: float) -> dict:
     """A text-to-audio step's inputs for a clip of ``seconds``."""
     d = cfg.diffusion.config
-    L = plan.audio_length(cfg.same, cfg.sample_size, seconds, HEADROOM, cfg.sample_rate) // cfg.same.downsampling_ratio
+    ratio = cfg.same.downsampling_ratio
+    L = plan.audio_length(cfg.same, cfg.sample_size, seconds, HEADROOM, cfg.sample_rate) // ratio
     g = torch.Generator().manual_seed(0)
     rows = torch.randn(1, 20, d.cond_token_dim, generator=g)
     padding = torch.randn(1, 1, d.cond_token_dim, generator=g).expand(-1, 236, -1)
     return dict(x=torch.randn(1, d.io_channels, L, generator=g), t=torch.tensor([0.7]),
                 cross=torch.cat([rows, padding, torch.randn(1, 1, d.cond_token_dim, generator=g)], dim=1),
                 glob=torch.randn(1, d.global_cond_dim, generator=g), local=torch.zeros(1, 1 + d.io_channels, L),
-                pad=plan.padding_mask([seconds], HEADROOM, cfg.sample_rate, cfg.same.downsampling_ratio, L))
+                pad=plan.padding_mask([seconds], HEADROOM, cfg.sample_rate, ratio, L))
 
 
 @torch.no_grad()

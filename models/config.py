@@ -21,15 +21,27 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Annotated, Literal, Optional, Union
+
+# Seconds attended past each clip's end (official ``generate(duration_padding_sec=6)``): the model
+# was trained to see a little silence after a clip, so every generation samples that headroom.
+HEADROOM_SECONDS = 6.0
 
 
 class ConfigError(ValueError):
     """A model_config.json that we cannot read; the message names the JSON path."""
+
+
+class _PositiveMark:
+    """Marks an int that counts or measures something (a rate, a width, a length): it must be > 0."""
+
+
+Positive = Annotated[int, _PositiveMark]
 
 
 # --------------------------------------------------------------------------- SAME
@@ -39,19 +51,19 @@ class ConfigError(ValueError):
 class SameCoderConfig:
     """One side of SAME (encoder or decoder): ``model.encoder.config`` / ``model.decoder.config``."""
 
-    channels: int  # base width; block i has channels * c_mults[i]
-    c_mults: tuple[int, ...]
-    strides: tuple[int, ...]  # per Transformer Resampling Block (16 in the released models)
-    latent_dim: int  # bottleneck width (256 released)
+    channels: Positive  # base width; block i has channels * c_mults[i]
+    c_mults: tuple[Positive, ...]
+    strides: tuple[Positive, ...]  # per Transformer Resampling Block (16 in the released models)
+    latent_dim: Positive  # bottleneck width (256 released)
     transformer_depths: tuple[int, ...]
-    dim_heads: int
-    in_channels: Optional[int] = None  # encoder only: patched input width (2 ch x 256 samples)
-    out_channels: Optional[int] = None  # decoder only: patched output width
+    dim_heads: Positive
+    in_channels: Optional[Positive] = None  # encoder only: patched input width (2 ch x 256 samples)
+    out_channels: Optional[Positive] = None  # decoder only: patched output width
     sinusoidal_blocks: tuple[int, ...] = ()  # decoder only: last-n blocks use a sin FF
     differential: bool = True  # differential attention
     dyt: bool = True  # DynamicTanh norms instead of RMS norms
     variable_stride: bool = False
-    chunk_size: Optional[int] = None  # SAME-S: attention chunk in frames; absent: 128 in the network
+    chunk_size: Optional[Positive] = None  # SAME-S: attention chunk in frames; absent: 128 in the network
     chunk_midpoint_shift: bool = False  # SAME-S: alternate blocks shift chunks by half
     sliding_window: Optional[tuple[int, int]] = None  # SAME-L: (left, right) latent frames
     conv_mapping: bool = False  # 3-tap conv instead of 1x1 for the channel mapping
@@ -64,7 +76,7 @@ class SameCoderConfig:
 class SoftNormConfig:
     """``bottleneck.config`` of type ``softnorm``."""
 
-    dim: int
+    dim: Positive
     noise_augment_dim: int = 0
     noise_regularize: bool = True
     auto_scale: bool = True
@@ -75,8 +87,8 @@ class SoftNormConfig:
 class PatchedConfig:
     """``pretransform.config`` of type ``patched``: audio (C, T) <-> (C*P, T/P)."""
 
-    channels: int
-    patch_size: int
+    channels: Positive
+    patch_size: Positive
 
 
 @dataclass(frozen=True)
@@ -87,9 +99,9 @@ class SameConfig:
     decoder: SameCoderConfig
     bottleneck: SoftNormConfig
     patching: PatchedConfig
-    latent_dim: int
-    downsampling_ratio: int  # audio samples per latent frame (4096)
-    io_channels: int  # audio channels (2)
+    latent_dim: Positive
+    downsampling_ratio: Positive  # audio samples per latent frame (4096)
+    io_channels: Positive  # audio channels (2)
 
 
 # --------------------------------------------------------------------------- conditioning
@@ -97,7 +109,7 @@ class SameConfig:
 
 @dataclass(frozen=True)
 class T5GemmaConditionerConfig:
-    max_length: int = 256
+    max_length: Positive = 256
     padding_mode: Literal["learned", "zero"] = "learned"
     repo_id: Optional[str] = None  # where the text encoder lives...
     subfolder: Optional[str] = None  # ...and in which folder of that repo
@@ -145,25 +157,25 @@ class NormKwargs:
 
 @dataclass(frozen=True)
 class FFKwargs:
-    mult: int = 4
+    mult: Positive = 4
 
 
 @dataclass(frozen=True)
 class DiTConfig:
     """``model.diffusion.config``."""
 
-    io_channels: int
-    embed_dim: int
-    depth: int
-    num_heads: int
-    cond_token_dim: int
-    global_cond_dim: int
-    local_add_cond_dim: int  # 1 mask channel + io_channels reference channels
+    io_channels: Positive
+    embed_dim: Positive
+    depth: Positive
+    num_heads: Positive
+    cond_token_dim: Positive
+    global_cond_dim: Positive
+    local_add_cond_dim: Positive  # 1 mask channel + io_channels reference channels
     patch_size: Literal[1] = 1
     transformer_type: Literal["continuous_transformer"] = "continuous_transformer"
     global_cond_type: Literal["adaLN"] = "adaLN"
     timestep_features_type: Literal["expo"] = "expo"
-    timestep_features_dim: int = 256
+    timestep_features_dim: Positive = 256
     timestep_features_logsnr: bool = False
     num_memory_tokens: int = 0
     attn_kwargs: AttnKwargs = AttnKwargs()
@@ -178,8 +190,8 @@ class DistributionShiftConfig:
 
     base_shift: float
     max_shift: float
-    min_length: int
-    max_length: int
+    min_length: Positive
+    max_length: Positive
     type: Literal["full"] = "full"
 
 
@@ -206,9 +218,9 @@ class DiffusionConfig:
 class AutoencoderModelConfig:
     """A standalone SAME repo (stabilityai/SAME-S, SAME-L)."""
 
-    sample_rate: int
-    audio_channels: int
-    sample_size: int
+    sample_rate: Positive
+    audio_channels: Positive
+    sample_size: Positive
     same: SameConfig
 
 
@@ -216,10 +228,10 @@ class AutoencoderModelConfig:
 class DiffusionModelConfig:
     """A full SA3 model: DiT + SAME pretransform + conditioners."""
 
-    sample_rate: int
-    audio_channels: int
-    sample_size: int  # the longest clip the model was trained on, in samples
-    io_channels: int
+    sample_rate: Positive
+    audio_channels: Positive
+    sample_size: Positive  # the longest clip the model was trained on, in samples
+    io_channels: Positive
     same: SameConfig
     conditioning: ConditioningConfig
     diffusion: DiffusionConfig
@@ -239,11 +251,25 @@ ModelConfig = Union[AutoencoderModelConfig, DiffusionModelConfig]
 
 # --------------------------------------------------------------------------- parsing
 
+_FIX = "correct model_config.json, or download the checkpoint again"
+
+# Relations between fields the networks rely on (a division, a head split), per dataclass.
+_RULES = {
+    DiTConfig: ((lambda c: c.embed_dim % c.num_heads == 0, "embed_dim must be a multiple of num_heads"),),
+    DistributionShiftConfig: ((lambda c: c.min_length < c.max_length, "min_length must be below max_length"),),
+    NumberConditionerConfig: ((lambda c: c.min_val < c.max_val, "min_val must be below max_val"),),
+}
+
 
 def parse(cls, data, path: str = "$"):
     """Build dataclass ``cls`` (or any supported type annotation) from JSON ``data``."""
     origin = typing.get_origin(cls)
     args = typing.get_args(cls)
+    if origin is Annotated:
+        value = parse(args[0], data, path)
+        if _PositiveMark in cls.__metadata__ and value <= 0:
+            raise ConfigError(f"{path}: must be a positive integer, got {data!r}; {_FIX}")
+        return value
     if origin in (Union, types.UnionType):
         if data is None and type(None) in args:
             return None
@@ -267,6 +293,8 @@ def parse(cls, data, path: str = "$"):
     if dataclasses.is_dataclass(cls):
         return _parse_dataclass(cls, data, path)
     if cls is float and isinstance(data, (int, float)) and not isinstance(data, bool):
+        if not math.isfinite(data):  # Python's json reads NaN and Infinity
+            raise ConfigError(f"{path}: must be a finite number, got {data!r}; {_FIX}")
         return float(data)
     if cls in (int, bool, str) and type(data) is cls:
         return data
@@ -276,7 +304,7 @@ def parse(cls, data, path: str = "$"):
 def _parse_dataclass(cls, data, path):
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected an object, got {data!r}")
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
@@ -288,7 +316,11 @@ def _parse_dataclass(cls, data, path):
                 raise ConfigError(f"{path}.{name}: missing key")
             continue
         values[name] = parse(hints[name], data[name], f"{path}.{name}")
-    return cls(**values)
+    value = cls(**values)
+    for check, problem in _RULES.get(cls, ()):
+        if not check(value):
+            raise ConfigError(f"{path}: {problem}; {_FIX}")
+    return value
 
 
 def _typed_block(data, path: str, types_: dict):
@@ -328,9 +360,9 @@ def parse_same(data: dict, path: str) -> SameConfig:
         decoder=_typed_block(data["decoder"], f"{path}.decoder", {"same": SameCoderConfig}),
         bottleneck=_typed_block(data["bottleneck"], f"{path}.bottleneck", {"softnorm": SoftNormConfig}),
         patching=_typed_block(data["pretransform"], f"{path}.pretransform", {"patched": PatchedConfig}),
-        latent_dim=parse(int, data["latent_dim"], f"{path}.latent_dim"),
-        downsampling_ratio=parse(int, data["downsampling_ratio"], f"{path}.downsampling_ratio"),
-        io_channels=parse(int, data["io_channels"], f"{path}.io_channels"),
+        latent_dim=parse(Positive, data["latent_dim"], f"{path}.latent_dim"),
+        downsampling_ratio=parse(Positive, data["downsampling_ratio"], f"{path}.downsampling_ratio"),
+        io_channels=parse(Positive, data["io_channels"], f"{path}.io_channels"),
     )
 
 
@@ -344,15 +376,15 @@ def _parse_conditioning(data: dict, path: str) -> ConditioningConfig:
         kind = parse(Literal["t5gemma", "number"], c["type"], f"{p}.type")
         configs.append(ConditionerConfig(id=parse(str, c["id"], f"{p}.id"), type=kind,
                                          config=parse(kinds[kind], c["config"], f"{p}.config")))
-    return ConditioningConfig(configs=tuple(configs), cond_dim=parse(int, data["cond_dim"], f"{path}.cond_dim"))
+    return ConditioningConfig(configs=tuple(configs), cond_dim=parse(Positive, data["cond_dim"], f"{path}.cond_dim"))
 
 
 def parse_model_config(data: dict) -> ModelConfig:
     """The whole ``model_config.json`` of a released repo (autoencoder or diffusion model)."""
     _require(data, "$", {"model_type", "sample_size", "sample_rate", "audio_channels", "model"})
-    head = dict(sample_rate=parse(int, data["sample_rate"], "$.sample_rate"),
-                audio_channels=parse(int, data["audio_channels"], "$.audio_channels"),
-                sample_size=parse(int, data["sample_size"], "$.sample_size"))
+    head = dict(sample_rate=parse(Positive, data["sample_rate"], "$.sample_rate"),
+                audio_channels=parse(Positive, data["audio_channels"], "$.audio_channels"),
+                sample_size=parse(Positive, data["sample_size"], "$.sample_size"))
     kind = data["model_type"]
     model = data["model"]
     if kind == "autoencoder":
@@ -365,7 +397,7 @@ def parse_model_config(data: dict) -> ModelConfig:
             raise ConfigError(f"$.model.pretransform.type: unsupported value {pre['type']!r}; expected 'autoencoder'")
         return DiffusionModelConfig(
             **head,
-            io_channels=parse(int, model["io_channels"], "$.model.io_channels"),
+            io_channels=parse(Positive, model["io_channels"], "$.model.io_channels"),
             same=parse_same(pre["config"], "$.model.pretransform.config"),
             conditioning=_parse_conditioning(model["conditioning"], "$.model.conditioning"),
             diffusion=parse(DiffusionConfig, model["diffusion"], "$.model.diffusion"),

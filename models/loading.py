@@ -99,6 +99,21 @@ def resolve(name_or_path: str, *, revision: str | None = None, token: str | bool
     return _check_folder(Checkpoint(Path(folder)))
 
 
+def resolve_file(path_or_hub: str, *, revision: str | None = None, token: str | bool | None = None) -> Path:
+    """A local file, or ``owner/repo/path/in/repo`` fetched from the Hugging Face Hub (cached once)."""
+    path = Path(path_or_hub).expanduser()
+    if path.is_file():
+        return path
+    parts = path_or_hub.split("/")
+    if len(parts) >= 3 and all(parts) and not path_or_hub.startswith((".", "/", "~")):
+        repo_id, inside = "/".join(parts[:2]), "/".join(parts[2:])
+        file = Path(_download(repo_id, [inside], revision=revision, token=token, local_only=None)) / inside
+        if file.is_file():
+            return file
+        raise CheckpointError(f"{repo_id} has no file {inside}: check the path on its Hugging Face page.")
+    raise CheckpointError(f"{path_or_hub} was not found: give a local file, or owner/repo/file on Hugging Face.")
+
+
 def _looks_like_repo_id(s: str) -> bool:
     parts = s.split("/")
     return len(parts) == 2 and all(parts) and not s.startswith((".", "/", "~"))
@@ -106,10 +121,12 @@ def _looks_like_repo_id(s: str) -> bool:
 
 def _download(repo_id, patterns, *, revision, token, local_only, progress=None) -> str:
     import huggingface_hub
-    from huggingface_hub import errors
+    # Submodules imported by name: huggingface_hub loads them lazily, and `huggingface_hub.constants`
+    # only exists once something (gradio, in the app) has imported it.
+    from huggingface_hub import constants, errors
 
     if local_only is None:
-        local_only = huggingface_hub.constants.HF_HUB_OFFLINE
+        local_only = constants.HF_HUB_OFFLINE
     bar = {} if progress is None else {"tqdm_class": _reporting_bar(progress)}
     try:
         return huggingface_hub.snapshot_download(repo_id, revision=revision, token=token,
@@ -128,8 +145,15 @@ def _download(repo_id, patterns, *, revision, token, local_only, progress=None) 
         raise CheckpointError(
             f"{repo_id} is not in the local Hugging Face cache and cannot be downloaded "
             "(no network, or offline mode is on): connect and retry, or pass a local folder.") from e
-    except (OSError, errors.HfHubHTTPError) as e:
-        raise CheckpointError(f"Downloading {repo_id} failed: {e}") from e
+    except Exception as e:  # OSError, HfHubHTTPError, httpx's connection errors...
+        raise CheckpointError(f"Downloading {repo_id} failed ({type(e).__name__}: {first_line(e)}): "
+                              "check your network connection and retry, or pass a local folder.") from e
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's text (torch and httpx messages run over many lines)."""
+    text = str(e).strip().splitlines()
+    return text[0].rstrip(".") if text else type(e).__name__
 
 
 def _reporting_bar(progress: Callable[[int, int], None]):
@@ -190,7 +214,8 @@ def read_tensors(path: str | Path, prefix: str = "", device: str | torch.device 
 
 
 def load_weights(module: nn.Module, tensors: dict[str, torch.Tensor], what: str) -> nn.Module:
-    """Copy ``tensors`` into ``module`` strictly; errors name every problem tensor.
+    """Copy ``tensors`` into ``module`` strictly; errors name every problem tensor (missing,
+    unexpected, mis-shaped, integer where a float belongs, NaN or infinite values).
 
     Works for modules built on the meta device too (``assign=True`` then takes the tensors).
     """
@@ -206,8 +231,20 @@ def load_weights(module: nn.Module, tensors: dict[str, torch.Tensor], what: str)
     if misshaped:
         problems.append("wrong shape " + _listing(
             [f"{k} {tuple(tensors[k].shape)} (expected {tuple(expected[k].shape)})" for k in misshaped]))
+    common = sorted(set(expected) & set(tensors))
+    mistyped = [k for k in common if expected[k].is_floating_point() != tensors[k].is_floating_point()]
+    if mistyped:
+        problems.append("wrong dtype " + _listing(
+            [f"{k} {tensors[k].dtype} (expected {expected[k].dtype})" for k in mistyped]))
     if problems:
         raise CheckpointError(f"{what} does not match this model: " + "; ".join(problems) + ".")
+    # NaN weights would otherwise surface only as broken takes after minutes of sampling. A sum
+    # (in float32: an fp16 sum may overflow) is NaN/inf exactly when a value is, and costs one read.
+    broken = [k for k in common if tensors[k].is_floating_point()
+              and not bool(tensors[k].sum(dtype=torch.float32).isfinite())]
+    if broken:
+        raise CheckpointError(f"{what} holds NaN or infinite values in {_listing(broken)}: "
+                              "the file is damaged; download it again.")
     on_meta = any(t.is_meta for t in expected.values())
     module.load_state_dict(tensors, strict=True, assign=on_meta)
     return module

@@ -6,6 +6,7 @@ with the same random draws it gives the same latents and audio. What the officia
 does with a prompt string and a seed we take as explicit, typed inputs:
 
     Generation(prompts, seconds, latent_length, reference, keep, ...)   what to make
+    Generation.loras (models.lora.LoraUse, in stacking order)            which LoRAs act
     NoiseSource                                                        every random draw
     callback(SamplerStep)                                               progress
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -27,6 +28,7 @@ from models.conditioners import Conditioner, Conditioning
 from models.config import AutoencoderModelConfig, DiffusionModelConfig, ModelConfig, load_model_config
 from models.dit import DiT
 from models.guidance import guided, null_context, prepare_guided
+from models.lora import LoraStack, LoraUse
 from models.loading import (CONDITIONER_PREFIX, DIT_PREFIX, SAME_PREFIX, Checkpoint, load_weights,
                             read_tensors, tensor_names)
 from models.same import Same
@@ -64,6 +66,7 @@ class Generation:
     keep: (1 or B, L) float latent mask, 1 = keep the reference, 0 = generate.
     init: (1 or B, C, L) encoded init audio for audio-to-audio, with ``init_noise_level``.
     headroom_seconds: attended frames past each item's length (``duration_padding_sec``).
+    loras: LoRAs in stacking order, each with its strength, interval and layer filter.
     """
 
     prompts: tuple[str, ...]
@@ -77,8 +80,9 @@ class Generation:
     negative_prompts: Optional[tuple[str, ...]] = None
     cfg_scale: float = 1.0
     apg_scale: float = 1.0
-    headroom_seconds: float = 6.0
+    headroom_seconds: float = plan.HEADROOM_SECONDS
     monotonic_init: bool = False  # a2a: start the shifted schedule at init_noise_level (sampling.schedule_from)
+    loras: tuple[LoraUse, ...] = ()
 
     @property
     def batch_size(self) -> int:
@@ -94,6 +98,7 @@ class StableAudio3(nn.Module):
         self.dit = DiT(cfg.diffusion.config)
         self.same = Same(cfg.same)
         self.conditioner = Conditioner(cfg, text_encoder)
+        self._lora_stack: Optional[LoraStack] = None  # built on the first LoRA, after the weights load
 
     @classmethod
     def from_checkpoint(cls, ckpt: Checkpoint, device="cpu", dtype: torch.dtype = torch.float32,
@@ -143,6 +148,35 @@ class StableAudio3(nn.Module):
         return self.dit.transformer.memory_tokens.device
 
     @property
+    def loras(self) -> tuple[LoraUse, ...]:
+        """The LoRAs in place, in stacking order."""
+        return self._lora_stack.uses if self._lora_stack is not None else ()
+
+    @property
+    def lora_stack(self) -> Optional[LoraStack]:
+        """What applies the LoRAs (None before the first one): which modules each adapts, what
+        its layer filter switches off."""
+        return self._lora_stack
+
+    def set_loras(self, uses: Sequence[LoraUse] = ()) -> None:
+        """Put ``uses`` in place (``W_eff = p1(p0(W0))``), replacing the previous stack; ``()``
+        restores the base weights exactly. Cheap for files already in place (a new strength,
+        interval or filter recomputes effective weights, it reads nothing). ``sample`` calls this
+        with ``Generation.loras``; a LoRA that does not fit the model raises ``LoraError`` and
+        leaves the model as it was."""
+        if self._lora_stack is None:
+            if not uses:
+                return
+            self._lora_stack = LoraStack(self.dit, self.conditioner)
+        self._lora_stack.set(uses)
+
+    def select_loras(self, t: Tensor) -> tuple[int, ...]:
+        """Put in place the DiT weights for noise level ``t[0]`` (each LoRA acts inside its
+        interval): the indices of the LoRAs acting, a key for anything computed from the DiT's
+        weights. Conditioner LoRAs always act."""
+        return self._lora_stack.select(t) if self._lora_stack is not None else ()
+
+    @property
     def sample_rate(self) -> int:
         return self.cfg.sample_rate
 
@@ -179,6 +213,7 @@ class StableAudio3(nn.Module):
 
         ``plain`` turns off the exact-math savings (benchmarks and equivalence tests)."""
         B, L, C = job.batch_size, job.latent_length, self.cfg.io_channels
+        self.set_loras(job.loras)
         # The first draw, as official; the sampler's state (x, sigmas, the update) stays fp32
         # whatever the DiT's dtype: the official code casts it to the model's dtype, which in
         # bf16 rounds the timestep before its Fourier features and accumulates the update in bf16.
@@ -216,8 +251,9 @@ class StableAudio3(nn.Module):
 
     def _model_fn(self, job: Generation, cond: Conditioning, local: Tensor, pad: Tensor, plain: bool = False):
         """(x, t) -> velocity. The conditioning is prepared once per generation (context keys and
-        values, inpainting embeddings, collapsed padding rows); ``plain`` recomputes all of it
-        at every step with every context row its own key, as the official code does."""
+        values, inpainting embeddings, collapsed padding rows), and once more per set of LoRAs
+        acting (it goes through DiT weights); ``plain`` recomputes all of it at every step with
+        every context row its own key, as the official code does."""
         if job.cfg_scale == 1.0:
             prepare = lambda: self.dit.prepare(cond.cross_attn_cond, cond.global_cond, local, pad,
                                                collapse_context=not plain)
@@ -230,10 +266,15 @@ class StableAudio3(nn.Module):
             prepare = lambda: prepare_guided(self.dit, cond.cross_attn_cond, uncond, cond.global_cond, local, pad,
                                              collapse_context=not plain)
             step = lambda x, t, ctx: guided(self.dit, x, t, ctx, job.cfg_scale, job.apg_scale, pad)
-        if plain:
-            return lambda x, t: step(x, t, prepare())
-        ctx = prepare()
-        return lambda x, t: step(x, t, ctx)
+        contexts = {}  # LoRAs acting -> prepared conditioning
+
+        def model(x: Tensor, t: Tensor) -> Tensor:
+            acting = self.select_loras(t)
+            if plain or acting not in contexts:
+                contexts[acting] = prepare()
+            return step(x, t, contexts[acting])
+
+        return model
 
     @torch.no_grad()
     def generate(self, job: Generation, noise: NoiseSource, *, decode: bool = True, chunked_decode: bool = False,

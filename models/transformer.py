@@ -10,7 +10,9 @@ local windows) lives there, and every fast path is tested against plain masked s
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 from typing import Literal, Optional, Union
 
 import torch
@@ -117,12 +119,30 @@ def band_mask(n_q: int, n_k: int, window: tuple[int, int], q_offset: int = 0, k_
     return (delta >= -window[0]) & (delta <= window[1])
 
 
-def _flash_attn():
+FLASH_MIN_VERSION = (2, 3)  # flash-attn's window_size (local attention) arrived in 2.3
+FLASH_MIN_CAPABILITY = (8, 0)  # flash-attn 2 runs on Ampere (sm80) and newer
+
+
+def flash_kernel(q: torch.Tensor, name: str):
+    """flash-attn's ``name`` kernel ("flash_attn_func" / "flash_attn_varlen_func") when it can run
+    ``q``: a CUDA tensor on an sm80+ card with flash-attn >= 2.3 installed; else None (the caller
+    falls back to torch's sdpa). Never raises: a missing or unsupported kernel is a fallback."""
+    if not q.is_cuda:
+        return None
+    module = _flash_module(q.device.index if q.device.index is not None else torch.cuda.current_device())
+    return getattr(module, name, None) if module is not None else None
+
+
+@functools.lru_cache(maxsize=None)
+def _flash_module(device_index: int):
+    if torch.cuda.get_device_capability(device_index) < FLASH_MIN_CAPABILITY:
+        return None
     try:  # optional CUDA kernel, imported lazily so CPU installs never need it
-        from flash_attn import flash_attn_func
+        import flash_attn
     except ImportError:
         return None
-    return flash_attn_func
+    version = tuple(int(p) for p in re.findall(r"\d+", flash_attn.__version__)[:2])
+    return flash_attn if version >= FLASH_MIN_VERSION else None
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask: Optional[torch.Tensor] = None,
@@ -139,7 +159,7 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask: Optional[
     if window is not None:
         if mask is not None:
             raise ValueError("attend: window and mask together are not supported")
-        flash = _flash_attn() if q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) else None
+        flash = flash_kernel(q, "flash_attn_func") if q.dtype in (torch.float16, torch.bfloat16) else None
         if flash is not None:
             out = flash(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), window_size=window)
             return out.transpose(1, 2)
@@ -150,17 +170,6 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask: Optional[
         out = F.scaled_dot_product_attention(q.to(mask.dtype), k.to(mask.dtype), v.to(mask.dtype), attn_mask=mask)
         return out.to(q.dtype)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-
-
-def _flash_attn_varlen(q: torch.Tensor):
-    """flash-attn's variable-length kernel for CUDA tensors when installed, else None."""
-    if not q.is_cuda:
-        return None
-    try:  # optional, imported lazily: CPU installs never need it
-        from flash_attn import flash_attn_varlen_func
-    except ImportError:
-        return None
-    return flash_attn_varlen_func
 
 
 def attend_padded(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, padding_mask: torch.Tensor, *,
@@ -175,7 +184,7 @@ def attend_padded(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, padding_mas
     - otherwise (CPU; the golden fixtures): the official fallback ZEROES THE VALUES of padded
       frames; their keys still take softmax weight, so the valid frames see them.
     """
-    kernel = _flash_attn_varlen(q) if mask is None and window is None else None
+    kernel = flash_kernel(q, "flash_attn_varlen_func") if mask is None and window is None else None
     if kernel is None:
         if not bool(padding_mask.all()):  # nothing to zero: skip a pass over v (exact)
             v = v * padding_mask[:, None, :, None].to(v.dtype)

@@ -3,21 +3,67 @@
     python -m studio generate "lofi house loop, 90 BPM" --seconds 30 -o loop.wav
     python -m studio edit song.wav --regions 4:8,16:20 --prompt "drum fill" -o fixed.flac
     python -m studio edit song.wav --continue 10 --prompt "outro" -o longer.wav
+    python -m studio replay fixed.json -o again.flac     # the same take again, from its side-car
 
-Every run writes the audio (atomically) and a side-car JSON with the prompt, seed, model
-and regions, like the studio's export.
+Every run writes the audio (atomically) and a side-car JSON holding everything the take depends
+on (studio/recipe.py), like the studio's export; `replay` makes the take again from it. Every
+argument is checked before a model is loaded; a problem is one line on stderr (`--debug` adds
+the traceback of an unexpected one).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
 import random
 import sys
+import traceback
 from pathlib import Path
 
-from studio.api import Cancelled, EditRequest, EngineError, GenerateRequest, Region
+from studio import recipe
+from studio.api import (LATENT_HOP, MAX_CFG, MAX_SEED, MAX_STEPS, SAMPLE_RATE, Cancelled, EditRequest, EngineError, LoraSpec,
+                        GenerateRequest, Guidance, Region, check_length)
 
-FORMATS = {".wav": "wav24", ".flac": "flac"}
+FORMATS = {".wav": "wav24", ".flac": "flac", ".mp3": "mp3"}
+MIN_SECONDS = LATENT_HOP / SAMPLE_RATE  # one latent frame (~0.093 s): the shortest clip a model makes
+
+
+class Refused(Exception):
+    """A run the arguments make impossible; str(e) is the sentence shown (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (no usage block), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message}; see `{self.prog} --help`.\n")
+
+
+def number(kind: type, rule: str, low: float, high: float = math.inf, above: bool = False):
+    """An argparse type: ``kind`` (int or float) within [low, high] ((low, high] when ``above``);
+    NaN, infinity and anything else is refused with ``rule`` (what the value must be)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value < low or (above and value == low) or value > high:
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}")
+        return value
+
+    return parse
+
+
+SECONDS = number(float, f"a length in seconds of at least {MIN_SECONDS:.3f} (one latent frame)", MIN_SECONDS)
+NON_NEGATIVE = number(float, "a number of at least 0", 0.0)
+STRENGTH = number(float, "a number above 0 and at most 1", 0.0, 1.0, above=True)
+STEPS = number(int, f"a whole number from 1 to {MAX_STEPS}", 1, MAX_STEPS)
+SEED = number(int, f"a whole number from 0 to {MAX_SEED} (2**63 - 1)", 0, MAX_SEED)
+CFG = number(float, f"a number from 0 to {MAX_CFG:g}", 0.0, MAX_CFG)
+APG = number(float, "a number from 0 to 1", 0.0, 1.0)
 
 
 def parse_regions(text: str) -> tuple[Region, ...]:
@@ -27,13 +73,30 @@ def parse_regions(text: str) -> tuple[Region, ...]:
         try:
             start, end = (float(x) for x in part.split(":"))
         except ValueError:
-            raise argparse.ArgumentTypeError(f"region {part!r} is not START:END in seconds (e.g. 4:8.5)") from None
-        regions.append(Region(start, end))
+            start = end = math.nan
+        if not (math.isfinite(start) and math.isfinite(end)):
+            raise argparse.ArgumentTypeError(f"region {part!r} is not START:END in seconds (e.g. 4:8.5)")
+        regions.append(Region(start=start, end=end))
     return tuple(regions)
 
 
+def parse_lora(text: str) -> LoraSpec:
+    """``PATH[:STRENGTH]`` -> a LoraSpec; the strength is what follows the last colon when it is a number."""
+    path, _, strength = text.rpartition(":")
+    if not path:
+        path, strength = text, "1"
+    try:
+        value = float(strength)
+    except ValueError:
+        path, value = text, 1.0
+    try:
+        return LoraSpec(path=path, strength=value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--model", default=None,
                         help="small-music, small-sfx, medium (or a -base variant, a Hugging Face repo id, "
                              "or a local checkpoint folder); default: medium with a GPU, else small-music")
@@ -42,80 +105,223 @@ def build_parser() -> argparse.ArgumentParser:
                         help="auto: bf16 where the device computes it natively (AVX512-BF16/AMX CPUs, recent GPUs), "
                              "else fp32")
     common.add_argument("--token", default=None, help="Hugging Face token for gated repos (default: HF_TOKEN / login)")
-    common.add_argument("--seed", type=int, default=None, help="random seed; the same seed gives the same take "
-                                                                "(default: random, printed)")
-    common.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's, 8)")
+    common.add_argument("--seed", type=SEED, default=None, help="random seed; the same seed gives the same take "
+                                                                 "(default: random, printed)")
+    common.add_argument("--steps", type=STEPS, default=None,
+                        help=f"sampling steps, 1 to {MAX_STEPS} (default: the model's: 8, or 50 for -base models)")
+    common.add_argument("--cfg", type=CFG, default=None,
+                        help="-base models: classifier-free guidance scale (default 7; 1 turns guidance off)")
+    common.add_argument("--apg", type=APG, default=1.0,
+                        help="-base models: adaptive projected guidance, 1 = full APG, 0 = plain CFG (default 1)")
+    common.add_argument("--negative-prompt", default="", help="-base models: what the take should avoid")
+    common.add_argument("--lora", dest="loras", type=parse_lora, action="append", default=[], metavar="PATH[:STRENGTH]",
+                        help="a LoRA adapter (.safetensors file, or owner/repo/file.safetensors on Hugging Face) "
+                             "at a strength (default 1); repeat to stack several, in order")
     common.add_argument("-o", "--output", type=Path, required=True,
-                        help="output file, .wav (24-bit) or .flac; a .json side-car is written beside it")
-    parser = argparse.ArgumentParser(prog="python -m studio", description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+                        help="output file, .wav (24-bit), .flac or .mp3; a .json side-car is written beside it")
+    common.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
+    parser = _Parser(prog="python -m studio", description=__doc__.split("\n\n")[0],
+                     epilog=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", parents=[common], help="text-to-audio, or audio-to-audio with --init")
     gen.add_argument("prompt", help="what to make; the model's TrackType prefix is added when missing")
-    gen.add_argument("--seconds", type=float, default=30.0, help="length in seconds (default 30)")
+    gen.add_argument("--seconds", type=SECONDS, default=30.0,
+                     help="length in seconds (default 30; at most the model's longest clip)")
     gen.add_argument("--init", type=Path, default=None, help="audio-to-audio: a file to start from")
-    gen.add_argument("--strength", type=float, default=0.7,
-                     help="audio-to-audio: 1 ignores --init, 0 returns it (default 0.7)")
+    gen.add_argument("--strength", type=STRENGTH, default=0.7,
+                     help="audio-to-audio, above 0 and at most 1: 1 ignores --init, near 0 returns it (default 0.7)")
 
     ed = sub.add_parser("edit", parents=[common], help="regenerate regions of a track and/or continue it")
     ed.add_argument("source", type=Path, help="the track to edit (WAV, FLAC, OGG, MP3; never modified)")
     ed.add_argument("--prompt", required=True, help="what the regions should hold")
     ed.add_argument("--regions", type=parse_regions, default=(),
                     help="START:END seconds, comma separated, e.g. 4:8,16:20")
-    ed.add_argument("--continue", dest="continue_seconds", type=float, default=0.0,
+    ed.add_argument("--continue", dest="continue_seconds", type=NON_NEGATIVE, default=0.0,
                     help="append this many seconds of new audio after the end")
-    ed.add_argument("--context", type=float, default=None,
+    ed.add_argument("--extend-start", dest="extend_start_seconds", type=NON_NEGATIVE, default=0.0,
+                    help="put this many seconds of new audio before the start (an intro); the track follows unchanged")
+    ed.add_argument("--context", type=NON_NEGATIVE, default=None,
                     help="seconds of the track the model hears on each side of the regions "
                          "(default: the whole track while it fits the model)")
-    ed.add_argument("--crossfade-ms", type=float, default=30.0, help="equal-power crossfade at region borders")
-    ed.add_argument("--strength", type=float, default=1.0,
-                    help="1 regenerates the regions from noise; lower keeps more of their shape")
+    ed.add_argument("--crossfade-ms", type=NON_NEGATIVE, default=30.0, help="equal-power crossfade at region borders")
+    ed.add_argument("--match-loudness", action="store_true",
+                    help="scale each region to the loudness of the 2 s around it (within ±12 dB)")
+    ed.add_argument("--strength", type=STRENGTH, default=1.0,
+                    help="above 0 and at most 1: 1 regenerates the regions from noise; lower keeps more of their shape")
+    ed.add_argument("--guide", type=Path, default=None,
+                    help="audio-to-audio: restyle the regions from this file (aligned to the track's start) "
+                         "instead of the track itself; needs --strength below 1")
+    rep = sub.add_parser("replay", help="make a take again from its side-car JSON (bit-exact on the same "
+                                        "machine and precision)")
+    rep.add_argument("sidecar", type=Path, help="the .json written beside an export")
+    rep.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    rep.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                     help="bit-exact only in the precision the take was made in (its side-car's 'precision')")
+    rep.add_argument("--token", default=None, help="Hugging Face token for gated repos")
+    rep.add_argument("-o", "--output", type=Path, required=True, help="output file, .wav (24-bit), .flac or .mp3")
+    rep.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     return parser
+
+
+# --------------------------------------------------------------------------- checks before any work
+
+
+def check_output(output: Path, inputs: list[Path]) -> str:
+    """The export format of ``output``, or Refused when it cannot be written or would overwrite an input."""
+    if output.is_dir():
+        raise Refused(f"--output {output} is a folder: give a file name, such as {output / 'out.wav'}.")
+    fmt = FORMATS.get(output.suffix.lower())
+    if fmt is None:
+        raise Refused(f"--output must end in .wav, .flac or .mp3, got {output.name!r}.")
+    folder = output.absolute().parent  # where atomic_write puts its temporary file
+    if not folder.is_dir():
+        raise Refused(f"The folder of --output, {folder}, does not exist: create it first, or choose another path.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise Refused(f"The folder {folder} is not writable: choose another --output.")
+    for written in (output, output.with_suffix(".json")):
+        for source in inputs:
+            if _same_file(written, source):
+                raise Refused(f"--output would overwrite {source} ({written.name}); the source is never "
+                              "modified: choose another output name.")
+    return fmt
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """The same file, through symlinks and hard links."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet
+        return False
+
+
+def check_seconds(args) -> None:
+    """--seconds within a catalogue model's range, known before loading it (others: the engine
+    checks once the model's config is read, still before any sampling)."""
+    from studio.catalog import model_info
+
+    info = model_info(args.model)
+    if args.command == "generate" and info is not None:
+        check_length(args.seconds, info)
+
+
+def inputs(args) -> list[Path]:
+    """The files a run reads; the output must overwrite none of them."""
+    if args.command == "replay":
+        return [args.sidecar, *_recorded_files(args.sidecar)]
+    read = (args.init,) if args.command == "generate" else (args.source, args.guide)
+    return [p for p in read if p is not None]
+
+
+def _recorded_files(sidecar: Path) -> list[Path]:
+    """The audio files a side-car names (none if it cannot be read: replaying it says why)."""
+    try:
+        data = json.loads(sidecar.read_text())
+        return [Path(data[name]["file"]) for name in recipe.AUDIO_FIELDS if data.get(name)]
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError):
+        return []
+
+
+# --------------------------------------------------------------------------- the run
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except Refused as e:
+        _say(f"error: {e}")
+        return 2
+    except (EngineError, ValueError) as e:  # AudioError, a region outside the clip, a bad length...
+        _say(f"error: {_sentence(e)}")
+        return 1
+    except (Cancelled, KeyboardInterrupt):
+        _say("cancelled")
+        return 130
+    except Exception as e:  # a bug or something unforeseen: still one line, the traceback on request
+        if args.debug:
+            traceback.print_exc()
+        from models.loading import first_line
+        _say(f"error: unexpected {type(e).__name__}: {first_line(e)}"
+             + ("." if args.debug else "; run with --debug for details."))
+        return 1
+
+
+def run(args) -> int:
     from studio import audio_io
     from studio.engine import RealEngine, default_model
 
-    fmt = FORMATS.get(args.output.suffix.lower())
-    if fmt is None:
-        print(f"error: --output must end in .wav or .flac, got {args.output.name}", file=sys.stderr)
-        return 2
-    seed = args.seed if args.seed is not None else random.randrange(2**31)
-    engine = RealEngine(device=args.device, token=args.token, precision=args.precision)
-    try:
-        info = engine.load(args.model or default_model(), progress=_print_progress)
-        if args.command == "generate":
-            init = audio_io.load_audio(args.init)[0] if args.init else None
-            req = GenerateRequest(args.prompt, args.seconds, seed, args.steps, init, args.strength)
-            take = engine.generate(req, progress=_print_progress)
-            prompt = args.prompt
-        else:
-            source, note = audio_io.load_audio(args.source)
-            if note:
-                print(f"note: {args.source.name}: {note}", file=sys.stderr)
-            req = EditRequest(source, args.regions, args.prompt, seed, args.steps, args.continue_seconds,
-                              args.context, args.crossfade_ms, args.strength)
-            take = engine.edit(req, progress=_print_progress)
-            prompt = args.prompt
-    except (EngineError, ValueError) as e:
-        print(f"\nerror: {e}", file=sys.stderr)
-        return 1
-    except (Cancelled, KeyboardInterrupt):
-        print("\ncancelled", file=sys.stderr)
-        return 130
-    sidecar = dict(prompt=prompt, seed=seed, model=take.model, steps=args.steps or info.default_steps,
-                   regions=[dict(start=r.start, end=r.end, prompt=r.prompt) for r in take.regions])
+    if args.command != "replay":
+        args.model = args.model or default_model()
+        check_seconds(args)
+    fmt = check_output(args.output, inputs(args))
+    audio_io.check_writable(fmt)  # MP3 needs libsndfile >= 1.1: said now, not after the compute
+    engine = RealEngine(device=args.device, token=args.token, precision=args.precision)  # refuses a missing device
+    req, files = _replayed(args) if args.command == "replay" else _request(args)  # audio read before any model
+    take = (engine.edit if isinstance(req, EditRequest) else engine.generate)(req, progress=_print_progress)
+    for note in take.notes:
+        _say(f"note: {note}")
+    sidecar = recipe.to_recipe(take, files, precision=str(engine.dtype).removeprefix("torch."), device=engine.device)
     audio_path, json_path = audio_io.export(args.output, take.audio, fmt, sidecar)
-    print(f"\nwrote {audio_path} ({take.audio.shape[1] / 44100:.2f} s, seed {seed}, {take.elapsed:.1f} s) "
-          f"and {json_path.name}", file=sys.stderr)
+    _say(f"wrote {audio_path} ({take.audio.shape[1] / SAMPLE_RATE:.2f} s, seed {take.seed}, {take.elapsed:.1f} s) "
+         f"and {json_path.name}")
     return 0
 
 
+def _request(args) -> tuple[GenerateRequest | EditRequest, dict]:
+    """The request the command line asks for, and the files its audio comes from."""
+    seed = args.seed if args.seed is not None else random.randrange(2**31)
+    guidance = Guidance(cfg_scale=args.cfg, apg_scale=args.apg, negative_prompt=args.negative_prompt)
+    if args.command == "generate":
+        init = _load(args.init) if args.init else None
+        req = GenerateRequest(model=args.model, prompt=args.prompt, seconds=args.seconds, seed=seed,
+                              steps=args.steps, init_audio=init, init_strength=args.strength, guidance=guidance,
+                              loras=tuple(args.loras))
+        return req, ({"init_audio": args.init} if args.init else {})
+    req = EditRequest(model=args.model, source=_load(args.source), regions=args.regions, prompt=args.prompt,
+                      seed=seed, steps=args.steps, continue_seconds=args.continue_seconds,
+                      extend_start_seconds=args.extend_start_seconds, context_seconds=args.context,
+                      crossfade_ms=args.crossfade_ms, match_loudness=args.match_loudness, strength=args.strength,
+                      guide=_load(args.guide) if args.guide else None, guidance=guidance, loras=tuple(args.loras))
+    return req, {"source": args.source, **({"guide": args.guide} if args.guide else {})}
+
+
+def _load(path: Path):
+    """A file's audio, (2, N) float32 at 44.1 kHz; what was converted is said as a note."""
+    from studio import audio_io
+
+    audio, note = audio_io.load_audio(path)
+    if note:
+        _say(f"note: {path.name}: {note}")
+    return audio
+
+
+def _replayed(args) -> tuple[GenerateRequest | EditRequest, dict]:
+    """The request a side-car records (its audio files checked unchanged), and those files."""
+    try:
+        data = json.loads(args.sidecar.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{args.sidecar} is not a readable side-car JSON ({e}).") from None
+    req = recipe.from_recipe(data, _load)
+    files = {name: data[name]["file"] for name in recipe.AUDIO_FIELDS if data.get(name)}
+    return req, files
+
+
+def _sentence(e: Exception) -> str:
+    text = str(e).strip()
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _say(line: str) -> None:
+    """One line on stderr, over the progress line on a terminal."""
+    print(("\r\033[K" if sys.stderr.isatty() else "") + line, file=sys.stderr)
+
+
 def _print_progress(stage: str, done: int, total: int) -> None:
-    print(f"\r{stage:>7} {done}/{total}", end="", file=sys.stderr, flush=True)
+    if sys.stderr.isatty():  # a log file gets the result line, not hundreds of \r updates
+        print(f"\r{stage:>7} {done}/{total}", end="", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

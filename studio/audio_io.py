@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ FORMATS = {  # export name -> (soundfile format, subtype, extension)
     "wav24": ("WAV", "PCM_24", ".wav"),
     "wav32f": ("WAV", "FLOAT", ".wav"),
     "flac": ("FLAC", "PCM_24", ".flac"),
+    "mp3": ("MP3", "MPEG_LAYER_III", ".mp3"),  # lossy, for sharing; libsndfile >= 1.1 writes it
 }
 
 
@@ -31,14 +33,24 @@ class AudioError(ValueError):
 
 @dataclass(frozen=True)
 class Limits:
-    max_bytes: int = 200 * 2**20
+    """What an upload may be. Peak memory while loading stays below about
+    ``max_decoded_bytes`` * 2 / channels (only the front pair is kept, read in blocks) plus the
+    44.1 kHz stereo result (``max_seconds`` * 44100 * 2 * 4 bytes: 212 MB for 600 s)."""
+
+    max_bytes: int = 200 * 2**20  # the file itself
     max_seconds: float = 600.0
+    max_decoded_bytes: int = 2**30  # frames x channels x 4 (float32) at the file's own rate
+
+
+BLOCK_FRAMES = 2**16  # frames decoded at a time: a few MB even for 8 channels
 
 
 def load_audio(path: str | os.PathLike, limits: Limits = Limits()) -> tuple[np.ndarray, str]:
     """(audio (2, N) float32 at 44.1 kHz, note of what was converted; '' if nothing)."""
     path = Path(path)
     name = path.name
+    if path.is_dir():
+        raise AudioError(f"“{path}” is a folder: give an audio file (WAV, FLAC, OGG or MP3).")
     if not path.is_file():
         raise AudioError(f"“{name}” was not found.")
     size = path.stat().st_size
@@ -47,11 +59,11 @@ def load_audio(path: str | os.PathLike, limits: Limits = Limits()) -> tuple[np.n
                          f"{limits.max_bytes / 2**20:.0f} MB. Trim or compress it first.")
     if size == 0:
         raise AudioError(f"“{name}” is empty (0 bytes).")
-    data, sr = _read(path, limits)
+    data, sr, channels = _read(path, limits)
     if data.shape[0] == 0:
         raise AudioError(f"“{name}” contains no audio.")
     notes = []
-    data, note = _to_stereo(data.T)
+    data, note = _to_stereo(data.T, channels)
     if note:
         notes.append(note)
     if sr != SAMPLE_RATE:
@@ -70,17 +82,75 @@ def load_audio(path: str | os.PathLike, limits: Limits = Limits()) -> tuple[np.n
     return audio, "; ".join(notes)
 
 
-def _read(path: Path, limits: Limits) -> tuple[np.ndarray, int]:
-    """(frames, channels) float32 and the sample rate; soundfile first, librosa for the rest."""
+def _read(path: Path, limits: Limits) -> tuple[np.ndarray, int, int]:
+    """(frames, min(channels, 2)) float32, the sample rate and the file's channel count;
+    soundfile (sizes checked from the header, then decoded in blocks), librosa for the rest."""
     try:
-        info = sf.info(str(path))
-        _check_duration(path.name, info.frames / info.samplerate, limits)
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-        return data, int(sr)
-    except AudioError:
-        raise
+        f = sf.SoundFile(str(path))
     except Exception:
-        pass
+        return _read_with_librosa(path, limits)
+    with f:
+        _check_header(path, f, limits)
+        return _read_blocks(path.name, f), f.samplerate, f.channels
+
+
+def _check_header(path: Path, f: sf.SoundFile, limits: Limits) -> None:
+    """Refuse, before decoding, a file too long, one that would decode too large, or a WAV cut short."""
+    name = path.name
+    _check_duration(name, f.frames / f.samplerate, limits)
+    decoded = f.frames * f.channels * 4
+    if decoded > limits.max_decoded_bytes:
+        raise AudioError(f"“{name}” would decode to {decoded / 2**20:,.0f} MB ({f.frames / f.samplerate:.0f} s × "
+                         f"{f.channels} channels at {f.samplerate / 1000:g} kHz); the studio decodes up to "
+                         f"{limits.max_decoded_bytes / 2**20:,.0f} MB. Convert it to stereo at 44.1 or 48 kHz first.")
+    cut = _wav_shortfall(path) if f.format in ("WAV", "WAVEX") else None
+    if cut:
+        promised, present = cut
+        raise AudioError(f"“{name}” is cut short: its header promises {promised:,} bytes of audio but the file holds "
+                         f"{present:,} (an interrupted copy or download?). Use the complete file.")
+
+
+def _read_blocks(name: str, f: sf.SoundFile) -> np.ndarray:
+    """The front pair of ``f`` decoded BLOCK_FRAMES at a time: the other channels never fill memory."""
+    out = np.empty((f.frames, min(f.channels, 2)), dtype=np.float32)
+    done = 0
+    try:
+        while done < f.frames:
+            block = f.read(min(BLOCK_FRAMES, f.frames - done), dtype="float32", always_2d=True)
+            if len(block) == 0:
+                break
+            out[done:done + len(block)] = block[:, :2]
+            done += len(block)
+    except Exception:  # libsndfile's "decoder lost sync" and the like
+        raise AudioError(f"“{name}” is damaged: decoding failed at {done / f.samplerate:.1f} s. "
+                         "Use an undamaged copy.") from None
+    if done < f.frames and f.format != "MP3":  # MP3 headers only estimate their length
+        raise AudioError(f"“{name}” is cut short: it holds {done / f.samplerate:.1f} s of the "
+                         f"{f.frames / f.samplerate:.1f} s its header promises. Use the complete file.")
+    return out[:done]
+
+
+def _wav_shortfall(path: Path) -> tuple[int, int] | None:
+    """(data bytes the RIFF header promises, bytes present) when a WAV's data chunk is cut short.
+
+    libsndfile quietly shortens such a file to what is there, so a cut copy would load "as is".
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        if f.read(12)[8:12] != b"WAVE":
+            return None
+        while (head := f.read(8)) and len(head) == 8:
+            length = struct.unpack("<I", head[4:])[0]
+            if head[:4] == b"data":
+                present = size - f.tell()
+                # 0 and 0xFFFFFFFF: a streaming writer that never knew the length
+                return (length, present) if present < length < 0xFFFFFFFF else None
+            f.seek(length + (length & 1), 1)  # chunks are padded to an even length
+    return None
+
+
+def _read_with_librosa(path: Path, limits: Limits) -> tuple[np.ndarray, int, int]:
+    """Formats libsndfile cannot open (through audioread / ffmpeg); all channels are decoded."""
     try:
         import librosa
         with warnings.catch_warnings():  # librosa warns that it falls back to audioread: we know
@@ -92,8 +162,8 @@ def _read(path: Path, limits: Limits) -> tuple[np.ndarray, int]:
     except Exception:
         raise AudioError(f"“{path.name}” could not be read as audio; the studio opens WAV, FLAC, "
                          "OGG and MP3 files.") from None
-    data = np.atleast_2d(data).T
-    return data.astype(np.float32), int(sr)
+    data = np.atleast_2d(data)
+    return np.ascontiguousarray(data[:2].T, dtype=np.float32), int(sr), data.shape[0]
 
 
 def _check_duration(name: str, seconds: float, limits: Limits) -> None:
@@ -102,41 +172,71 @@ def _check_duration(name: str, seconds: float, limits: Limits) -> None:
                          f"{limits.max_seconds:.0f} s. Trim it first.")
 
 
-def _to_stereo(data: np.ndarray) -> tuple[np.ndarray, str]:
-    """(channels, N) -> (2, N): mono is doubled, more than two keeps the front pair."""
-    c = data.shape[0]
-    if c == 1:
+def _to_stereo(data: np.ndarray, channels: int) -> tuple[np.ndarray, str]:
+    """(min(channels, 2), N) -> (2, N): mono is doubled; of more than two the front pair was kept."""
+    if channels == 1:
         return np.concatenate([data, data]), "mono → stereo"
-    if c == 2:
+    if channels == 2:
         return data, ""
-    return data[:2], f"kept the first 2 of {c} channels"
+    return data[:2], f"kept the first 2 of {channels} channels"
 
 
-def atomic_write(path: str | os.PathLike, write) -> Path:
-    """Call write(tmp_path) then move tmp over path, so readers see the old file or the new one."""
+TEMP_PREFIX = ".tmp-"  # every half-written file starts so; studio.session removes leftovers of a crash
+
+
+def atomic_write(path: str | os.PathLike, write, exclusive: bool = False) -> Path:
+    """Call write(tmp_path) then move tmp over path, so readers see the old file or the new one.
+
+    exclusive: never replace an existing file; FileExistsError instead (the new file is linked
+    into place, which fails atomically when the name is taken)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.stem}.", suffix=path.suffix)
     os.close(fd)
     try:
         write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
+        if exclusive:
+            _link_new(tmp, path)
+        else:
+            os.replace(tmp, path)
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
-def write_audio(path: str | os.PathLike, audio: np.ndarray, fmt: str = "wav32f") -> Path:
-    """Write (2, N) float32 audio atomically as 'wav24', 'wav32f' or 'flac'."""
+def _link_new(tmp: str, path: Path) -> None:
+    """Give tmp the name path unless path exists (FileExistsError)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: reserve the name, then replace it
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        os.replace(tmp, path)
+
+
+def check_writable(fmt: str) -> None:
+    """AudioError unless this system's libsndfile writes ``fmt`` (MP3 needs libsndfile >= 1.1)."""
+    kind = FORMATS[fmt][0]
+    if kind not in sf.available_formats():
+        raise AudioError(f"This system's sound library (libsndfile {sf.__libsndfile_version__}) cannot write "
+                         f"{kind}: export as WAV or FLAC, or update libsndfile to 1.1 or newer.")
+
+
+def write_audio(path: str | os.PathLike, audio: np.ndarray, fmt: str = "wav32f", exclusive: bool = False) -> Path:
+    """Write (2, N) float32 audio atomically as 'wav24', 'wav32f', 'flac' or 'mp3' (see atomic_write)."""
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {sorted(FORMATS)}, got {fmt!r}")
     if audio.ndim != 2 or audio.shape[0] != 2:
         raise ValueError(f"audio must be (2, N), got {audio.shape}")
+    if not np.isfinite(audio).all():  # 24-bit would hold a full-scale constant, FLAC would fail
+        raise AudioError("The audio holds NaN or infinite samples (the model produced invalid output), so it "
+                         "was not written: try another seed, or check the model's weights.")
+    check_writable(fmt)
     kind, subtype, _ = FORMATS[fmt]
     frames = np.ascontiguousarray(audio.T, dtype=np.float32)
     return atomic_write(path, lambda tmp: sf.write(tmp, frames, SAMPLE_RATE, subtype=subtype,
-                                                   format=kind))
+                                                   format=kind), exclusive)
 
 
 def write_json(path: str | os.PathLike, data) -> Path:

@@ -12,13 +12,21 @@ SFX = "TrackType: SFX, "
 SMALL_SECONDS = 5292032 / 44100
 MEDIUM_SECONDS = 16777216 / 44100
 
+LAPTOP = "Runs on a laptop CPU (about 6 GB of memory); a GPU makes it faster."
+GPU = "Needs an NVIDIA GPU with 12 GB of memory or more."
+BASE = " A -base model: slower (50 guided steps) and more varied, steered by CFG and a negative prompt."
+# Post-trained models: 8 ping-pong steps, no guidance. -base models: the official UI's defaults,
+# 50 Euler steps with CFG 7 (stable_audio_3/interface/diffusion_cond.py).
+BASE_STEPS, BASE_CFG = 50, 7.0
+
 CATALOG = (
-    ModelInfo("small-music", "Small · music", "music",
-              "Runs on a laptop CPU (about 6 GB of memory); a GPU makes it faster.", SMALL_SECONDS, MUSIC, 8),
-    ModelInfo("small-sfx", "Small · sound effects", "sfx",
-              "Runs on a laptop CPU (about 6 GB of memory); a GPU makes it faster.", SMALL_SECONDS, SFX, 8),
-    ModelInfo("medium", "Medium · music and sound", "music",
-              "Needs an NVIDIA GPU with 12 GB of memory or more.", MEDIUM_SECONDS, MUSIC, 8),
+    ModelInfo("small-music", "Small · music", LAPTOP, SMALL_SECONDS, MUSIC, 8),
+    ModelInfo("small-sfx", "Small · sound effects", LAPTOP, SMALL_SECONDS, SFX, 8),
+    ModelInfo("medium", "Medium · music and sound", GPU, MEDIUM_SECONDS, MUSIC, 8),
+    ModelInfo("small-music-base", "Small · music · base", LAPTOP + BASE, SMALL_SECONDS, MUSIC, BASE_STEPS, BASE_CFG),
+    ModelInfo("small-sfx-base", "Small · sound effects · base", LAPTOP + BASE, SMALL_SECONDS, SFX, BASE_STEPS,
+              BASE_CFG),
+    ModelInfo("medium-base", "Medium · base", GPU + BASE, MEDIUM_SECONDS, MUSIC, BASE_STEPS, BASE_CFG),
 )
 
 

@@ -1,21 +1,25 @@
 """The real engine: the studio's API (studio/api.py) over our SA3 models (models/).
 
-Every request is fully described by itself and its seed; the engine keeps only loaded
-weights and a cache of encoded tracks (a track is encoded once, every later edit of it
-reuses its latents).
+Every request is fully described by itself and its seed, its model included. The engine keeps
+loaded weights (one model at a time by default: a request for another model waits for the
+running job, frees the old model, then loads the new one), a cache of encoded tracks keyed by
+model and samples, and a queue that runs one job at a time (studio/jobs.py).
 
 An edit runs on a *window* of the track around its regions: ``context_seconds`` of audio on
 each side (default: the whole track while it fits the model's maximum, else
-``LONG_TRACK_CONTEXT`` seconds). The window is aligned to the latent grid, regenerated with
+``edit.LONG_TRACK_CONTEXT`` seconds). The window is aligned to the latent grid, regenerated with
 the regions masked, decoded only around the regions, and spliced into the full track with
 equal-power crossfades, so outside the regions the result equals the source sample for sample.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
+import logging
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -24,28 +28,51 @@ import numpy as np
 import torch
 
 from models import plan
+from models.plan import HEADROOM_SECONDS
 from models.config import DiffusionModelConfig, load_model_config
-from models.loading import CheckpointError, resolve
+from models.loading import CheckpointError, first_line, resolve, resolve_file
+from models.lora import LoraFile, LoraUse, read_lora
 from models.precision import Precision, choose_precision
 from models.sa3 import Generation, StableAudio3
 from models.noise import generator_noise
 from studio import edit
-from studio.catalog import CATALOG, MUSIC, SFX, model_info, prompt_for_model
-from studio.api import (LATENT_HOP, SAMPLE_RATE, EditRequest, EngineError, GenerateRequest,
-                        ModelInfo, Progress, Region, Take)
+from studio.catalog import BASE_CFG, BASE_STEPS, CATALOG, MUSIC, SFX, model_info, prompt_for_model
+from studio.api import (LATENT_HOP, SAMPLE_RATE, Cancelled, EditRequest, EngineError, GenerateRequest,
+                        Estimate, ModelInfo, Progress, Region, Take, check_finite, check_length,
+                        report)
+from studio.jobs import JobQueue
 
-HEADROOM_SECONDS = 6.0  # attended frames past the clip (official duration_padding_sec)
-LONG_TRACK_CONTEXT = 15.0  # seconds heard on each side of an edit in a track longer than the model
+log = logging.getLogger(__name__)
+
 DECODE_MARGIN = 16
 # Longer spans are encoded/decoded in windows of this many latents (~48 s): peak memory stays
 # that of one window, and with the official 32-latent overlap the extra work is ~7%
 # (the official 128-latent windows cost ~40% more than one pass).
 CODEC_WINDOW = 512  # latent frames decoded on each side of the edited span (~1.5 s)
 ENCODE_CACHE = 4  # tracks whose latents are kept
+MAX_BATCH = 4  # prompt groups sampled together; more groups run as further batches (bounded memory)
 
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_device(device: str) -> str:
+    """``device`` if this machine has it, else an EngineError saying what to use instead."""
+    try:
+        kind = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise EngineError(f"Unknown device {device!r}: use cpu or cuda (cuda:1 for a second GPU).") from None
+    if kind.type == "cuda":
+        if not torch.cuda.is_available():
+            raise EngineError(f"Device {device!r} needs an NVIDIA GPU, but PyTorch finds none (no GPU, no driver, "
+                              "or a CPU-only torch build): use the cpu device, or install torch with CUDA.")
+        if (kind.index or 0) >= torch.cuda.device_count():
+            raise EngineError(f"Device {device!r} does not exist: this machine has {torch.cuda.device_count()} "
+                              "GPU(s), numbered from cuda:0.")
+    elif kind.type != "cpu":
+        raise EngineError(f"Device {device!r} is not supported: use cpu or cuda.")
+    return device
 
 
 def default_model() -> str:
@@ -68,14 +95,17 @@ class RealEngine:
         """``extra_models``: repo ids or local checkpoint folders offered beside the catalogue.
         ``precision``: "auto" (bf16 where the device computes it natively), "fp32" or "bf16"
         (models.precision); a ``dtype`` given instead runs every part in it."""
-        self.device = device or default_device()
+        self.device = check_device(device or default_device())
         self.extra = tuple(_describe(name) for name in extra_models)
         self.precision = (choose_precision(self.device, precision) if dtype is None
                           else Precision(dtype, dtype, dtype, "dtype given"))
         self.dtype = self.precision.dit
         self.token, self.revision = token, revision
-        self._loaded: Optional[_Loaded] = None
+        self._loaded: dict[str, _Loaded] = {}  # at most one model (see _ensure)
         self._latents: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._jobs = JobQueue()
+        self._costs = Costs()
+        self._lora_files = LoraFiles(token)
 
     @classmethod
     def from_model(cls, model: StableAudio3, name: str = "small-music") -> "RealEngine":
@@ -83,7 +113,7 @@ class RealEngine:
         catalog entry (limits, prompt prefix), or describes a local folder."""
         engine = cls(device=str(model.device), dtype=model.dit.dtype)
         info = model_info(name) or _describe(name, model.cfg)
-        engine._loaded = _Loaded(info, model)
+        engine._loaded[name] = _Loaded(info, model)
         return engine
 
     # ----------------------------------------------------------------- models
@@ -91,104 +121,155 @@ class RealEngine:
     def models(self) -> list[ModelInfo]:
         return list(CATALOG) + list(self.extra)
 
-    def load(self, name: str, progress: Optional[Progress] = None) -> ModelInfo:
-        if self._loaded and self._loaded.info.name == name:
-            return self._loaded.info
-        _report(progress, "load", 0, 1)
+    def describe(self, name: str) -> ModelInfo:
+        """The ModelInfo of ``name``: a catalogue entry, an offered extra, or a folder/repo described."""
+        if name in self._loaded:
+            return self._loaded[name].info
+        return next((m for m in self.models() if m.name == name), None) or _describe(name)
+
+    def estimate(self, model: str, track_seconds: float, spans, steps: int | None = None,
+                 context_seconds: Optional[float] = None) -> Estimate:
+        """What an edit of ``spans`` (Regions, on the take's axis) in a ``track_seconds`` take will
+        cost: the audio the model hears and, once this machine has run a take, about how long one
+        takes (the latents not yet encoded included). ValueError as the edit itself would raise."""
+        info = self.describe(model)
+        total = edit.to_samples(track_seconds)
+        w0, w1 = edit.window(spans, total, info.max_seconds - HEADROOM_SECONDS, context_seconds)
+        frames = -(-(w1 - w0) // LATENT_HOP) + int(HEADROOM_SECONDS * SAMPLE_RATE) // LATENT_HOP
+        edited = sum(-(-edit.to_samples(r.end - r.start) // LATENT_HOP) + 2 * DECODE_MARGIN for r in spans)
+        work = {"step": frames * (steps or info.default_steps), "decode": min(edited, frames)}
+        return Estimate(heard_seconds=(w1 - w0) / SAMPLE_RATE, seconds=self._costs.seconds(work))
+
+    def loaded(self) -> list[str]:
+        """Names of the models in memory now."""
+        return list(self._loaded)
+
+    def prepare(self, name: str, progress: Optional[Progress] = None) -> ModelInfo:
+        with self._jobs.turn(progress):
+            return self._ensure(name, progress).info
+
+    def _ensure(self, name: str, progress: Optional[Progress]) -> _Loaded:
+        """The model ``name``, loaded if needed. Called inside a job's turn, so no other job runs:
+        the model in memory is freed BEFORE the new one is read (a switch holds one model)."""
+        if name in self._loaded:
+            return self._loaded[name]
+        self._unload()
+        log.info("loading model %s on %s", name, self.device)
+        t0 = time.perf_counter()
+        report(progress, "load", 0, 1)
         try:
             ckpt = resolve(name, revision=self.revision, token=self.token,
-                           progress=lambda done, total: _report(progress, "load", done, total))
+                           progress=lambda done, total: report(progress, "load", done, total))
             model = StableAudio3.from_checkpoint(ckpt, self.device, precision=self.precision)
+        except Cancelled:
+            raise
         except CheckpointError as e:
             raise EngineError(str(e)) from e
-        except (ValueError, OSError) as e:
-            raise EngineError(f"The model {name!r} could not be loaded: {e}") from e
+        except Exception as e:  # a user's checkpoint can be broken in many ways: say which, never a traceback
+            raise EngineError(f"The model {name!r} could not be loaded ({type(e).__name__}: {first_line(e)}); "
+                              "check that it is a complete SA3 checkpoint, or download it again.") from e
+        if (model.cfg.sample_rate, model.cfg.same.downsampling_ratio) != (SAMPLE_RATE, LATENT_HOP):
+            raise EngineError(f"The model {name!r} works at {model.cfg.sample_rate} Hz with a latent hop of "
+                              f"{model.cfg.same.downsampling_ratio}; the studio needs {SAMPLE_RATE} Hz and "
+                              f"{LATENT_HOP} (the released SA3 models).")
         info = next((m for m in self.models() if m.name == name), None) or _describe(name, model.cfg)
-        self._loaded, self._latents = _Loaded(info, model), OrderedDict()
-        _report(progress, "load", 1, 1)
-        return info
+        self._loaded[name] = _Loaded(info, model)
+        log.info("loaded model %s in %.1f s", name, time.perf_counter() - t0)
+        report(progress, "load", 1, 1)
+        return self._loaded[name]
 
-    def _model(self) -> _Loaded:
-        if self._loaded is None:
-            raise EngineError("No model is loaded yet: pick a model first.")
-        return self._loaded
+    def _unload(self) -> None:
+        self._loaded.clear()
+        self._latents.clear()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     # ----------------------------------------------------------------- text-to-audio, audio-to-audio
 
     def generate(self, req: GenerateRequest, progress: Optional[Progress] = None) -> Take:
-        loaded = self._model()
-        model, info = loaded.model, loaded.info
+        return self._job(self._generate, req, progress)
+
+    def _job(self, work, req, progress) -> Take:
+        """``work(model, info, req, progress)`` in this request's turn, on the model it names."""
+        with self._jobs.turn(progress):
+            loaded = self._ensure(req.model, progress)
+            return work(loaded.model, loaded.info, req, progress)
+
+    def _generate(self, model: StableAudio3, info: ModelInfo, req: GenerateRequest, progress) -> Take:
         t0 = time.perf_counter()
-        if not 0 < req.seconds <= info.max_seconds:
-            raise ValueError(f"seconds must be in (0, {info.max_seconds:g}] for {info.name}, got {req.seconds}")
+        check_length(req.seconds, info)
         L = model.latent_length(req.seconds, HEADROOM_SECONDS)
         init = None
         if req.init_audio is not None and req.init_strength < 1.0:
             _check_audio(req.init_audio, "init_audio")
-            _report(progress, "encode", 0, 1)
-            init = self._encode(_fit(req.init_audio, L * LATENT_HOP), model)[..., :L]
-            _report(progress, "encode", 1, 1)
-        job = Generation((self._prompt(req.prompt, info),), (float(req.seconds),), L,
+            report(progress, "encode", 0, 1)
+            init = self._encode(edit.fit(req.init_audio, L * LATENT_HOP), model)[..., :L]
+            report(progress, "encode", 1, 1)
+        prompt = self._prompt(req.prompt, info)
+        job = Generation((prompt,), (float(req.seconds),), L,
                          req.steps or info.default_steps, init=init,
                          init_noise_level=float(req.init_strength), headroom_seconds=HEADROOM_SECONDS,
-                         monotonic_init=True)
-        latents = self._sample(model, job, req.seed, progress)
+                         monotonic_init=True, loras=self._lora_files.uses(req.loras), **_guidance(req.guidance, info, 1))
+        latents = self._sample(model, job, torch.Generator().manual_seed(int(req.seed)), progress)
         n = edit.to_samples(req.seconds)
         audio = self._decode(model, latents[..., : -(-n // LATENT_HOP)], progress)[0, :, :n]
-        return Take(audio, req, req.seed, info.name, (Region(0.0, n / SAMPLE_RATE),), time.perf_counter() - t0)
+        return Take(audio, req, req.seed, info.name, (Region(0.0, n / SAMPLE_RATE),), time.perf_counter() - t0,
+                    _prompt_notes(model, (prompt,)))
 
     # ----------------------------------------------------------------- inpainting, continuation
 
     def edit(self, req: EditRequest, progress: Optional[Progress] = None) -> Take:
-        loaded = self._model()
-        model, info = loaded.model, loaded.info
-        t0 = time.perf_counter()
         _check_audio(req.source, "source")
-        n = req.source.shape[1]
-        regions = edit.validate_regions(req.regions, n / SAMPLE_RATE)
-        if req.continue_seconds < 0:
-            raise ValueError(f"continue_seconds must be >= 0, got {req.continue_seconds}")
-        total = n + edit.to_samples(req.continue_seconds)
-        if req.continue_seconds > 0:
-            regions = regions + (Region(n / SAMPLE_RATE, total / SAMPLE_RATE, None),)
-        if not regions:
-            raise ValueError("Paint at least one region or set “continue by” before generating.")
-        window = plan_window(regions, total, info.max_seconds - HEADROOM_SECONDS, req.context_seconds)
-        source_latents = self._source_latents(req.source, model, progress)
-        groups = _by_prompt(regions, req.prompt)
-        takes = self._edit_window(model, info, req, groups, window, source_latents, progress)
-        generated = np.zeros((2, total), dtype=np.float32)
-        generated[:, :n] = req.source
-        for (_, group), new in zip(groups, takes):  # each region from the item that made it
-            for r in group:
-                a, b = edit.to_samples(r.start), min(edit.to_samples(r.end), total)
-                generated[:, a:b] = new[:, a - window[0]:b - window[0]]
-        audio = edit.splice(req.source, generated, regions, req.crossfade_ms)
-        return Take(audio, req, req.seed, info.name, regions, time.perf_counter() - t0)
+        return self._job(self._edit, req, progress)
 
-    def _edit_window(self, model: StableAudio3, info: ModelInfo, req: EditRequest, groups, window,
-                     source_latents: torch.Tensor, progress) -> np.ndarray:
+    def _edit(self, model: StableAudio3, info: ModelInfo, req: EditRequest, progress) -> Take:
+        t0 = time.perf_counter()
+        plan = edit.layout(req.source, req.regions, req.continue_seconds, req.extend_start_seconds)
+        window = edit.window(plan.spans, plan.total, info.max_seconds - HEADROOM_SECONDS, req.context_seconds)
+        source_latents = self._source_latents(plan.source, model, info.name, progress)
+        init_latents = source_latents
+        if req.guide is not None:
+            _check_audio(req.guide, "guide")
+            init_latents = self._source_latents(edit.place_guide(plan, req.guide), model, info.name, progress)
+        groups = edit.prompt_groups(plan.spans, req.prompt)
+        prompts = tuple(self._prompt(prompt, info) for prompt, _ in groups)
+        generator = torch.Generator().manual_seed(int(req.seed))
+        generated = np.zeros((2, plan.total), dtype=np.float32)
+        for first in range(0, len(groups), MAX_BATCH):  # bounded batches, one generator for all
+            batch = groups[first:first + MAX_BATCH]
+            made = self._edit_window(model, info, req, batch, prompts[first:first + MAX_BATCH], window,
+                                     (source_latents, init_latents), generator, progress)
+            for (_, group), new in zip(batch, made):  # each region from the item that made it
+                for r in group:
+                    a, b = edit.to_samples(r.start), min(edit.to_samples(r.end), plan.total)
+                    generated[:, a:b] = new[:, a - window[0]:b - window[0]]
+        audio = edit.assemble(plan, generated, req.crossfade_ms, req.match_loudness)
+        return Take(audio, req, req.seed, info.name, plan.spans, time.perf_counter() - t0,
+                    _prompt_notes(model, prompts))
+
+    def _edit_window(self, model: StableAudio3, info: ModelInfo, req: EditRequest, groups, prompts, window,
+                     latents: tuple[torch.Tensor, torch.Tensor], generator: torch.Generator, progress) -> np.ndarray:
         """Regenerate each group's regions inside ``window`` (samples, latent-aligned), one batch
-        item per group (its prompt; the other groups' audio kept). Returns (G, 2, window) audio,
-        decoded only around the regions (zeros elsewhere)."""
+        item per group (its prompt; the other groups' audio kept). ``latents``: the whole track's
+        (kept outside the regions) and what strength < 1 starts from (the track or a guide).
+        Returns (G, 2, window) audio, decoded only around the regions (zeros elsewhere)."""
         w0, w1 = window
         f0, f1 = w0 // LATENT_HOP, -(-w1 // LATENT_HOP)
         seconds = (w1 - w0) / SAMPLE_RATE
         L = model.latent_length(seconds, HEADROOM_SECONDS)
-        reference = torch.zeros(1, source_latents.shape[1], L)
-        have = source_latents[..., f0:min(f1, source_latents.shape[-1])]
-        reference[..., : have.shape[-1]] = have.float()
+        reference, start = (_frames(whole, f0, f1, L) for whole in latents)
         keep = torch.cat([self._keep(group, w0, L, seconds) for _, group in groups])  # (G, L)
         strength = float(req.strength)
-        prompts = tuple(self._prompt(prompt, info) for prompt, _ in groups)
         job = Generation(prompts, (seconds,) * len(groups), L, req.steps or info.default_steps,
-                         reference=reference, keep=keep, init=reference if strength < 1 else None,
-                         init_noise_level=strength, headroom_seconds=HEADROOM_SECONDS, monotonic_init=True)
-        latents = self._sample(model, job, req.seed, progress)
+                         reference=reference, keep=keep, init=start if strength < 1 else None,
+                         init_noise_level=strength, headroom_seconds=HEADROOM_SECONDS, monotonic_init=True,
+                         loras=self._lora_files.uses(req.loras), **_guidance(req.guidance, info, len(groups)))
+        latents = self._sample(model, job, generator, progress)
         # Decode only the edited span (plus margin): the rest of the window is the source anyway.
         regions = [r for _, group in groups for r in group]
-        first = max(0, int(min(r.start for r in regions) * SAMPLE_RATE) // LATENT_HOP - f0 - DECODE_MARGIN)
-        last = min(f1 - f0, -(-int(max(r.end for r in regions) * SAMPLE_RATE) // LATENT_HOP) - f0 + DECODE_MARGIN)
+        first = max(0, edit.to_samples(min(r.start for r in regions)) // LATENT_HOP - f0 - DECODE_MARGIN)
+        last = min(f1 - f0, -(-edit.to_samples(max(r.end for r in regions)) // LATENT_HOP) - f0 + DECODE_MARGIN)
         audio = self._decode(model, latents[..., first:last], progress)  # (G, 2, span)
         out = np.zeros((len(groups), 2, w1 - w0), dtype=np.float32)
         span = out[..., first * LATENT_HOP: last * LATENT_HOP]
@@ -206,77 +287,108 @@ class RealEngine:
     def _prompt(self, prompt: str, info: ModelInfo) -> str:
         return prompt_for_model(prompt, info)
 
-    def _sample(self, model: StableAudio3, job: Generation, seed: int, progress) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(int(seed))
-        _report(progress, "steps", 0, job.steps)
-        steps = lambda s: _report(progress, "steps", s.i + 1, s.steps)
-        return model.sample(job, generator_noise(generator), callback=steps)
+    def _sample(self, model: StableAudio3, job: Generation, generator: torch.Generator, progress) -> torch.Tensor:
+        report(progress, "steps", 0, job.steps)
+        steps = lambda s: report(progress, "steps", s.i + 1, s.steps)
+        with self._costs.timing("step", job.batch_size * job.latent_length * job.steps):
+            return model.sample(job, generator_noise(generator), callback=steps)
 
     def _decode(self, model: StableAudio3, latents: torch.Tensor, progress) -> np.ndarray:
-        _report(progress, "decode", 0, 1)
+        report(progress, "decode", 0, 1)
         chunked = latents.shape[-1] > CODEC_WINDOW
-        audio = model.decode(latents, chunked, window=CODEC_WINDOW)[..., : latents.shape[-1] * LATENT_HOP]
-        _report(progress, "decode", 1, 1)
-        return audio.float().clamp(-1, 1).cpu().numpy()
+        with self._costs.timing("decode", latents.shape[0] * latents.shape[-1]):
+            audio = model.decode(latents, chunked, window=CODEC_WINDOW)[..., : latents.shape[-1] * LATENT_HOP]
+        audio = audio.float().cpu().numpy()
+        check_finite(audio)
+        report(progress, "decode", 1, 1)
+        return np.clip(audio, -1, 1)
 
     def _encode(self, audio: np.ndarray, model: StableAudio3) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None]
         return model.encode(x, x.shape[-1] > CODEC_WINDOW * LATENT_HOP, window=CODEC_WINDOW).float().cpu()
 
-    def _source_latents(self, source: np.ndarray, model: StableAudio3, progress) -> torch.Tensor:
-        """The whole track's latents, encoded once per track (keyed by its samples)."""
-        key = (hashlib.sha1(np.ascontiguousarray(source, dtype=np.float32).tobytes()).hexdigest(), source.shape)
+    def _source_latents(self, source: np.ndarray, model: StableAudio3, name: str, progress) -> torch.Tensor:
+        """The whole track's latents, encoded once per model and track (keyed by its samples)."""
+        key = (name, hashlib.sha1(np.ascontiguousarray(source, dtype=np.float32).tobytes()).hexdigest(),
+               source.shape)
         if key in self._latents:
             self._latents.move_to_end(key)
-            _report(progress, "encode", 1, 1)
+            report(progress, "encode", 1, 1)
             return self._latents[key]
-        _report(progress, "encode", 0, 1)
+        report(progress, "encode", 0, 1)
         latents = self._encode(source, model)[..., : -(-source.shape[1] // LATENT_HOP)]
         self._latents[key] = latents
         if len(self._latents) > ENCODE_CACHE:
             self._latents.popitem(last=False)
-        _report(progress, "encode", 1, 1)
+        report(progress, "encode", 1, 1)
         return latents
 
 
-def plan_window(regions, total: int, max_seconds: float, context_seconds: Optional[float]) -> tuple[int, int]:
-    """(start, end) samples of the part of a ``total``-sample track an edit runs on.
+class LoraFiles:
+    """LoRA files read once each (keyed by path, size and modification time, so an edited file is
+    read again): changing a strength, interval or filter never re-reads a file."""
 
-    The regions' hull plus ``context_seconds`` each side (None: the whole track when it fits
-    ``max_seconds``, else ``LONG_TRACK_CONTEXT`` as far as it fits), clipped to the track and aligned
-    to the latent grid. A hull longer than ``max_seconds`` is an error naming both lengths.
-    """
-    limit = int(max_seconds * SAMPLE_RATE) // LATENT_HOP * LATENT_HOP
-    first = int(min(r.start for r in regions) * SAMPLE_RATE) // LATENT_HOP * LATENT_HOP
-    last = -(-int(round(max(r.end for r in regions) * SAMPLE_RATE)) // LATENT_HOP) * LATENT_HOP
-    if last - first > limit:
-        raise ValueError(f"The regions span {(last - first) / SAMPLE_RATE:.1f} s, more than this model's "
-                         f"{max_seconds:.0f} s: edit them in smaller groups.")
-    end_of_track = -(-total // LATENT_HOP) * LATENT_HOP
-    if context_seconds is None:
-        if end_of_track <= limit:
-            return 0, total
-        context = min(int(LONG_TRACK_CONTEXT * SAMPLE_RATE), (limit - (last - first)) // 2)
-    else:
-        if context_seconds < 0:
-            raise ValueError(f"context_seconds must be >= 0, got {context_seconds}")
-        context = min(int(context_seconds * SAMPLE_RATE), (limit - (last - first)) // 2)
-    context = context // LATENT_HOP * LATENT_HOP
-    start, end = max(0, first - context), min(end_of_track, last + context)
-    # Give context cut at one end of the track to the other end.
-    spare = 2 * context - (first - start) - (end - last)
-    start, end = max(0, start - spare), min(end_of_track, end + spare)
-    if end - start > limit:
-        end = start + limit
-    return start, min(end, total)
+    def __init__(self, token: Optional[str] = None, keep: int = 8):
+        self._files: OrderedDict[tuple, LoraFile] = OrderedDict()
+        self._token, self._keep = token, keep
+
+    def uses(self, specs) -> tuple[LoraUse, ...]:
+        return tuple(LoraUse(self._read(spec.path), float(spec.strength), tuple(spec.interval), spec.layer_filter)
+                     for spec in specs)
+
+    def _read(self, name: str) -> LoraFile:
+        try:
+            path = resolve_file(name, token=self._token)
+        except CheckpointError as e:
+            raise ValueError(f"LoRA: {e}") from e
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key not in self._files:
+            self._files[key] = read_lora(path)
+            if len(self._files) > self._keep:
+                self._files.popitem(last=False)
+        self._files.move_to_end(key)
+        return self._files[key]
 
 
-def _by_prompt(regions, prompt: str) -> list[tuple[str, tuple[Region, ...]]]:
-    """Regions grouped by the prompt they ask for (a region's own, else the edit's)."""
-    groups: dict[str, list[Region]] = {}
-    for r in regions:
-        groups.setdefault(r.prompt or prompt, []).append(r)
-    return [(p, tuple(rs)) for p, rs in groups.items()]
+class Costs:
+    """Seconds per unit of work (a latent frame through one sampler step; a decoded frame) on
+    this machine, learnt from the runs so far (the latest run weighs half)."""
+
+    def __init__(self):
+        self._per_unit: dict[str, float] = {}
+
+    @contextmanager
+    def timing(self, kind: str, units: int):
+        t0 = time.perf_counter()
+        yield
+        if units > 0:
+            rate = (time.perf_counter() - t0) / units
+            old = self._per_unit.get(kind)
+            self._per_unit[kind] = rate if old is None else 0.5 * (old + rate)
+
+    def seconds(self, work: dict[str, int]) -> Optional[float]:
+        if not all(kind in self._per_unit for kind in work):
+            return None
+        return sum(self._per_unit[kind] * units for kind, units in work.items())
+
+
+def _frames(latents: torch.Tensor, f0: int, f1: int, L: int) -> torch.Tensor:
+    """(1, C, L) fp32: frames [f0, f1) of a track's latents, zero past the track's end."""
+    out = torch.zeros(1, latents.shape[1], L)
+    have = latents[..., f0:min(f1, latents.shape[-1])]
+    out[..., : have.shape[-1]] = have.float()
+    return out
+
+
+def _guidance(guidance, info: ModelInfo, batch: int) -> dict:
+    """Generation's guidance fields for a request: none for post-trained models, else the
+    request's (or the model's default) CFG, APG and negative prompt for each of ``batch`` items."""
+    if not info.guided:
+        return {}
+    negative = (guidance.negative_prompt,) * batch if guidance.negative_prompt.strip() else None
+    cfg = info.default_cfg if guidance.cfg_scale is None else guidance.cfg_scale
+    return dict(cfg_scale=float(cfg), apg_scale=float(guidance.apg_scale), negative_prompts=negative)
 
 
 def _describe(name: str, cfg: Optional[DiffusionModelConfig] = None) -> ModelInfo:
@@ -289,8 +401,26 @@ def _describe(name: str, cfg: Optional[DiffusionModelConfig] = None) -> ModelInf
     sfx = "sfx" in f"{name} {repo or ''}".lower()
     max_seconds = cfg.max_seconds if cfg is not None else model_info("medium").max_seconds
     where = "A local checkpoint folder." if path.is_dir() else "A checkpoint from Hugging Face."
-    return ModelInfo(name, path.name if path.is_dir() else name, "sfx" if sfx else "music", where,
-                     max_seconds, SFX if sfx else MUSIC, 8)
+    base = cfg.is_base if cfg is not None else name.lower().endswith("-base")
+    steps, guidance = (BASE_STEPS, BASE_CFG) if base else (8, 1.0)
+    return ModelInfo(name, path.name if path.is_dir() else name, where, max_seconds, SFX if sfx else MUSIC,
+                     steps, guidance)
+
+
+def _prompt_notes(model: StableAudio3, prompts) -> tuple[str, ...]:
+    """A sentence for each prompt longer than the text encoder reads, saying where it was cut."""
+    encoder = model.conditioner.prompt.encoder
+    if encoder is None:
+        return ()
+    notes = []
+    for prompt in dict.fromkeys(prompts):
+        ids = encoder.token_ids(prompt, truncate=False)
+        if len(ids) > encoder.max_length:
+            heard = encoder.tokenizer.decode(ids[: encoder.max_length], skip_special_tokens=True).split()
+            notes.append(f"The prompt is {len(ids)} tokens long and the model reads only the first "
+                         f"{encoder.max_length}: it stops after “…{' '.join(heard[-4:])}”. Shorten it to "
+                         "be heard whole.")
+    return tuple(notes)
 
 
 def _check_audio(audio: np.ndarray, what: str) -> None:
@@ -300,15 +430,3 @@ def _check_audio(audio: np.ndarray, what: str) -> None:
         raise ValueError(f"{what} is empty")
     if not np.isfinite(audio).all():
         raise ValueError(f"{what} holds NaN or infinite samples")
-
-
-def _fit(audio: np.ndarray, n: int) -> np.ndarray:
-    out = np.zeros((2, n), dtype=np.float32)
-    k = min(n, audio.shape[1])
-    out[:, :k] = audio[:, :k]
-    return out
-
-
-def _report(progress: Optional[Progress], stage: str, done: int, total: int) -> None:
-    if progress is not None:
-        progress(stage, done, total)

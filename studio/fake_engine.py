@@ -1,23 +1,28 @@
-"""A stand-in engine with the real one's interface: deterministic per seed, instant, no weights.
+"""A stand-in engine with the real one's contract: deterministic per model and seed, instant, no weights.
 
-It fills regions with band-passed noise and a chord whose pitch depends on the seed, reports
-progress per step, honours Cancelled, and uses the same validation and splice as the real engine.
-Failures are simulated by tags in the prompt, so tests can reach every error path through the UI:
+It fills regions with band-passed noise and a chord whose pitch depends on the model and the seed,
+reports progress per step, honours Cancelled, runs one job at a time like the real engine, and uses
+the same validation and splice. Failures are simulated by tags in the prompt, so tests can reach
+every error path through the UI:
   [fail:missing-weights] [fail:no-network] [fail:gated]  -> EngineError with the real messages
+  [fail:nan]                                             -> the "model" outputs NaN (refused)
   [slow]                                                 -> 0.15 s per step (to test cancel)
 """
 from __future__ import annotations
 
 import time
+import zlib
+from pathlib import Path
 
 import numpy as np
 
+from models.config import HEADROOM_SECONDS
 from studio import edit
 from studio.api import (SAMPLE_RATE, EditRequest, EngineError, GenerateRequest, ModelInfo,
-                        Progress, Region, Take)
+                        Estimate, Progress, Region, Take, check_finite,
+                        check_length, report)
 from studio.catalog import CATALOG
-
-MODELS = CATALOG
+from studio.jobs import JobQueue
 
 FAILURES = {
     "missing-weights": "The weights of this model are not on this machine; run with network access "
@@ -32,68 +37,106 @@ FAILURES = {
 class FakeEngine:
     def __init__(self, step_delay: float = 0.0):
         self.step_delay = step_delay
-        self.loaded: ModelInfo | None = None
+        self._jobs = JobQueue()
+        self._loaded: str | None = None
+        self._last_seconds: float | None = None  # wall time of the last take, the estimate of the next
 
     def models(self) -> list[ModelInfo]:
-        return list(MODELS)
+        return list(CATALOG)
 
-    def load(self, name: str, progress: Progress | None = None) -> ModelInfo:
-        info = next((m for m in MODELS if m.name == name), None)
-        if info is None:
-            raise EngineError(f"There is no model called “{name}”; pick one of "
-                              f"{', '.join(m.name for m in MODELS)}.")
-        _report(progress, "load", 1, 1)
-        self.loaded = info
+    def loaded(self) -> list[str]:
+        return [self._loaded] if self._loaded else []
+
+    def prepare(self, name: str, progress: Progress | None = None) -> ModelInfo:
+        with self._jobs.turn(progress):
+            return self._ensure(name, progress)
+
+    def _ensure(self, name: str, progress: Progress | None) -> ModelInfo:
+        info = self._info(name)
+        if self._loaded != name:
+            report(progress, "load", 1, 1)
+            self._loaded = name
         return info
 
     def generate(self, req: GenerateRequest, progress: Progress | None = None) -> Take:
-        info = self._ready(req.prompt)
-        t0 = time.perf_counter()
-        n = edit.to_samples(req.seconds)
-        if n <= 0:
-            raise ValueError(f"seconds must be > 0, got {req.seconds}")
-        audio = self._run(req.prompt, req.seed, n, req.steps or info.default_steps, progress)
-        if req.init_audio is not None and req.init_strength < 1.0:
-            init = _fit(req.init_audio, n)
-            audio = req.init_strength * audio + (1 - req.init_strength) * init
-        region = (Region(0.0, n / SAMPLE_RATE),)
-        return Take(audio.astype(np.float32), req, req.seed, info.name, region, time.perf_counter() - t0)
+        return self._job(self._generate, req, progress)
 
     def edit(self, req: EditRequest, progress: Progress | None = None) -> Take:
-        info = self._ready(req.prompt)
-        t0 = time.perf_counter()
-        n = req.source.shape[1]
-        regions = edit.validate_regions(req.regions, n / SAMPLE_RATE)
-        if not regions and req.continue_seconds <= 0:
-            raise ValueError("Paint at least one region or set “continue by” before generating.")
-        m = n + edit.to_samples(req.continue_seconds)
-        _report(progress, "encode", 1, 1)
-        new = self._run(req.prompt, req.seed, m, req.steps or info.default_steps, progress)
-        if req.strength < 1.0:
-            new[:, :n] = req.strength * new[:, :n] + (1 - req.strength) * req.source
-        audio = edit.splice(req.source, new, regions, req.crossfade_ms)
-        if m > n:
-            regions = regions + (Region(n / SAMPLE_RATE, m / SAMPLE_RATE),)
-        return Take(audio, req, req.seed, info.name, regions, time.perf_counter() - t0)
+        return self._job(self._edit, req, progress)
 
-    def _ready(self, prompt: str) -> ModelInfo:
+    def _job(self, work, req, progress: Progress | None) -> Take:
+        """``work(info, req, progress) -> (audio, regions)`` in this request's turn, as a Take."""
+        with self._jobs.turn(progress):
+            info = self._ready(req.model, req.prompt, progress)
+            t0 = time.perf_counter()
+            audio, regions = work(info, req, progress)
+            self._last_seconds = time.perf_counter() - t0
+            return Take(audio.astype(np.float32), req, req.seed, info.name, regions, self._last_seconds)
+
+    def _generate(self, info: ModelInfo, req: GenerateRequest, progress: Progress | None):
+        check_length(req.seconds, info)
+        n = edit.to_samples(req.seconds)
+        audio = self._run(req, n, progress)
+        if req.init_audio is not None and req.init_strength < 1.0:
+            audio = req.init_strength * audio + (1 - req.init_strength) * edit.fit(req.init_audio, n)
+        return audio, (Region(0.0, n / SAMPLE_RATE),)
+
+    def _edit(self, info: ModelInfo, req: EditRequest, progress: Progress | None):
+        plan = edit.layout(req.source, req.regions, req.continue_seconds, req.extend_start_seconds)
+        report(progress, "encode", 1, 1)
+        new = self._run(req, plan.total, progress)
+        if req.strength < 1.0:
+            start = edit.fit(plan.source, plan.total) if req.guide is None else edit.place_guide(plan, req.guide)
+            new = req.strength * new + (1 - req.strength) * start
+        return edit.assemble(plan, new, req.crossfade_ms, req.match_loudness), plan.spans
+
+    def _info(self, name: str) -> ModelInfo:
+        info = next((m for m in CATALOG if m.name == name), None)
+        if info is None:
+            raise EngineError(f"There is no model called “{name}”; pick one of "
+                              f"{', '.join(m.name for m in CATALOG)}.")
+        return info
+
+    def estimate(self, model: str, track_seconds: float, spans, steps: int | None = None,
+                 context_seconds: float | None = None) -> Estimate:
+        info = self._info(model)
+        w0, w1 = edit.window(spans, edit.to_samples(track_seconds), info.max_seconds - HEADROOM_SECONDS, context_seconds)
+        return Estimate(heard_seconds=(w1 - w0) / SAMPLE_RATE, seconds=self._last_seconds)
+
+    def _ready(self, model: str, prompt: str, progress: Progress | None) -> ModelInfo:
         for tag, message in FAILURES.items():
             if f"[fail:{tag}]" in prompt:
                 raise EngineError(message)
-        if self.loaded is None:
-            self.load(MODELS[0].name)
-        return self.loaded
+        return self._ensure(model, progress)
 
-    def _run(self, prompt: str, seed: int, n: int, steps: int, progress: Progress | None) -> np.ndarray:
-        delay = 0.15 if "[slow]" in prompt else self.step_delay
+    def _run(self, req, n: int, progress: Progress | None) -> np.ndarray:
+        steps = req.steps or 8
+        delay = 0.15 if "[slow]" in req.prompt else self.step_delay
         for i in range(steps):
-            _report(progress, "steps", i, steps)
+            report(progress, "steps", i, steps)
             if delay:
                 time.sleep(delay)
-        _report(progress, "steps", steps, steps)
-        audio = _texture(seed, n)
-        _report(progress, "decode", 1, 1)
+        report(progress, "steps", steps, steps)
+        audio = _texture(zlib.crc32(_recipe(req).encode()) ^ req.seed, n)
+        if "[fail:nan]" in req.prompt:
+            audio[:, n // 2:] = np.nan
+        check_finite(audio)
+        report(progress, "decode", 1, 1)
         return audio
+
+
+def _recipe(req) -> str:
+    """What, besides the seed, shapes the fake output: the model, guidance on -base models, LoRAs."""
+    info = next(m for m in CATALOG if m.name == req.model)
+    g = req.guidance
+    recipe = f"{req.model}|{g.cfg_scale}|{g.apg_scale}|{g.negative_prompt}" if info.guided else req.model
+    for spec in req.loras:
+        path = Path(spec.path)
+        if path.suffix != ".safetensors" or not path.is_file():  # as the real engine: never a pickle
+            raise ValueError(f"The LoRA file {path.name} is not a .safetensors file here: give the adapter "
+                             "as safetensors (pickled .ckpt/.pt files are never loaded).")
+        recipe += f"|{path.name}*{spec.strength}"
+    return recipe
 
 
 def _texture(seed: int, n: int) -> np.ndarray:
@@ -108,15 +151,3 @@ def _texture(seed: int, n: int) -> np.ndarray:
     noise = np.stack([np.convolve(ch, kernel, mode="same") for ch in noise])
     out = 0.06 * chord * pulse + 0.5 * noise
     return (0.25 * out / max(1e-9, np.abs(out).max())).astype(np.float32)
-
-
-def _fit(audio: np.ndarray, n: int) -> np.ndarray:
-    out = np.zeros((2, n), dtype=np.float32)
-    k = min(n, audio.shape[1])
-    out[:, :k] = audio[:, :k]
-    return out
-
-
-def _report(progress: Progress | None, stage: str, done: int, total: int) -> None:
-    if progress is not None:
-        progress(stage, done, total)

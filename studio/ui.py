@@ -1,12 +1,16 @@
 """The studio's Gradio Blocks: layout plus wiring over an Engine (studio/api.py).
 
-All per-user state is a `session.Session` in gr.State (mirrored on disk), the painter's JSON value
-and ordinary input components; build_ui's closure holds only what every user shares (the engine
-and the settings from app.py). Handlers return the whole visible state through `_view`.
+Per-user state is the session id in gr.State (the session itself lives on disk, where every
+change is applied under its lock, so tabs sharing a session never overwrite each other), the
+painter's JSON value and ordinary input components; build_ui's closure holds only what every
+user shares (the engine and the settings from app.py). Handlers re-read the session and return
+the whole visible state through `view`. No session folder exists until the user stores something.
 """
 from __future__ import annotations
 
-import json
+import contextlib
+import hashlib
+import inspect
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +20,16 @@ from typing import Callable
 import gradio as gr
 
 from studio import edit, session
-from studio.api import SAMPLE_RATE, Cancelled, EditRequest, Engine, EngineError, GenerateRequest
-from studio.audio_io import AudioError, Limits, load_audio
+from studio.api import (MAX_CFG, SAMPLE_RATE, Cancelled, EditRequest, Engine, EngineError, GenerateRequest,
+                        Guidance)
+from studio.audio_io import TEMP_PREFIX, AudioError, Limits, load_audio
 from studio.catalog import prompt_for_model
+from studio.painter import Painted, Painter
 from studio.ui_view import ensure_view, read_view
 
-PAINTER = Path(__file__).parent / "painter"
-EXPORT_FORMATS = [("WAV · 24-bit", "wav24"), ("WAV · 32-bit float", "wav32f"), ("FLAC · 24-bit", "flac")]
+SYNC_SECONDS = 2.0  # how often a tab looks for changes other tabs (or a run it was reloaded during) made
+EXPORT_FORMATS = [("WAV · 24-bit", "wav24"), ("WAV · 32-bit float", "wav32f"), ("FLAC · 24-bit", "flac"),
+                  ("MP3", "mp3")]
 
 
 @dataclass(frozen=True)
@@ -32,41 +39,38 @@ class StudioConfig:
     limits: Limits = Limits()
     assets: Path = Path(__file__).parent.parent / "assets"
     hardware: str = ""                  # one line shown under the title
-    gpu: Callable = lambda fn: fn       # spaces.GPU on ZeroGPU Spaces
-
-
-def painter_component() -> gr.HTML:
-    js = f"const PAINTER_CSS = {json.dumps((PAINTER / 'painter.css').read_text())};\n"
-    return gr.HTML(value="", html_template=(PAINTER / "painter.html").read_text(),
-                   js_on_load=js + (PAINTER / "painter.js").read_text(), elem_id="painter",
-                   apply_default_css=False)
+    session_quota_mb: float = 2048.0    # a session holding more takes no new work (0: no limit)
+    gpu: Callable = lambda fn, seconds: fn  # spaces.GPU(duration=seconds) on ZeroGPU Spaces
 
 
 def file_url(path: Path) -> str:
     return f"/gradio_api/file={Path(path).resolve()}"
 
 
-def painter_value(s: session.Session | None, old: str | None, take_id: str | None = None,
-                  keep_regions: bool = True, beats=None) -> str:
-    """The painter's JSON for session `s`: current version as A, take `take_id` as B."""
-    prev = json.loads(old) if old else {}
-    value = {"track": None, "take": None, "highlight": [], "grid": edit.GRID_SECONDS, "max_continue": 30,
+def painter_value(s: session.Session | None, old: Painted | None, take_id: str | None = None,
+                  keep_regions: bool = True, beats=None) -> dict:
+    """The painter's contract for session `s`: current version as A, take `take_id` as B."""
+    prev = old.kept if old is not None else {}
+    value = {"track": None, "take": None, "highlight": [],
              "regions": prev.get("regions", []) if keep_regions else [],
              "continue_seconds": prev.get("continue_seconds", 0) if keep_regions else 0,
              "beats": beats if beats is not None else prev.get("beats")}
     if s is not None and s.current is not None:
         v = s.current
-        value["track"] = _side(s, v.file, f"{v.id.split('-')[0]} · {v.label}")
+        value["track"] = _side(s, "current", f"{v.id.split('-')[0]} · {v.label}")
         value["highlight"] = [{"start": r.start, "end": r.end} for r in v.regions]
     if s is not None and take_id:
         t = s.take(take_id)
-        value["take"] = _side(s, t.file, f"{session.take_label(t)} · seed {t.seed}")
-    return json.dumps(value)
+        value["take"] = _side(s, take_id, f"{session.take_label(t)} · seed {t.seed}")
+    return value
 
 
-def _side(s: session.Session, rel: str, label: str) -> dict:
-    view = ensure_view(s.path(rel))
-    return {"audio": file_url(s.path(rel)), "view": file_url(view), "label": label,
+def _side(s: session.Session, what: str, label: str) -> dict:
+    """The painter's A or B: a full WAV of `what` (version/take id or 'current') and its view."""
+    audio = session.track_file(s, what)
+    with session.locked(s):  # every file in a session folder is written under its lock
+        view = ensure_view(audio)
+    return {"audio": file_url(audio), "view": file_url(view), "label": label,
             "duration": read_view(view)["duration"]}
 
 
@@ -87,7 +91,21 @@ def versions_text(s: session.Session | None) -> str:
         return "No version yet."
     v = s.current
     note = f" · converted: {v.note}" if v.note else ""
-    return f"**Version {s.cursor + 1} of {len(s.versions)}** · {v.label}{note}"
+    return f"**Version {s.cursor + 1} of {len(s.history)}** · {v.label}{note}"
+
+
+def session_signature(s: session.Session | None) -> str:
+    """What a tab shows of `s`, in one string: the current version first, then history and live takes."""
+    if s is None or s.current is None:
+        return ""
+    return "|".join([s.current.id, str(s.cursor), str(len(s.history))] + [t.id for t in s.live_takes])
+
+
+def session_text(s: session.Session | None) -> str:
+    if s is None:
+        return "Session: none yet; one is created (and put in the page's address) when you load a clip."
+    source = s.last.get("source", "")
+    return f"Session `{s.id}` · saved in `{s.folder}`" + (f" · {source}" if source else "")
 
 
 def build_ui(engine: Engine, cfg: StudioConfig) -> gr.Blocks:
@@ -96,26 +114,28 @@ def build_ui(engine: Engine, cfg: StudioConfig) -> gr.Blocks:
     demos = sorted(p.name for p in cfg.assets.glob("*.wav")) if cfg.assets.is_dir() else []
     c = SimpleNamespace()  # the components, by name, for the wiring
     with gr.Blocks(title="SA3 Studio") as demo:
-        c.sess = gr.State(None)
+        c.sess = gr.State(None)  # the tab's session id; None until the user stores something
         with gr.Row(elem_id="header"):
             gr.Markdown(f"## SA3 Studio\n<span class='sub'>Paint a region, regenerate it with Stable Audio 3, "
                         f"keep the best take. {cfg.hardware}</span>")
-        c.painter = painter_component()
+        c.painter = Painter(elem_id="painter")
         c.status = gr.Markdown("Load a clip to begin.", elem_id="status")
         with gr.Row(equal_height=False):
             with gr.Column(scale=4, min_width=280):
-                _source_panel(c, demos)
+                _source_panel(c, demos, models[cfg.default_model])
             with gr.Column(scale=5, min_width=320):
                 _edit_panel(c, models, cfg.default_model)
             with gr.Column(scale=4, min_width=280):
                 _takes_panel(c)
         c.session_md = gr.Markdown(elem_id="session-info")
         c.sid_box = gr.Textbox(visible=False)
+        c.seen = gr.State("")   # session_signature of what this tab shows
+        c.sync = gr.Timer(SYNC_SECONDS)
         _wire(demo, c, _Handlers(engine, cfg, models), cfg.gpu)
     return demo
 
 
-def _source_panel(c, demos: list[str]) -> None:
+def _source_panel(c, demos: list[str], info) -> None:
     gr.Markdown("### Source")
     with gr.Tabs():
         with gr.Tab("Upload"):
@@ -124,7 +144,8 @@ def _source_panel(c, demos: list[str]) -> None:
             c.record = gr.Audio(sources=["microphone"], type="filepath", label="Record")
         with gr.Tab("Prompt"):
             c.src_prompt = gr.Textbox(label="Prompt", placeholder="warm lo-fi drums, 90 BPM", elem_id="src-prompt")
-            c.src_seconds = gr.Slider(2, 60, value=10, step=1, label="Seconds", elem_id="src-seconds")
+            c.src_seconds = gr.Slider(1, int(info.max_seconds), value=10, step=1, label="Seconds",
+                                      elem_id="src-seconds")
             c.src_btn = gr.Button("Generate source", elem_id="src-generate")
     with gr.Row():
         c.demo_pick = gr.Dropdown(demos, value=demos[0] if demos else None, label="Demo clip",
@@ -146,9 +167,26 @@ def _edit_panel(c, models: dict, default: str) -> None:
         c.n_takes = gr.Slider(1, 4, value=1, step=1, label="Takes", elem_id="n-takes")
         c.steps = gr.Slider(1, 100, value=models[default].default_steps, step=1, label="Steps", elem_id="steps")
     with gr.Row():
-        c.strength = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Strength",
+        c.strength = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Strength", elem_id="strength",
                                info="1 = new audio; lower keeps the region's shape")
         c.crossfade = gr.Slider(0, 200, value=30, step=5, label="Crossfade (ms)", elem_id="crossfade")
+    with gr.Row():
+        c.context = gr.Dropdown(CONTEXT_CHOICES, value="auto", label="Context the model hears", elem_id="context",
+                                info="around the regions; more is slower")
+        c.match = gr.Checkbox(label="Match loudness at the seams", value=False, elem_id="match-loudness")
+    c.guide = gr.File(label="Guide file (optional): with strength below 1, restyle the regions from it",
+                      file_types=["audio"], elem_id="guide", height=90)
+    c.extend_start = gr.Number(label="Extend start by (s)", value=0, minimum=0, elem_id="extend-start",
+                               info="new audio before the track (an intro or a pickup); the track follows unchanged")
+    info = models[default]
+    with gr.Accordion("Guidance · -base models", open=True, visible=info.guided, elem_id="guidance") as c.guidance:
+        with gr.Row():
+            c.cfg = gr.Slider(0, MAX_CFG, value=info.default_cfg, step=0.5, label="CFG scale", elem_id="cfg",
+                              info="how closely to follow the prompt; 1 = no guidance")
+            c.apg = gr.Slider(0, 1, value=1.0, step=0.1, label="APG", elem_id="apg",
+                              info="1 = adaptive projected guidance (less harsh), 0 = plain CFG")
+        c.negative = gr.Textbox(label="Negative prompt", placeholder="what to avoid, e.g. vocals, distortion",
+                                elem_id="negative")
     c.beats = gr.Checkbox(label="Snap regions to beats (latent grid always)", value=False, elem_id="snap-beats")
     with gr.Row():
         c.gen_btn = gr.Button("Generate takes", variant="primary", elem_id="generate")
@@ -173,21 +211,29 @@ def _takes_panel(c) -> None:
 
 
 def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
-    view = [c.sess, c.painter, c.status, c.takes, c.versions]  # what most handlers return
+    view = [c.sess, c.painter, c.status, c.takes, c.versions, c.sid_box, c.session_md, c.seen]  # what most return
     on_take = [c.sess, c.painter, c.takes]
-    demo.load(h.open, [c.painter], view + [c.sid_box, c.session_md]).then(None, [c.sid_box], None, js=_SET_URL_JS)
+    restored = [c.prompt, c.n_takes, c.strength, c.crossfade]  # Handlers.open sets them from session.last
+    demo.load(h.open, [c.painter], view + restored).then(None, [c.sid_box], None, js=_SET_URL_JS)
+    c.sid_box.change(None, [c.sid_box], None, js=_SET_URL_JS)  # a session made by the first store
+    synced = [x for x in view if x is not c.status]  # never the status line: it shows what this tab did
+    c.sync.tick(h.sync, [c.sess, c.seen, c.painter, c.takes], synced, show_progress="hidden", concurrency_limit=None)
     c.upload.upload(h.load_upload, [c.sess, c.painter, c.upload], view + [c.upload])
     c.record.stop_recording(h.load_file, [c.sess, c.painter, c.record], view)
     c.demo_btn.click(h.load_demo, [c.sess, c.painter, c.demo_pick], view)
-    c.src_btn.click(gpu(h.generate_source), [c.sess, c.painter, c.src_prompt, c.src_seconds, c.seed,
-                                             c.random_seed, c.model], view + [c.seed])
-    c.model.change(h.pick_model, [c.model], [c.model, c.steps, c.status])
+    c.src_btn.click(gpu(h.generate_source, h.gpu_seconds(h.generate_source)), [c.sess, c.painter, c.src_prompt, c.src_seconds, c.seed,
+                                             c.random_seed, c.model, c.steps, c.cfg, c.apg, c.negative],
+                    view + [c.seed])
+    c.model.change(h.pick_model, [c.model], [c.model, c.steps, c.status, c.guidance, c.cfg, c.src_seconds])
     for trigger in (c.prompt.change, c.model.change):
         trigger(h.sent_text, [c.model, c.prompt], [c.sent])
-    c.gen_btn.click(gpu(h.generate), [c.sess, c.painter, c.model, c.prompt, c.seed, c.random_seed, c.n_takes,
-                                      c.steps, c.strength, c.crossfade], view + [c.seed])
+    # progress on the status line only, so the takes stay usable (pick, accept, discard) during a run
+    c.gen_btn.click(gpu(h.generate, h.gpu_seconds(h.generate)), [c.sess, c.painter, c.model, c.prompt, c.seed, c.random_seed, c.n_takes,
+                                      c.steps, c.strength, c.crossfade, c.cfg, c.apg, c.negative, c.extend_start,
+                                      c.guide, c.context, c.match],
+                    view + [c.seed], show_progress_on=[c.status])
     # runs beside generate; no output, so it cannot overwrite the "Cancelled" that generate reports
-    c.cancel_btn.click(h.cancel, [c.sess], None, concurrency_limit=None)
+    c.cancel_btn.click(h.cancel, None, None, concurrency_limit=None)
     c.takes.select(h.pick_take, on_take, view)
     c.accept_btn.click(h.accept, on_take, view)
     c.discard_btn.click(h.discard, on_take, view)
@@ -198,177 +244,294 @@ def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
     c.export_take.click(h.export, [c.sess, c.fmt, c.takes], [c.exported, c.status])
 
 
-_SET_URL_JS = """(sid) => { if (sid) { const u = new URL(window.location.href);
-  u.searchParams.set('session', sid); window.history.replaceState(null, '', u); } return []; }"""
+_SET_URL_JS = """(sid) => { const u = new URL(window.location.href);
+  if (sid) u.searchParams.set('session', sid); else u.searchParams.delete('session');
+  window.history.replaceState(null, '', u); return []; }"""
 
-PROBLEMS = (AudioError, EngineError, ValueError, KeyError)
+PROBLEMS = (AudioError, EngineError, ValueError, KeyError)  # session.SessionError is a ValueError
+# Context each side of the regions: auto = the whole track while it fits the model, else 15 s.
+CONTEXT_SECONDS = {"auto": None, "whole track (up to the model's limit)": 10_000.0, "5 s each side": 5.0,
+                   "10 s each side": 10.0, "15 s each side": 15.0, "30 s each side": 30.0}
+CONTEXT_CHOICES = list(CONTEXT_SECONDS)
+# ZeroGPU durations: the model is loaded at start-up (app.preload), so a call holds the GPU for the
+# steps, the encode and the decode. Generous per step (a medium step on a 380 s track is ~0.15 s on
+# an H200); ZeroGPU queues shorter requests first, so the estimate follows the work.
+GPU_SECONDS_BASE, GPU_SECONDS_PER_STEP, GPU_SECONDS_MAX = 20, 1.5, 300
+
+
+def gpu_seconds(takes: int, steps: int) -> int:
+    return int(min(GPU_SECONDS_MAX, GPU_SECONDS_BASE + int(takes) * int(steps) * GPU_SECONDS_PER_STEP))
 
 
 class _Handlers:
-    """Event handlers; each takes plain values and returns the outputs of the event it serves."""
+    """Event handlers; each takes plain values and returns the outputs of the event it serves.
+
+    `sid` is the tab's session id (None until the user first stores something); every handler
+    reads the latest session from disk, so what it shows includes other tabs' changes."""
 
     def __init__(self, engine: Engine, cfg: StudioConfig, models: dict):
         self.engine, self.cfg, self.models = engine, cfg, models
+        self.quota = int(cfg.session_quota_mb * 2**20)
+
+    @staticmethod
+    def gpu_seconds(handler) -> Callable[..., int]:
+        """A ZeroGPU duration for ``handler``: called with the handler's own arguments."""
+        signature = inspect.signature(handler)
+
+        def seconds(*args, **kwargs) -> int:
+            given = signature.bind_partial(*args, **kwargs).arguments
+            return gpu_seconds(given.get("n_takes", 1), given.get("steps", 8))
+        return seconds
 
     def view(self, s, painter, msg, take_id=None, keep=True, beats=None):
-        return [s, painter_value(s, painter, take_id, keep, beats), msg, takes_update(s, take_id),
-                versions_text(s)]
+        sid = s.id if s else None
+        return [sid, painter_value(s, painter, take_id, keep, beats), status(msg), takes_update(s, take_id),
+                versions_text(s), sid or "", session_text(s), session_signature(s)]
 
     def failed(self, s, painter, take_id, err):
-        return [s, gr.update(), f"⚠️ {_sentence(err)}", takes_update(s, take_id), versions_text(s)]
+        sid = s.id if s else None
+        return [sid, gr.update(), status(err), takes_update(s, take_id), versions_text(s),
+                sid or "", session_text(s), session_signature(s)]
+
+    def sync(self, sid, seen, painter, take_id):
+        """Timer: if the session on disk differs from what this tab shows (another tab's change, or
+        takes of a run that finished after a reload), show it; the painter only if the current
+        version changed. Otherwise change nothing."""
+        s = self.latest(sid)
+        sig = session_signature(s)
+        if s is None or sig == seen:
+            return [gr.update()] * 7
+        out = self.view(s, painter, None, take_id)
+        if sig.split("|")[0] == (seen or "").split("|")[0]:
+            out[1] = gr.update()
+        return out[:2] + out[3:]  # all but the status
+
+    def latest(self, sid) -> session.Session | None:
+        """The session `sid` as it is on disk now; None if there is none (or it was deleted)."""
+        try:
+            return session.open_session(self.cfg.sessions, sid) if sid else None
+        except (OSError, ValueError):
+            return None
+
+    def stored(self, sid) -> session.Session:
+        """The session to store into: the tab's, or a new one (the first time the user stores)."""
+        s = self.latest(sid) or session.create(self.cfg.sessions)
+        session.check_room(s, self.quota)
+        return s
 
     def open(self, painter, request: gr.Request):
+        """Page load: restore ?session= (nothing is created; a bad id is said once and dropped)."""
         sid = dict(request.query_params).get("session", "") if request else ""
         s, msg = None, "Load a clip to begin."
         if sid:
             try:
                 s = session.open_session(self.cfg.sessions, sid)
+                session.recover(s.folder)
+                session.touch(s)
                 msg = f"Welcome back: session {sid} restored."
+            except session.SessionError as e:
+                msg = e
             except (OSError, ValueError, KeyError):
-                msg = f"Session “{sid}” was not found; a new session was started."
-        if s is None:
-            s = session.create(self.cfg.sessions)
-        info = f"Session `{s.id}` · saved in `{s.folder}`"
-        return self.view(s, painter, msg, keep=False) + [s.id, info]
+                msg = session.SessionError(f"Session “{sid}” was not found (sessions unused for a while are "
+                                           "deleted); load a clip to start a new one.")
+        last = s.last if s else {}
+        restored = [last.get(k, gr.update()) for k in ("prompt", "n_takes", "strength", "crossfade_ms")]
+        return self.view(s, painter, msg, keep=False) + restored
 
-    def load_file(self, s, painter, path):
+    def load_file(self, sid, painter, path):
+        s = self.latest(sid)
         if not path:
             return self.view(s, painter, gr.update())
-        path = Path(path if isinstance(path, str) else path.name)
+        path = _path(path)
         try:
             audio, note = load_audio(path, self.cfg.limits)
+            s = session.set_source(self.stored(sid), audio, f"source: {path.name}", note)
         except PROBLEMS as e:
             return self.failed(s, painter, None, e)
-        s = session.set_source(s, audio, f"source: {path.name}", note)
         msg = f"Loaded **{path.name}** ({audio.shape[1] / SAMPLE_RATE:.1f} s)."
         msg += f" Converted: {note}." if note else " 44.1 kHz stereo, used as is."
         return self.view(s, painter, msg, keep=False)
 
-    def load_upload(self, s, painter, path):
-        """load_file, then empty the drop zone so the next file can be dropped at once."""
-        return self.load_file(s, painter, path) + [None]
+    def load_upload(self, sid, painter, path):
+        """load_file, then empty the drop zone so the next file can be dropped at once; Gradio's
+        temporary copy is deleted, read or refused (the session keeps its own)."""
+        try:
+            return self.load_file(sid, painter, path) + [None]
+        finally:
+            discard_upload(path)
 
-    def load_demo(self, s, painter, name):
+    def load_demo(self, sid, painter, name):
         if not name:
-            return self.failed(s, painter, None, ValueError("There are no demo clips in assets/."))
-        return self.load_file(s, painter, str(self.cfg.assets / name))
+            return self.failed(self.latest(sid), painter, None, ValueError("There are no demo clips in assets/."))
+        return self.load_file(sid, painter, str(self.cfg.assets / name))
 
     def pick_model(self, name, progress=gr.Progress()):
         """Load the picked model now, so a download shows its progress before the first edit."""
         info = self.models[name]
         try:
-            self.engine.load(name, lambda stage, done, total: progress(done / max(total, 1),
-                                                                       desc=f"Loading {info.label}"))
+            self.engine.prepare(name, lambda stage, done, total: progress(done / max(total, 1),
+                                                                          desc=f"Loading {info.label}"))
             msg = f"Model **{info.label}** ready."
         except EngineError as e:
-            msg = f"⚠️ {_sentence(e)}"
-        return gr.update(info=info.needs), info.default_steps, msg
+            msg = e
+        return (gr.update(info=info.needs), info.default_steps, status(msg), gr.update(visible=info.guided),
+                info.default_cfg, gr.update(maximum=int(info.max_seconds)))
 
     def sent_text(self, name, prompt):
         sent = prompt_for_model(prompt or "", self.models[name])
         return f"Sent to the model as: “{sent}”" if sent else ""
 
-    def snap_beats(self, s, painter, take_id, on, progress=gr.Progress()):
+    def snap_beats(self, sid, painter, take_id, on, progress=gr.Progress()):
+        s = self.latest(sid)
         if not on or s is None or s.current is None:
             return self.view(s, painter, "Regions snap to the latent grid.", take_id, beats=[])
         progress(0.0, desc="Finding beats (the first time takes a while)")
-        found = edit.beat_times(session.audio(s, s.current.file))
+        found = edit.beat_times(session.audio(s, "current"))
         msg = f"Regions snap to {len(found)} beats found by librosa." if found else "No beats found."
         return self.view(s, painter, msg, take_id, beats=found)
 
-    def generate(self, s, painter, model, prompt, seed, random_seed, n_takes, steps, strength, crossfade,
-                 progress=gr.Progress()):
+    def generate(self, sid, painter, model, prompt, seed, random_seed, n_takes, steps, strength, crossfade,
+                 cfg=None, apg=1.0, negative="", extend_start=0.0, guide=None, context="auto", match=False,
+                 request: gr.Request = None, progress=gr.Progress()):
         seed = secrets.randbelow(2**31) if random_seed else int(seed or 0)
+        s = self.latest(sid)
         try:
             if s is None or s.current is None:
                 raise ValueError("Load or generate a clip first, then paint the regions to regenerate.")
-            source = session.audio(s, s.current.file)
-            regions, cont = edit.parse_painter(painter)
+            session.check_room(s, self.quota)
+            source = session.audio(s, "current")
+            if painter.error:
+                raise ValueError(painter.error)
+            regions, cont = painter.regions, painter.continue_seconds
             seconds = source.shape[1] / SAMPLE_RATE
-            regions = edit.snap_regions(edit.validate_regions(regions, seconds), seconds)
-            if not regions and cont <= 0:
-                raise ValueError("Paint at least one region (or set “continue by”) before generating.")
-            s.path("cancel").unlink(missing_ok=True)
-            info = self.engine.load(model, _progress(progress, s.path("cancel"), 0, 1))
-        except Cancelled:
-            return self.failed(s, painter, None, ValueError("Cancelled while loading the model.")) + [seed]
+            regions = edit.snap_regions(regions, seconds)
+            intro = float(extend_start or 0)
+            guide_audio = load_audio(_path(guide), self.cfg.limits)[0] if guide else None
+            info = self.models[model]
+            reqs = [EditRequest(model=model, source=source, regions=regions, prompt=prompt or "", seed=seed + k,
+                                steps=int(steps), continue_seconds=cont, extend_start_seconds=intro,
+                                crossfade_ms=float(crossfade), context_seconds=CONTEXT_SECONDS[context],
+                                match_loudness=bool(match), strength=float(strength), guide=guide_audio,
+                                guidance=_guidance(cfg, apg, negative)) for k in range(int(n_takes))]
+            session.remember(s, prompt=prompt or "", n_takes=int(n_takes), strength=float(strength),
+                             crossfade_ms=float(crossfade))
         except PROBLEMS as e:
             return self.failed(s, painter, None, e) + [seed]
         settings = {"steps": int(steps), "strength": float(strength), "crossfade_ms": float(crossfade),
-                    "continue_seconds": cont}
-        made, msg, flag = [], "", s.path("cancel")
-        for k in range(int(n_takes)):
-            req = EditRequest(source, regions, prompt or "", seed + k, int(steps),
-                              cont, None, float(crossfade), float(strength))
-            try:
-                take = self.engine.edit(req, _progress(progress, flag, k, int(n_takes)))
-            except Cancelled:
-                msg = f"Cancelled after {len(made)} of {int(n_takes)} takes; finished takes are kept."
-                break
-            except PROBLEMS as e:
-                return self.failed(s, painter, made[-1] if made else None, e) + [seed]
-            s, rec = session.add_take(s, take, req.prompt, {**settings, "prefix": info.prompt_prefix})
-            made.append(rec.id)
-        flag.unlink(missing_ok=True)
+                    "continue_seconds": cont, "extend_start_seconds": intro, "prefix": info.prompt_prefix}
+        made, msg, err, notes = self._takes(s, reqs, settings, progress, self.cancel_flag(request))
+        if err is not None:
+            return self.failed(session.reload(s), painter, made[-1] if made else None, err) + [seed]
         if made and not msg:
             msg = f"{len(made)} take{'s' if len(made) > 1 else ''} ready (seed {seed}). Press B to compare."
-        return self.view(s, painter, msg, made[0] if made else None) + [seed]
+        msg = " ".join(filter(None, [msg, *notes]))
+        return self.view(session.reload(s), painter, msg, made[0] if made else None) + [seed]
 
-    def generate_source(self, s, painter, prompt, seconds, seed, random_seed, model, progress=gr.Progress()):
+    def _takes(self, s, reqs, settings, progress, flag: Path):
+        """Run the edit requests (made from s.current) and store each take as it finishes.
+        Returns (take ids, message if cancelled, error if one failed, the takes' notes)."""
+        made, notes, n = [], [], len(reqs)
+        flag.unlink(missing_ok=True)
+        for k, req in enumerate(reqs):
+            try:
+                take = self.engine.edit(req, _progress(progress, flag, k, n))
+            except Cancelled:
+                flag.unlink(missing_ok=True)
+                return made, f"Cancelled after {len(made)} of {n} takes; finished takes are kept.", None, notes
+            except PROBLEMS as e:
+                return made, "", e, notes
+            _, rec = session.add_take(s, take, req.prompt, settings)  # s: the version it was made from
+            made.append(rec.id)
+            notes += [note for note in take.notes if note not in notes]
+        flag.unlink(missing_ok=True)
+        return made, "", None, notes
+
+    def generate_source(self, sid, painter, prompt, seconds, seed, random_seed, model, steps, cfg, apg, negative,
+                        request: gr.Request, progress=gr.Progress()):
         seed = secrets.randbelow(2**31) if random_seed else int(seed or 0)
-        s.path("cancel").unlink(missing_ok=True)
+        s, flag = self.latest(sid), self.cancel_flag(request)
         try:
-            self.engine.load(model, _progress(progress, s.path("cancel"), 0, 1))
-            req = GenerateRequest(prompt or "", float(seconds), seed)
-            take = self.engine.generate(req, _progress(progress, s.path("cancel"), 0, 1))
+            if s is not None:
+                session.check_room(s, self.quota)
+            flag.unlink(missing_ok=True)
+            req = GenerateRequest(model=model, prompt=prompt or "", seconds=float(seconds), seed=seed,
+                                  steps=int(steps), guidance=_guidance(cfg, apg, negative))
+            take = self.engine.generate(req, _progress(progress, flag, 0, 1))
+            # stored only now: a failed or cancelled first generation leaves no session folder behind
+            s = session.set_source(s or session.create(self.cfg.sessions), take.audio,
+                                   f"generated: “{prompt}” (seed {seed})")
         except Cancelled:
             return self.failed(s, painter, None, ValueError("Cancelled.")) + [seed]
         except PROBLEMS as e:
             return self.failed(s, painter, None, e) + [seed]
-        s = session.set_source(s, take.audio, f"generated: “{prompt}” (seed {seed})")
         return self.view(s, painter, f"Generated a {seconds:.0f} s source from your prompt.", keep=False) + [seed]
 
-    def cancel(self, s) -> None:
-        """Leave a flag in the session folder; the running generation's progress callback sees it."""
-        if s is not None:
-            s.path("cancel").touch()
+    def cancel_flag(self, request: gr.Request | None) -> Path:
+        """The file whose existence stops this tab's running generation: a file, because on ZeroGPU
+        the generation runs in another process; per tab (Gradio's session hash), so Cancel never
+        stops another tab's run on the same session; a temporary name, so start-up removes it."""
+        key = hashlib.sha256((getattr(request, "session_hash", None) or "").encode()).hexdigest()[:16]
+        return self.cfg.sessions / f"{TEMP_PREFIX}cancel-{key}"
 
-    def pick_take(self, s, painter, take_id):
-        return self.view(s, painter, f"Comparing with {take_id.replace('t', 'take ', 1) if take_id else '—'}: "
-                                     "press A / B (or the B key) to switch at the same playhead.", take_id)
+    def cancel(self, request: gr.Request) -> None:
+        """Leave this tab's flag; the running generation's progress callback sees it."""
+        self.cancel_flag(request).touch()
 
-    def accept(self, s, painter, take_id):
-        if not take_id:
-            return self.failed(s, painter, None, ValueError("Pick a take to accept first."))
-        s = session.accept(s, take_id)
+    def pick_take(self, sid, painter, take_id):
+        shown = take_id.replace('t', 'take ', 1) if take_id else '—'
+        return self.view(self.latest(sid), painter, f"Comparing with {shown}: press A / B (or the B key) "
+                         "to switch at the same playhead.", take_id)
+
+    def accept(self, sid, painter, take_id):
+        s = self.latest(sid)
+        try:
+            if not take_id or s is None:
+                raise ValueError("Pick a take to accept first.")
+            s = session.accept(s, take_id)
+        except PROBLEMS as e:
+            return self.failed(s, painter, None, e)
         return self.view(s, painter, f"Accepted {session.take_label(s.take(take_id))}: it is now the current "
                                      "version.", keep=False)
 
-    def discard(self, s, painter, take_id):
-        if not take_id:
-            return self.failed(s, painter, None, ValueError("Pick a take to discard first."))
-        s = session.discard(s, take_id)
+    def discard(self, sid, painter, take_id):
+        s = self.latest(sid)
+        try:
+            if not take_id or s is None:
+                raise ValueError("Pick a take to discard first.")
+            s = session.discard(s, take_id)
+        except PROBLEMS as e:
+            return self.failed(s, painter, None, e)
         return self.view(s, painter, f"Discarded {session.take_label(s.take(take_id))} (its file stays in the "
                                      "session folder).")
 
-    def undo(self, s, painter, take_id):
-        s2 = session.undo(s)
-        msg = "Undone." if s2.cursor != s.cursor else "Nothing to undo."
-        return self.view(s2, painter, msg, take_id)
+    def undo(self, sid, painter, take_id):
+        s = self.latest(sid)
+        s, moved = session.undo(s) if s else (s, False)
+        return self.view(s, painter, "Undone." if moved else "Nothing to undo.", take_id)
 
-    def redo(self, s, painter, take_id):
-        s2 = session.redo(s)
-        msg = "Redone." if s2.cursor != s.cursor else "Nothing to redo."
-        return self.view(s2, painter, msg, take_id)
+    def redo(self, sid, painter, take_id):
+        s = self.latest(sid)
+        s, moved = session.redo(s) if s else (s, False)
+        return self.view(s, painter, "Redone." if moved else "Nothing to redo.", take_id)
 
-    def export(self, s, fmt, what):
+    def export(self, sid, fmt, what):
+        s = self.latest(sid)
         try:
             if not what or s is None or s.current is None:
                 raise ValueError("Pick a take to export first." if s and s.current else "Nothing to export yet.")
             path = session.export(s, what, fmt)
         except PROBLEMS as e:
-            return None, f"⚠️ {_sentence(e)}"
-        return str(path), f"Exported **{path.name}** with its settings in {path.with_suffix('.json').name}."
+            return None, status(e)
+        return str(path), status(f"Exported **{path.name}** with its settings in {path.with_suffix('.json').name}.")
+
+
+def _path(file) -> Path:
+    """The path of a gr.File / gr.Audio value (a str, or an object with .name)."""
+    return Path(file if isinstance(file, str) else file.name)
+
+
+def _guidance(cfg, apg, negative) -> Guidance:
+    return Guidance(cfg_scale=None if cfg is None else float(cfg), apg_scale=float(apg), negative_prompt=negative or "")
 
 
 def _progress(progress, flag: Path, k: int, n: int):
@@ -378,10 +541,35 @@ def _progress(progress, flag: Path, k: int, n: int):
     def report(stage: str, done: int, total: int) -> None:
         if flag.exists():
             raise Cancelled()
+        if stage == "queue":
+            progress(0.0, desc=f"Waiting for the engine: {done} job{'s' if done > 1 else ''} ahead")
+            return
         span = 0.85 if stage == "steps" else 0.05
         frac = (k + weights.get(stage, 0) + span * done / max(total, 1)) / n
         progress(min(frac, 1.0), desc=f"Take {k + 1}/{n} · {stage} {done}/{total}")
     return report
+
+
+def status(msg):
+    """The status line's update: an exception becomes its sentence styled as an error (class
+    `error`, see app.STUDIO_CSS), a string a plain message (class `ok`); gr.update() passes."""
+    if isinstance(msg, dict):
+        return msg
+    if isinstance(msg, BaseException):
+        return gr.update(value=f"⚠️ {_sentence(msg)}", elem_classes=["error"])
+    return gr.update(value=msg, elem_classes=["ok"])
+def discard_upload(path) -> None:
+    """Delete an upload's file and its per-upload folder, only inside Gradio's upload folder."""
+    if not path:
+        return
+    file = Path(path if isinstance(path, str) else path.name).resolve()
+    root = Path(gr.utils.get_upload_folder()).resolve()
+    if root not in file.parents:
+        return
+    file.unlink(missing_ok=True)
+    if file.parent != root:
+        with contextlib.suppress(OSError):  # not empty: another upload of the same content
+            file.parent.rmdir()
 
 
 def _sentence(err) -> str:

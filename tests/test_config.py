@@ -68,3 +68,44 @@ def test_unreadable_file(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(ConfigError, match="cannot read model config"):
         load_model_config(bad)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.update(sample_rate=0), r"\$\.sample_rate: must be a positive integer, got 0"),
+    (lambda d: d.update(sample_size=-5), r"\$\.sample_size: must be a positive integer, got -5"),
+    (lambda d: d["model"]["diffusion"]["config"].update(num_heads=0),
+     r"\$\.model\.diffusion\.config\.num_heads: must be a positive integer"),
+    (lambda d: d["model"]["pretransform"]["config"]["encoder"]["config"]["strides"].__setitem__(0, 0),
+     r"encoder\.config\.strides\[0\]: must be a positive integer"),
+    (lambda d: d["model"]["pretransform"]["config"].update(downsampling_ratio=0),
+     r"pretransform\.config\.downsampling_ratio: must be a positive integer"),
+    (lambda d: d["model"]["diffusion"]["config"].update(embed_dim=30, num_heads=4),
+     r"\$\.model\.diffusion\.config: embed_dim must be a multiple of num_heads"),
+    (lambda d: d["model"]["diffusion"]["sampling_distribution_shift_options"].update(min_length=9, max_length=9)
+     if d["model"]["diffusion"].get("sampling_distribution_shift_options") else
+     d["model"]["diffusion"].update(sampling_distribution_shift_options=dict(
+         base_shift=0.5, max_shift=1.0, min_length=9, max_length=9)),
+     r"sampling_distribution_shift_options: min_length must be below max_length"),
+])
+def test_invalid_values_name_their_json_path_and_the_fix(edit, message):
+    """Values a network would divide by or size a tensor with: refused at the boundary, not
+    as a ZeroDivisionError or a torch error deep inside loading."""
+    data = _small()
+    edit(data)
+    with pytest.raises(ConfigError, match=message) as e:
+        parse_model_config(data)
+    assert "correct model_config.json" in str(e.value)
+
+
+def test_nan_in_a_float_field_is_refused(tmp_path):
+    data = _small()
+    conds = data["model"]["conditioning"]["configs"]
+    number = next(c for c in conds if c["type"] == "number")
+    number["config"]["max_val"] = float("nan")
+    path = tmp_path / "model_config.json"
+    path.write_text(json.dumps(data))  # json writes NaN, and reads it back
+    with pytest.raises(ConfigError, match=r"configs\[\d\]\.config\.max_val: must be a finite number, got nan"):
+        load_model_config(path)
+    number["config"]["max_val"] = number["config"].get("min_val", 0.0)
+    with pytest.raises(ConfigError, match=r"min_val must be below max_val"):
+        parse_model_config(data)

@@ -168,13 +168,34 @@ def _fake_varlen(q, k, v, cu_q, cu_k, max_q, max_k):
 
 def test_attend_padded_varlen_packing(monkeypatch):
     """CUDA + flash-attn: valid frames attend to valid frames only; padded frames give 0."""
-    monkeypatch.setattr(transformer, "_flash_attn_varlen", lambda q: _fake_varlen)
+    monkeypatch.setattr(transformer, "flash_kernel",
+                        lambda q, name: _fake_varlen if name == "flash_attn_varlen_func" else None)
     q, k, v, pad = _padded_qkv()
     out = attend_padded(q, k, v, pad)
     masked = attend(q, k, v, mask=pad[:, None, None, :])
     valid = pad[:, None, :, None].expand_as(out)
     torch.testing.assert_close(out[valid], masked[valid], rtol=0, atol=5e-3)
     assert out[~valid].abs().max() == 0
+
+
+@pytest.mark.parametrize("version, capability, usable", [
+    ("2.6.3", (9, 0), True), ("2.3.0", (8, 0), True),
+    ("2.2.5", (9, 0), False),  # no window_size before 2.3
+    ("2.6.3", (7, 5), False),  # flash-attn 2 needs Ampere or newer
+    (None, (9, 0), False),     # not installed
+])
+def test_flash_attn_is_used_only_where_it_runs(monkeypatch, version, capability, usable):
+    import sys
+    import types
+    fake = types.SimpleNamespace(__version__=version, flash_attn_func=object(), flash_attn_varlen_func=object())
+    monkeypatch.setitem(sys.modules, "flash_attn", fake if version else None)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=None: capability)
+    transformer._flash_module.cache_clear()
+    try:
+        assert (transformer._flash_module(0) is fake) == usable
+    finally:
+        transformer._flash_module.cache_clear()
+    assert transformer.flash_kernel(torch.zeros(1), "flash_attn_func") is None  # CPU tensors: sdpa
 
 
 # --------------------------------------------------------------------------- guidance

@@ -1,13 +1,11 @@
-"""studio.edit: region validation, grid/beat snapping, the equal-power splice, the painter contract."""
+"""studio.edit: the snapping rule, region validation, the equal-power splice."""
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
 
 from studio import edit
-from studio.api import LATENT_HOP, SAMPLE_RATE, Region
+from studio.api import MAX_REGIONS, LATENT_HOP, SAMPLE_RATE, Region
 
 SR = SAMPLE_RATE
 
@@ -24,14 +22,15 @@ def noise(n, seed):
     ([Region(5.0, 6.0), Region(1.0, 2.0), Region(5.5, 7.0)], "Regions 1 and 3 overlap"),
     ([Region(float("nan"), 1.0)], "must be numbers"),
 ])
-def test_validate_refuses_with_region_and_value(regions, message):
+def test_snap_refuses_with_region_and_value(regions, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        edit.validate_regions(regions, 10.0)
+        edit.snap_regions(regions, 10.0)
 
 
-def test_validate_sorts_and_allows_touching_regions():
-    out = edit.validate_regions([Region(4.0, 5.0), Region(1.0, 4.0)], 10.0)
-    assert out == (Region(1.0, 4.0), Region(4.0, 5.0))
+def test_snap_sorts_and_keeps_touching_regions_with_their_prompts():
+    grid = LATENT_HOP / SR
+    out = edit.snap_regions([Region(40 * grid, 50 * grid, "b"), Region(10 * grid, 40 * grid, "a")], 10.0)
+    assert out == (Region(10 * grid, 40 * grid, "a"), Region(40 * grid, 50 * grid, "b"))
 
 
 def test_snap_widens_to_the_latent_grid():
@@ -50,7 +49,93 @@ def test_snap_keeps_the_end_of_the_clip_and_the_region_prompt():
 def test_snap_to_beats_moves_edges_to_the_nearest_beat_then_the_grid():
     beats = [0.5, 1.0, 1.5, 2.0, 2.5]
     (r,) = edit.snap_regions([Region(0.93, 2.08)], 10.0, beats=beats)
-    assert r.start == edit.snap_time(1.0, 10.0) and r.end == edit.snap_time(2.0, 10.0, up=True)
+    assert r.start == edit.snap_edge(1.0, 10.0, up=False) and r.end == edit.snap_edge(2.0, 10.0, up=True)
+
+
+GRID = edit.GRID_SECONDS
+TOL = edit.SNAP_TOLERANCE
+
+
+@pytest.mark.parametrize("painted, regenerated", [
+    ((5.48, 7.245), (59 * GRID, 78 * GRID)),      # issue 9: was 5.4799–7.3375 (the end a whole step out)
+    ((0.557, 1.672), (6 * GRID, 18 * GRID)),      # the painter README's example: was 0.464–1.765
+    ((0.5, 0.6), (5 * GRID, 7 * GRID)),           # off the grid: start down, end up
+])
+def test_snap_keeps_edges_within_a_millisecond_of_a_grid_line_on_it(painted, regenerated):
+    (r,) = edit.snap_regions([Region(*painted)], 10.0)
+    assert (r.start, r.end) == pytest.approx(regenerated, abs=1e-12)
+
+
+def test_snap_property_over_random_edges():
+    """Over many random edges: a displayed edge (a grid line rounded to the millisecond, as the
+    painter shows it) comes back within 1 ms; any edge comes back on a grid line (or the clip's
+    end), never more than 1 ms inside what was painted, and snapping again changes nothing."""
+    rng = np.random.default_rng(0)
+    duration = 20.0 + rng.random()
+    for _ in range(5000):
+        lines = rng.integers(0, int(duration / GRID), 2) * GRID
+        shown = np.round(lines, 3) if rng.random() < 0.5 else lines + rng.uniform(-TOL, TOL, 2)
+        raw = rng.uniform(0, duration, 2)
+        for a, b in (sorted(shown), sorted(raw)):
+            if b - a < 2 * TOL:
+                continue
+            start, end = edit.snap_span(a, b, duration)
+            assert start <= a + TOL and end >= b - TOL  # never narrower than painted by more than 1 ms
+            assert end - start <= b - a + 2 * GRID      # and at most one grid cell wider each side
+            for t in (start, end):
+                assert t == duration or edit.to_samples(t) % LATENT_HOP == 0
+            assert edit.snap_span(start, end, duration) == (start, end)
+        s0, s1 = sorted(shown)
+        if s1 - s0 > 2 * TOL:
+            start, end = edit.snap_span(s0, s1, duration)
+            assert abs(start - s0) <= TOL and abs(end - s1) <= TOL  # what was shown is what changes
+
+
+def test_snap_regions_is_idempotent_and_sample_exact():
+    regions = (Region(0.31, 0.8, "bass"), Region(0.81, 1.3), Region(2.0, 2.2))
+    once = edit.snap_regions(regions, 4.0)
+    assert edit.snap_regions(once, 4.0) == once
+    assert all(edit.to_samples(r.start) % LATENT_HOP == 0 for r in once[::2])
+
+
+def test_neighbours_that_share_a_grid_cell_with_the_same_prompt_become_one_region():
+    out = edit.snap_regions([Region(0.61, 0.7), Region(0.5, 0.6)], 10.0)  # issue 9: refused before
+    assert out == (Region(5 * GRID, 8 * GRID),)
+    touching = edit.snap_regions([Region(1.0, 2.0), Region(2.0, 3.0)], 10.0)
+    assert touching == (Region(10 * GRID, 33 * GRID),)
+
+
+def test_neighbours_with_their_own_prompts_split_the_shared_cell():
+    a, b = edit.snap_regions([Region(0.5, 0.6, "bass"), Region(0.61, 0.7, "drums")], 10.0)
+    assert (a.start, a.end, a.prompt) == (5 * GRID, pytest.approx(6.5 * GRID), "bass")
+    assert (b.start, b.end, b.prompt) == (a.end, 8 * GRID, "drums")
+    x, y = edit.snap_regions([Region(1.0, 2.0, "x"), Region(2.0, 3.0, "y")], 10.0)
+    assert (x.end, y.start) == (pytest.approx(21.5 * GRID), x.end)
+    on_grid = (Region(10 * GRID, 20 * GRID, "x"), Region(20 * GRID, 30 * GRID, "y"))
+    assert edit.snap_regions(on_grid[::-1], 10.0) == on_grid  # touching on a line: both kept as painted
+
+
+@pytest.mark.parametrize("regions, message", [
+    ([Region(1.0, 2.0), Region(1.5, 2.5)], "Regions 1 and 2 overlap (0.93–2.04 s and 1.49–2.51 s): move or shorten"),
+    ([Region(5.0, 6.0), Region(1.0, 2.0), Region(5.5, 7.0)], "Regions 1 and 3 overlap"),
+    ([Region(3.0, 4.0)] + [Region(1.0, 1.5)] * 2, "Regions 2 and 3 overlap"),
+])
+def test_real_overlaps_are_refused_naming_the_regions(regions, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        edit.snap_regions(regions, 10.0)
+
+
+def test_thousands_of_tiny_regions_get_a_sentence_with_the_cap():
+    tiny = [Region(0.003 * i, 0.003 * i + 0.001) for i in range(3000)]
+    with pytest.raises(ValueError, match=f"There are 3000 regions; an edit takes at most {MAX_REGIONS}"):
+        edit.snap_regions(tiny, 10.0)
+
+
+def test_a_sliver_on_a_grid_line_becomes_one_grid_cell():
+    (r,) = edit.snap_regions([Region(10 * GRID - 0.0002, 10 * GRID + 0.0003)], 10.0)
+    assert (r.start, r.end) == (10 * GRID, 11 * GRID)
+    (r,) = edit.snap_regions([Region(9.9996, 10.0)], 10.0)
+    assert r.end == 10.0 and r.start == pytest.approx(106 * GRID)
 
 
 def test_equal_power_gains_keep_power():
@@ -92,22 +177,3 @@ def test_splice_appends_the_continuation():
 def test_splice_refuses_shorter_generation():
     with pytest.raises(ValueError, match="generated"):
         edit.splice(noise(100, 0), noise(99, 1), ())
-
-
-def test_parse_painter_contract():
-    value = json.dumps({"regions": [{"id": "r1", "start": 1, "end": 2.5, "prompt": "  "},
-                                    {"id": "r2", "start": "3", "end": 4, "prompt": "choir"}],
-                        "continue_seconds": 2.0, "track": None})
-    regions, cont = edit.parse_painter(value)
-    assert regions == (Region(1.0, 2.5, None), Region(3.0, 4.0, "choir")) and cont == 2.0
-    assert edit.parse_painter("") == ((), 0.0)
-
-
-@pytest.mark.parametrize("value, message", [
-    ('{"regions": [{"start": null, "end": 1}]}', "Region 1: start and end must be numbers"),
-    ('{"regions": [], "continue_seconds": -1}', "Continue-by must be zero or more"),
-    ('[1, 2]', "must be a JSON object"),
-])
-def test_parse_painter_refuses(value, message):
-    with pytest.raises(ValueError, match=message):
-        edit.parse_painter(value)

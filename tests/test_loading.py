@@ -169,3 +169,127 @@ def test_download_progress_reaches_the_callback(monkeypatch, full_checkpoint):
     seen = []
     resolve("medium", local_only=False, progress=lambda done, total: seen.append((done, total)))
     assert seen[-1] == (1000, 1000) and len(seen) == 4
+
+
+# --------------------------------------------------------------------------- bad checkpoints, one sentence each
+
+
+def _rewrite_weights(folder, change):
+    from safetensors.torch import save_file
+
+    path = folder / "model.safetensors"
+    tensors = read_tensors(path)
+    change(tensors)
+    save_file(tensors, str(path))
+
+
+def test_an_integer_tensor_where_a_float_belongs_is_named(full_checkpoint):
+    from models.sa3 import StableAudio3
+
+    name = "model.model.transformer.project_in.weight"
+    _rewrite_weights(full_checkpoint, lambda t: t.update({name: t[name].long()}))
+    with pytest.raises(CheckpointError, match=r"wrong dtype transformer\.project_in\.weight torch\.int64 "
+                                              r"\(expected torch\.float32\)"):
+        StableAudio3.from_checkpoint(resolve(str(full_checkpoint)))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nan_or_inf_weights_are_refused_at_load(full_checkpoint, bad):
+    from models.sa3 import StableAudio3
+
+    name = "pretransform.model.bottleneck.bias"
+
+    def poison(tensors):
+        tensors[name] = tensors[name].clone()
+        tensors[name].view(-1)[0] = bad
+
+    _rewrite_weights(full_checkpoint, poison)
+    with pytest.raises(CheckpointError, match=r"NaN or infinite values in bottleneck\.bias: .*download it again"):
+        StableAudio3.from_checkpoint(resolve(str(full_checkpoint)))
+
+
+def test_no_network_is_one_sentence(monkeypatch):
+    import httpx
+    import huggingface_hub
+
+    def fail(*args, **kwargs):
+        raise httpx.ConnectError("[Errno -3] Temporary failure in name resolution\nmore lines")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fail)
+    with pytest.raises(CheckpointError) as e:
+        resolve("small-music", local_only=False)
+    assert str(e.value) == ("Downloading stabilityai/stable-audio-3-small-music failed (ConnectError: [Errno -3] "
+                            "Temporary failure in name resolution): check your network connection and retry, "
+                            "or pass a local folder.")
+
+
+def test_resolve_works_without_anything_importing_the_hub_first(tmp_path):
+    """huggingface_hub loads its submodules lazily: `huggingface_hub.constants` did not exist in a
+    fresh process (gradio imports it in the app), so every hub model failed with AttributeError."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from models.loading import resolve, CheckpointError\n"
+            "try:\n    resolve('small-music')\nexcept CheckpointError as e:\n    print(e)\n"
+            "assert 'huggingface_hub.constants' in sys.modules and 'gradio' not in sys.modules")
+    env = {"PATH": "/usr/bin:/bin", "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=GOLDEN.parents[2], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "is not in the local Hugging Face cache" in out.stdout
+
+
+# --------------------------------------------------------------------------- the engine maps them to EngineError
+
+
+def test_engine_load_maps_every_loading_failure_to_one_sentence(full_checkpoint, monkeypatch):
+    from models.sa3 import StableAudio3
+    from studio.api import EngineError
+    from studio.engine import RealEngine
+
+    for error in (RuntimeError("CUDA out of memory.\nTried to allocate 2 GiB"), ZeroDivisionError("division by zero"),
+                  AttributeError("No huggingface_hub attribute constants")):
+        def fail(*args, **kwargs):
+            raise error
+        monkeypatch.setattr(StableAudio3, "from_checkpoint", fail)
+        with pytest.raises(EngineError) as e:
+            RealEngine(device="cpu").prepare(str(full_checkpoint))
+        text = str(e.value)
+        assert text.startswith(f"The model {str(full_checkpoint)!r} could not be loaded ({type(error).__name__}: ")
+        assert "\n" not in text and text.endswith("download it again.")
+
+
+def test_engine_load_names_a_bad_config_value(full_checkpoint):
+    import json
+
+    from studio.api import EngineError
+    from studio.engine import RealEngine
+
+    cfg = json.loads((full_checkpoint / "model_config.json").read_text())
+    cfg["sample_rate"] = 0
+    (full_checkpoint / "model_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(EngineError, match=r"\$\.sample_rate: must be a positive integer, got 0; "
+                                          r"correct model_config.json"):
+        RealEngine(device="cpu").prepare(str(full_checkpoint))
+    cfg["sample_rate"] = 48000
+    (full_checkpoint / "model_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(EngineError, match="works at 48000 Hz .* the studio needs 44100 Hz"):
+        RealEngine(device="cpu").prepare(str(full_checkpoint))
+
+
+@pytest.mark.parametrize("device, message", [
+    ("cuda", "needs an NVIDIA GPU, but PyTorch finds none"),
+    ("cuda:7", "needs an NVIDIA GPU, but PyTorch finds none"),
+    ("tpu", "Unknown device 'tpu'"),
+    ("meta", "Device 'meta' is not supported"),
+])
+def test_a_device_this_machine_lacks_is_refused_before_any_work(device, message):
+    from studio.api import EngineError
+    from studio.engine import RealEngine
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        message = "does not exist" if device == "cuda:7" and torch.cuda.device_count() < 8 else None
+        if message is None:
+            pytest.skip("this machine has the GPU")
+    with pytest.raises(EngineError, match=message):
+        RealEngine(device=device)

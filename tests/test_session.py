@@ -1,17 +1,24 @@
-"""studio.session: versions, takes, undo/redo and export, all surviving a reload from disk;
-plus the fake engine's contract (deterministic, exact outside regions, progress, cancel, failures)."""
+"""studio.session: versions, takes, undo/redo and export, all surviving a reload from disk."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from studio import edit, session
-from studio.api import SAMPLE_RATE, Cancelled, EditRequest, EngineError, Region
+from studio import audio_io, session
+from studio.api import SAMPLE_RATE, EditRequest, Region
 from studio.fake_engine import FakeEngine
 
 SR = SAMPLE_RATE
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def clip(seconds=2.0, seed=0):
@@ -19,7 +26,8 @@ def clip(seconds=2.0, seed=0):
 
 
 def make_take(source, regions=(Region(0.5, 1.0),), seed=7, **kw):
-    return FakeEngine().edit(EditRequest(source, tuple(regions), "pads", seed, **kw))
+    return FakeEngine().edit(EditRequest(model="small-music", source=source, regions=tuple(regions),
+                                         prompt="pads", seed=seed, **kw))
 
 
 def test_versions_takes_undo_redo_survive_reload(tmp_path):
@@ -30,18 +38,18 @@ def test_versions_takes_undo_redo_survive_reload(tmp_path):
     s, t2 = session.add_take(s, make_take(src, seed=8), "pads", {"steps": 8})
     s = session.accept(s, t1.id)
     s = session.discard(s, t2.id)
-    assert s.cursor == 1 and s.current.file == t1.file and [t.id for t in s.live_takes] == [t1.id]
+    assert s.cursor == 1 and s.current.take == t1.id and [t.id for t in s.live_takes] == [t1.id]
     assert s.current.regions == t1.regions
 
     again = session.open_session(tmp_path, s.id)
     assert again == s
-    assert np.array_equal(session.audio(again, again.current.file), make_take(src).audio)
+    assert np.array_equal(session.audio(again, "current"), make_take(src).audio)
 
-    s = session.undo(s)
-    assert s.current.label == "source: a.wav" and np.array_equal(session.audio(s, s.current.file), src)
-    assert session.undo(s) == s  # nothing before the first version
-    s = session.redo(s)
-    assert s.cursor == 1 and session.redo(s) == s
+    s, moved = session.undo(s)
+    assert moved and s.current.label == "source: a.wav" and np.array_equal(session.audio(s, "current"), src)
+    assert session.undo(s) == (s, False)  # nothing before the first version
+    s, moved = session.redo(s)
+    assert moved and s.cursor == 1 and session.redo(s) == (s, False)
     assert session.open_session(tmp_path, s.id).cursor == 1
 
 
@@ -50,9 +58,10 @@ def test_new_version_after_undo_drops_redo_but_keeps_files(tmp_path):
     s = session.set_source(s, clip(seed=1), "one")
     s = session.set_source(s, clip(seed=2), "two")
     old = s.current
-    s = session.set_source(session.undo(s), clip(seed=3), "three")
-    assert [v.label for v in s.versions] == ["one", "three"] and s.cursor == 1
+    s = session.set_source(session.undo(s)[0], clip(seed=3), "three")
+    assert [s.version(v).label for v in s.history] == ["one", "three"] and s.cursor == 1
     assert s.path(old.file).exists() and old.file != s.current.file
+    assert np.array_equal(session.audio(s, old.id), clip(seed=2))  # takes based on it still rebuild
 
 
 def test_export_current_and_take_with_sidecar(tmp_path):
@@ -63,8 +72,10 @@ def test_export_current_and_take_with_sidecar(tmp_path):
     s, rec = session.add_take(s, take, "pads", {"steps": 8})
     path = session.export(s, rec.id, "wav32f")
     meta = json.loads(path.with_suffix(".json").read_text())
-    assert meta["seed"] == 7 and meta["prompt"] == "pads" and meta["regions"][0]["start"] == 0.5
-    assert np.array_equal(session.audio(s, path.relative_to(s.folder).as_posix()), take.audio)
+    assert meta["seed"] == 7 and meta["prompt"] == "pads" and meta["regions"][0]["start"] == take.regions[0].start
+    assert np.array_equal(audio_io.read_track(path), take.audio)
+    again = session.export(s, rec.id, "wav32f")  # the same second: a new name, the first file kept
+    assert again != path and path.exists()
     s = session.accept(s, rec.id)
     meta = json.loads(session.export(s, "current", "flac").with_suffix(".json").read_text())
     assert meta["take"] == rec.id and meta["format"] == "flac"
@@ -72,8 +83,9 @@ def test_export_current_and_take_with_sidecar(tmp_path):
 
 @pytest.mark.parametrize("sid", ["../etc", "", "ABCDEF012345"])
 def test_open_refuses_malformed_ids(tmp_path, sid):
-    with pytest.raises(ValueError, match="session id"):
+    with pytest.raises(session.SessionError, match="session id"):
         session.open_session(tmp_path, sid)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_sessions_are_separate(tmp_path):
@@ -82,30 +94,288 @@ def test_sessions_are_separate(tmp_path):
     assert a.folder != b.folder and session.open_session(tmp_path, b.id).versions == ()
 
 
-def test_fake_engine_is_exact_outside_regions_and_deterministic():
-    src = clip(3.0)
-    regions = (Region(0.5, 1.0), Region(2.0, 2.5))
-    take = make_take(src, regions, continue_seconds=1.0)
-    assert take.audio.shape == (2, 4 * SR)
-    mask = edit.region_mask(3 * SR, regions)
-    assert np.array_equal(take.audio[:, :3 * SR][:, ~mask], src[:, ~mask])
-    assert take.regions[-1] == Region(3.0, 4.0)
-    assert np.array_equal(make_take(src, regions, continue_seconds=1.0).audio, take.audio)
-    assert not np.array_equal(make_take(src, regions, seed=8).audio[:, mask], take.audio[:, :3 * SR][:, mask])
+# ---- compact takes: stored as what changed, rebuilt bitwise ---------------------------------------
+
+def test_take_is_stored_as_its_changed_spans_and_rebuilt_bitwise(tmp_path):
+    src = clip(60.0)
+    src[:, ::7] = -0.0  # signed zeros: a take that wrote +0.0 there would differ bitwise
+    s = session.set_source(session.create(tmp_path), src, "source")
+    take = make_take(src, (Region(10.0, 11.0), Region(30.0, 30.5)), continue_seconds=2.0)
+    s, rec = session.add_take(s, take, "pads", {})
+    full_bytes = take.audio.nbytes
+    assert s.path(rec.file).stat().st_size < 0.06 * full_bytes  # 3.5 s of 62 s are stored
+    assert rec.frames == take.audio.shape[1] and len(rec.spans) == 3 and rec.spans[-1][1] == rec.frames
+    rebuilt = session.audio(session.reload(s), rec.id)
+    assert rebuilt.dtype == np.float32 and np.array_equal(rebuilt.view(np.uint32), take.audio.view(np.uint32))
+
+    # a take made on an accepted take rebuilds through the chain; so does the file B plays
+    s = session.accept(s, rec.id)
+    second = make_take(take.audio, (Region(40.0, 41.0),), seed=9)
+    s, rec2 = session.add_take(s, second, "pads", {})
+    assert rec2.base == s.current.id
+    played = audio_io.read_track(session.track_file(s, rec2.id))
+    assert np.array_equal(played.view(np.uint32), second.audio.view(np.uint32))
+    assert np.array_equal(audio_io.read_track(session.track_file(s, "current")), take.audio)
 
 
-def test_fake_engine_progress_cancel_and_failures():
-    src, seen = clip(), []
-    FakeEngine().edit(
-        EditRequest(src, (Region(0.5, 1.0),), "x", 1, steps=5), lambda *a: seen.append(a))
-    assert seen[0] == ("encode", 1, 1) and ("steps", 5, 5) in seen and seen[-1] == ("decode", 1, 1)
+def test_a_take_with_an_intro_stores_the_intro_and_its_regions_only(tmp_path):
+    src = clip(20.0)
+    s = session.set_source(session.create(tmp_path), src, "source")
+    take = make_take(src, (Region(5.0, 6.0),), extend_start_seconds=2.0)
+    s, rec = session.add_take(s, take, "pads", {})
+    assert rec.shift == 2 * SR and rec.spans[0] == (0, 2 * SR) and len(rec.spans) == 2
+    assert s.path(rec.file).stat().st_size < 0.2 * take.audio.nbytes  # 3 s of 22 s
+    assert np.array_equal(session.audio(session.reload(s), rec.id).view(np.uint32), take.audio.view(np.uint32))
 
-    def stop(stage, done, total):
-        if stage == "steps" and done == 2:
-            raise Cancelled()
-    with pytest.raises(Cancelled):
-        FakeEngine().edit(EditRequest(src, (Region(0.5, 1.0),), "x", 1, steps=5), stop)
-    with pytest.raises(EngineError, match="HF_TOKEN"):
-        FakeEngine().edit(EditRequest(src, (Region(0.5, 1.0),), "[fail:gated] x", 1))
-    with pytest.raises(ValueError, match="overlap"):
-        FakeEngine().edit(EditRequest(src, (Region(0.5, 1.0), Region(0.8, 1.2)), "x", 1))
+
+def test_changed_spans_merge_close_runs_and_fall_back_to_whole_take():
+    base = np.zeros((2, 100_000), np.float32)
+    changed = base.copy()
+    changed[0, 1000:1010] = 1
+    changed[1, 1100:1200] = 1      # close to the first run: merged
+    changed[0, 50_000:50_001] = 1  # far: its own span
+    assert session.changed_spans(base, changed) == ((1000, 1200), (50_000, 50_001))
+    assert session.changed_spans(base, np.pad(changed, ((0, 0), (0, 5)))) == (
+        (1000, 1200), (50_000, 50_001), (100_000, 100_005))
+    assert session.changed_spans(base, base.copy()) == ()
+    assert session.changed_spans(base, np.pad(base, ((0, 0), (7, 0))), shift=7) == ((0, 7),)
+    long = np.zeros((2, (session.MAX_SPANS + 1) * (session.SPAN_GAP + 1)), np.float32)
+    scattered = long.copy()
+    scattered[0, ::session.SPAN_GAP + 1] = 1  # one more run than MAX_SPANS
+    assert session.changed_spans(long, scattered) == ((0, long.shape[1]),)
+
+
+def test_an_unchanged_take_rebuilds_from_an_empty_patch(tmp_path):
+    src = clip()
+    s = session.set_source(session.create(tmp_path), src, "source")
+    same = make_take(src, (Region(0.5, 1.0),), strength=1.0)
+    same = type(same)(src.copy(), same.request, same.seed, same.model, same.regions)
+    s, rec = session.add_take(s, same, "pads", {})
+    assert rec.spans == () and np.array_equal(session.audio(s, rec.id), src)
+
+
+def test_playback_cache_is_bounded(tmp_path, monkeypatch):
+    src = clip()
+    s = session.set_source(session.create(tmp_path), src, "source")
+    recs = []
+    for seed in range(4):
+        s, rec = session.add_take(s, make_take(src, seed=seed), "pads", {})
+        recs.append(rec)
+    monkeypatch.setattr(session, "CACHE_BYTES", 1)
+    paths = [session.track_file(s, r.id) for r in recs]
+    assert sorted(p.name for p in s.path("cache").iterdir()) == [p.name for p in paths[2:]]
+    assert np.array_equal(audio_io.read_track(session.track_file(s, recs[0].id)), make_take(src, seed=0).audio)
+
+
+# ---- concurrency: every change applies to the latest state ------------------------------------------
+
+def take_seeds(s):
+    return sorted(t.seed for t in s.takes)
+
+
+def assert_takes_hold_their_audio(s, src):
+    """Every take rebuilds to exactly what the fake engine makes for its seed."""
+    for t in s.takes:
+        assert np.array_equal(session.audio(s, t.id), make_take(src, seed=t.seed).audio), t.id
+
+
+def test_two_tabs_interleaved_keep_every_take(tmp_path):
+    src = clip()
+    s = session.set_source(session.create(tmp_path), src, "source")
+    tab1, tab2 = session.open_session(tmp_path, s.id), session.open_session(tmp_path, s.id)
+    for k in range(3):  # both tabs hold their own (stale) copy and add in turn
+        session.add_take(tab1, make_take(src, seed=100 + k), "one", {})
+        session.add_take(tab2, make_take(src, seed=200 + k), "two", {})
+    latest = session.reload(s)
+    assert [t.id for t in latest.takes] == [f"t{i:03d}" for i in range(1, 7)]
+    assert take_seeds(latest) == [100, 101, 102, 200, 201, 202]
+    assert sorted(p.name for p in s.path("takes").iterdir()) == [f"t{i:03d}.wav" for i in range(1, 7)]
+    assert_takes_hold_their_audio(latest, src)
+
+
+def test_four_threads_adding_takes_at_once(tmp_path):
+    src = clip()
+    s = session.set_source(session.create(tmp_path), src, "source")
+    start = threading.Barrier(4)
+
+    def user(k):
+        start.wait()
+        for j in range(3):
+            session.add_take(s, make_take(src, seed=10 * k + j), "x", {})
+    threads = [threading.Thread(target=user, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    latest = session.reload(s)
+    assert len({t.id for t in latest.takes}) == 12 and len(list(s.path("takes").iterdir())) == 12
+    assert take_seeds(latest) == sorted(10 * k + j for k in range(4) for j in range(3))
+    assert_takes_hold_their_audio(latest, src)
+
+
+def test_accept_and_discard_while_a_take_is_added_both_survive(tmp_path):
+    src = clip()
+    s = session.set_source(session.create(tmp_path), src, "source")
+    s, t1 = session.add_take(s, make_take(src, seed=1), "x", {})
+    s, t2 = session.add_take(s, make_take(src, seed=2), "x", {})
+    running = session.reload(s)  # what a generation read when it started
+    session.accept(s, t1.id)     # meanwhile, the same user in the same (or another) tab
+    session.discard(s, t2.id)
+    after, t3 = session.add_take(running, make_take(src, seed=3), "x", {})
+    assert after.current.take == t1.id and after.cursor == 1
+    assert [t.id for t in after.live_takes] == [t1.id, t3.id] and t3.base == running.current.id
+    after, moved = session.undo(running)  # Undo from the stale copy still undoes the accept
+    assert moved and after.current.label == "source"
+
+    # and with real threads: accepts/discards racing a stream of takes
+    def adder():
+        for seed in range(10, 16):
+            session.add_take(s, make_take(src, seed=seed), "x", {})
+    thread = threading.Thread(target=adder)
+    thread.start()
+    session.accept(s, t3.id)
+    session.discard(s, t1.id)
+    thread.join()
+    latest = session.reload(s)
+    assert latest.current.take == t3.id and latest.take(t1.id).discarded and len(latest.takes) == 9
+    assert_takes_hold_their_audio(latest, src)
+
+
+CHILD = """
+import os, sys, time
+import numpy as np
+from studio import audio_io, session
+from studio.api import EditRequest, Region
+from studio.fake_engine import FakeEngine
+root, sid, stage, first_seed = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+s = session.open_session(root, sid)
+src = session.audio(s, "current")
+if stage != "none":  # stop for good inside os.link (take file written, not named) or os.replace (session.json)
+    real = getattr(os, stage)
+    def stop(a, b, *rest):
+        if stage == "link" or str(b).endswith("session.json"):
+            print("mid-write", flush=True)
+            time.sleep(3600)
+        return real(a, b, *rest)
+    setattr(os, stage, stop)
+for seed in range(first_seed, first_seed + 3):
+    take = FakeEngine().edit(EditRequest(model="small-music", source=src, regions=(Region(0.5, 1.0),),
+                                         prompt="pads", seed=seed))
+    session.add_take(s, take, "pads", {})
+"""
+
+
+def run_child(root, sid, stage, first_seed=50):
+    return subprocess.Popen([sys.executable, "-c", CHILD, str(root), sid, stage, str(first_seed)],
+                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("stage", ["link", "replace"])
+def test_kill_9_in_the_middle_of_writing_a_take_leaves_no_debris(tmp_path, stage):
+    src = clip()
+    s = session.set_source(session.create(tmp_path), src, "source")
+    s, _ = session.add_take(s, make_take(src, seed=1), "x", {})
+    child = run_child(tmp_path, s.id, stage)
+    assert child.stdout.readline().strip() == "mid-write"  # it holds the lock, a temp file on disk
+    assert list(Path(s.folder).rglob(".tmp-*"))
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+
+    gone = session.recover(s.folder)  # what opening the session (or start-up) does
+    assert gone and not list(Path(s.folder).rglob(".tmp-*"))
+    latest = session.open_session(tmp_path, s.id)  # session.json is valid, and as before the kill
+    assert [t.seed for t in latest.takes] == [1]
+    assert sorted(p.name for p in s.path("takes").iterdir()) == ["t001.wav"]
+    latest, rec = session.add_take(latest, make_take(src, seed=2), "x", {})  # the lock was released
+    assert rec.id == "t002"
+    assert_takes_hold_their_audio(session.reload(s), src)
+
+
+def test_two_processes_adding_takes_to_one_session(tmp_path):
+    src = clip()
+    s = session.set_source(session.create(tmp_path), src, "source")
+    children = [run_child(tmp_path, s.id, "none", first) for first in (10, 20)]
+    for c in children:
+        assert c.wait() == 0
+    latest = session.reload(s)
+    assert take_seeds(latest) == [10, 11, 12, 20, 21, 22] and len({t.id for t in latest.takes}) == 6
+    assert_takes_hold_their_audio(latest, src)
+
+
+# ---- bounds: lazy creation, quota, clean-up, what a reload restores -------------------------------
+
+def test_opening_an_unknown_session_creates_nothing(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        session.open_session(tmp_path, "0123456789ab")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_quota_refuses_new_work_with_a_sentence(tmp_path):
+    s = session.set_source(session.create(tmp_path), clip(), "source")
+    session.check_room(s, 10 * 2**20)
+    with pytest.raises(session.SessionError, match=r"more than its 0 MB limit; export .* new session"):
+        session.check_room(s, 1000)
+
+
+def test_sweep_deletes_old_sessions_and_crash_debris(tmp_path):
+    old = session.set_source(session.create(tmp_path), clip(), "old")
+    fresh = session.set_source(session.create(tmp_path), clip(), "fresh")
+    week_ago = time.time() - 8 * 86400
+    os.utime(old.path("session.json"), (week_ago, week_ago))
+    crashed = tmp_path / "00000000abcd"  # created, killed before session.json was written
+    crashed.mkdir()
+    os.utime(crashed, (week_ago, week_ago))
+    (fresh.path("takes")).mkdir()
+    debris = [fresh.path("takes/.tmp-t001.xyz.wav"), fresh.path("takes/t009.wav"), fresh.path(".tmp-session.a.json")]
+    for p in debris:
+        p.write_bytes(b"half")
+    (tmp_path / "notes").mkdir()  # not a session: left alone
+    broken = tmp_path / "00000000beef"  # unreadable session.json: left alone, the sweep goes on
+    broken.mkdir()
+    (broken / "session.json").write_text("{")
+    flag = tmp_path / ".tmp-cancel-0f0f"  # a tab's cancel flag, left for a day
+    flag.touch()
+    os.utime(flag, (week_ago, week_ago))
+
+    assert sorted(session.sweep(tmp_path, keep_days=7)) == sorted([old.id, crashed.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([fresh.id, "notes", broken.name])
+    assert not any(p.exists() for p in debris) and session.reload(fresh).current.label == "fresh"
+    assert session.sweep(tmp_path, keep_days=0) == []  # 0 keeps every session
+
+
+def test_last_prompt_and_source_are_restored(tmp_path):
+    s = session.set_source(session.create(tmp_path), clip(), "source: groove.wav")
+    session.remember(s, prompt="glassy bells", n_takes=2)
+    again = session.open_session(tmp_path, s.id)
+    assert again.last == {"source": "source: groove.wav", "prompt": "glassy bells", "n_takes": 2}
+
+
+def test_format_1_sessions_still_open(tmp_path):
+    """A session written before takes were stored compactly: whole-take files, no history."""
+    src, folder = clip(), tmp_path / "0123456789ab"
+    take = make_take(src)
+    audio_io.write_audio(folder / "versions/v001-aaaa.wav", src)
+    audio_io.write_audio(folder / "takes/t001.wav", take.audio)
+    audio_io.write_json(folder / "session.json", {
+        "id": folder.name, "cursor": 1,
+        "versions": [{"id": "v001-aaaa", "file": "versions/v001-aaaa.wav", "label": "source", "regions": [], "note": ""},
+                     {"id": "v002-bbbb", "file": "takes/t001.wav", "label": "take 1 accepted", "regions": [],
+                      "note": ""}],
+        "takes": [{"id": "t001", "file": "takes/t001.wav", "base": "v001-aaaa", "prompt": "p", "seed": 7,
+                   "model": "m", "regions": [], "settings": {}, "elapsed": 0.1, "discarded": False}]})
+    s = session.open_session(tmp_path, folder.name)
+    assert np.array_equal(session.audio(s, "current"), take.audio) and np.array_equal(session.audio(s, "t001"), take.audio)
+    s, rec = session.add_take(s, make_take(take.audio, seed=8), "x", {})
+    assert rec.id == "t002" and np.array_equal(session.audio(s, rec.id), make_take(take.audio, seed=8).audio)
+
+
+def test_app_sweeps_sessions_at_start_up(tmp_path):
+    import app
+    args = app.parse_args(["--keep-sessions-days", "7", "--session-quota-mb", "100"])
+    assert args.keep_sessions_days == 7 and args.session_quota_mb == 100
+    old = session.create(tmp_path)
+    long_ago = time.time() - 8 * 86400
+    os.utime(old.path("session.json"), (long_ago, long_ago))
+    kept = session.create(tmp_path)
+    app.keep_sessions(tmp_path, args.keep_sessions_days)
+    assert [p.name for p in tmp_path.iterdir()] == [kept.id]

@@ -26,6 +26,7 @@ RUNNERS = {
     "conditioners": "models.parity.conditioning",
     "schedules": "models.parity.conditioning",
     "generate": "models.parity.generate",
+    "lora": "models.parity.lora",
 }
 
 

@@ -23,7 +23,7 @@ from models.noise import recorded_noise
 from models.sampling import build_schedule, effective_seq_len, sampling_shift
 
 # The official generate()'s defaults (its sample_size default, not the config's, caps lengths).
-DEFAULTS = dict(batch_size=1, steps=8, cfg_scale=1.0, apg_scale=1.0, duration_padding_sec=6.0,
+DEFAULTS = dict(batch_size=1, steps=8, cfg_scale=1.0, apg_scale=1.0, duration_padding_sec=plan.HEADROOM_SECONDS,
                 init_noise_level=1.0, return_latents=False, sample_size=5292032,
                 truncate_output_to_duration=True, chunked_decode=False)
 UNDERSTOOD = set(DEFAULTS) | {"prompt", "negative_prompt", "duration", "seed", "inpaint_audio",
@@ -61,8 +61,9 @@ def _prepare_audio(audio: torch.Tensor, n_samples: int) -> torch.Tensor:
     return out[None]
 
 
-def build_job(model: StableAudio3, kwargs: dict, audio: torch.Tensor):
-    """The official ``generate`` set-up of one call -> (Generation, encoded reference or init)."""
+def build_job(model: StableAudio3, kwargs: dict, audio: torch.Tensor, loras=()):
+    """The official ``generate`` set-up of one call -> (Generation, encoded reference or init).
+    ``loras``: the ``LoraUse``s loaded on the official model (the lora runner's runs)."""
     unknown = sorted(set(kwargs) - UNDERSTOOD)
     if unknown:
         raise ValueError(f"generate kwargs this runner does not reproduce: {unknown}")
@@ -87,7 +88,7 @@ def build_job(model: StableAudio3, kwargs: dict, audio: torch.Tensor):
     negative = _as_list(k["negative_prompt"], B) if "negative_prompt" in k else None
     job = Generation(tuple(prompts), tuple(seconds), L, k["steps"], reference, keep, init,
                      k["init_noise_level"], negative and tuple(negative), k["cfg_scale"], k["apg_scale"],
-                     k["duration_padding_sec"])
+                     k["duration_padding_sec"], loras=tuple(loras))
     return job, encoded
 
 
@@ -123,11 +124,11 @@ def _clip_for(spec: dict, audio: torch.Tensor, sample_rate: int) -> torch.Tensor
     return audio
 
 
-def _run_one(fx: Fixture, model: StableAudio3, spec: dict, audio) -> Iterator[CaseResult]:
+def _run_one(fx: Fixture, model: StableAudio3, spec: dict, audio, loras=()) -> Iterator[CaseResult]:
     T = fx.tensors
     name = spec["name"]
     steps = []
-    job, encoded, out, noise = run_output(fx, model, spec, audio, steps.append)
+    job, encoded, out, noise = run_output(fx, model, spec, audio, steps.append, loras)
     if encoded is not None and f"{name}_encoded_reference0" in T:
         yield check(f"{name}/encoded_reference0", encoded, T[f"{name}_encoded_reference0"])
     result = check(f"{name}/output", out, T[f"{name}_output"], rel=GENERATE_REL_TOL)
@@ -139,11 +140,11 @@ def _run_one(fx: Fixture, model: StableAudio3, spec: dict, audio) -> Iterator[Ca
     yield from _intermediates(fx, model, name, job, steps)
 
 
-def run_output(fx: Fixture, model: StableAudio3, spec: dict, audio, callback=None):
+def run_output(fx: Fixture, model: StableAudio3, spec: dict, audio, callback=None, loras=()):
     """One official run replayed: (job, encoded audio or None, output as the fixture stores it,
     the noise source, to check that every draw was used)."""
     kwargs = spec["kwargs"]
-    job, encoded = build_job(model, kwargs, _clip_for(spec, audio, model.sample_rate))
+    job, encoded = build_job(model, kwargs, _clip_for(spec, audio, model.sample_rate), loras)
     noise = recorded_noise([fx.tensors[d["name"]] for d in fx.meta[f"{spec['name']}_noise_sequence"]])
     k = {**DEFAULTS, **kwargs}
     out = model.generate(job, noise, decode=not k["return_latents"],

@@ -1,14 +1,9 @@
 // SA3 Studio region painter: body of gr.HTML's js_on_load (element, trigger, props, watch given).
 // Draws the current track (stereo waveform + mel spectrogram, one time axis), lets the user paint
 // regions and a continuation, plays A (current) or B (a take), and writes the JSON contract of
-// studio/painter/README.md back into props.value. PAINTER_CSS is prepended by studio/ui.py.
+// studio/painter/README.md back into props.value. The grid, the snapping tolerance and the limits
+// are props set by Python (studio/painter/__init__.py), never written here.
 (() => {
-  if (!document.getElementById("sa3p-style")) {
-    const style = document.createElement("style");
-    style.id = "sa3p-style";
-    style.textContent = PAINTER_CSS;
-    document.head.appendChild(style);
-  }
   const WAVE_H = 150, SPEC_H = 150, RULER_H = 24, MIN_DRAG_PX = 4, MAX_ZOOM = 16;
   const root = element.querySelector(".sa3p");
   const $ = (sel) => root.querySelector(sel);
@@ -22,18 +17,18 @@
     catch (e) { console.error("painter: bad value", e); return blank(); }
   }
   function blank() {
-    return { track: null, take: null, highlight: [], regions: [], continue_seconds: 0, grid: 4096 / 44100,
-             beats: null, max_continue: 30 };
+    return { track: null, take: null, highlight: [], regions: [], continue_seconds: 0, beats: null };
   }
   function publish() {  // the only way regions reach Python
     props.value = JSON.stringify(state);
     root.dataset.regions = String(state.regions.length);
+    root.dataset.painted = JSON.stringify(state.regions.map(({ start, end }) => [start, end]));
     root.dataset.cont = String(state.continue_seconds);
   }
 
   // ---- time axis -------------------------------------------------------------------------
   const duration = () => (state.track ? state.track.duration : 0);
-  const ghost = () => Math.min(state.max_continue, Math.max(4, 0.25 * duration()));
+  const ghost = () => Math.min(props.max_continue, Math.max(4, 0.25 * duration()));
   const extent = () => Math.max(duration() + ghost(), state.take ? state.take.duration : 0);
   const laneWidth = () => Math.max(200, Math.round(($(".sa3p-scroll").clientWidth - 2) * zoom));
   const tx = (t) => (t / extent()) * laneWidth();
@@ -42,12 +37,23 @@
     const m = Math.floor(t / 60), s = t - 60 * m;
     return `${m}:${s.toFixed(2).padStart(5, "0")}`;
   };
-  function snap(t, up) {
-    if (state.beats && state.beats.length) {
-      t = state.beats.reduce((b, x) => (Math.abs(x - t) < Math.abs(b - t) ? x : b), state.beats[0]);
-    }
-    const g = state.grid, k = up ? Math.ceil(t / g - 1e-9) : Math.floor(t / g + 1e-9);
-    return Math.min(Math.max(k * g, 0), duration());
+  // Draws studio.edit's snapping rule (snap_edge / snap_span), which Python applies again: an edge
+  // within props.snap_tolerance of a grid line is on it, else a start goes down and an end up.
+  function snapEdge(t, up) {
+    const g = props.grid, d = duration(), tol = props.snap_tolerance;
+    if (Math.abs(t - d) <= tol) return d;
+    let k = Math.round(t / g);
+    if (Math.abs(t - k * g) > tol) k = up ? Math.ceil(t / g) : Math.floor(t / g);
+    return Math.min(Math.max(k * g, 0), d);
+  }
+  function snapRegion(r) {  // beats first (a gesture aid), then the grid
+    const beat = (t) => state.beats.reduce((b, x) => (Math.abs(x - t) < Math.abs(b - t) ? x : b), state.beats[0]);
+    let [a, b] = [r.start, r.end];
+    if (state.beats && state.beats.length && beat(b) > beat(a)) [a, b] = [beat(a), beat(b)];
+    a = snapEdge(a, false); b = snapEdge(b, true);
+    if (b <= a) b = Math.min(duration(), a + props.grid);
+    if (b <= a) a = snapEdge(a - props.grid, false);
+    r.start = a; r.end = b;
   }
   const round = (t) => Math.round(t * 1000) / 1000;
 
@@ -185,12 +191,13 @@
     movePlayhead();
   }
 
-  function invalid() {  // what Python will refuse, shown red before the user presses Generate
-    const bad = new Set(), d = duration();
+  function invalid() {  // what Python will refuse (studio.edit.snap_regions), red before Generate
+    const bad = new Set(), d = duration(), shared = props.grid + props.snap_tolerance;
     const rs = [...state.regions].sort((a, b) => a.start - b.start);
     rs.forEach((r, i) => {
       if (!(r.end > r.start) || r.start < 0 || r.end > d + 1e-6) bad.add(r.id);
-      if (i && r.start < rs[i - 1].end - 1e-9) { bad.add(r.id); bad.add(rs[i - 1].id); }
+      // neighbours may touch or share one grid cell (they are joined); more is an overlap
+      if (i && rs[i - 1].end - r.start > shared) { bad.add(r.id); bad.add(rs[i - 1].id); }
     });
     return bad;
   }
@@ -215,7 +222,8 @@
       row.querySelector(".len").textContent = `${(r.end - r.start).toFixed(2)} s`;
       row.querySelector(".prompt").value = r.prompt || "";
       const num = (cls, key) => row.querySelector(cls).addEventListener("change", (e) => {
-        r[key] = parseFloat(e.target.value);  // unclamped: Python validates and explains
+        r[key] = parseFloat(e.target.value);  // snapped when valid, else unclamped: Python explains
+        if (r.start >= 0 && r.end > r.start && r.end <= duration() + 1e-6) snapRegion(r);
         selected = r.id; renderOverlay(); renderList(); publish();
       });
       num(".start", "start"); num(".end", "end");
@@ -268,11 +276,11 @@
           state.regions.push(g.region); selected = g.region.id;
         }
         g.region.start = Math.min(a, d); g.region.end = Math.min(b, d);
-        if (g.kind === "drag") state.continue_seconds = b > d ? round(snap2(b - d)) : state.continue_seconds;
+        if (g.kind === "drag") state.continue_seconds = b > d ? snapContinue(b - d) : state.continue_seconds;
         renderOverlay();
       }
     } else if (g.kind === "continue") {
-      state.continue_seconds = round(snap2(Math.max(0, t - d)));
+      state.continue_seconds = snapContinue(Math.max(0, t - d));
       renderOverlay();
     } else {
       const dt = t - g.t0, r = g.region;
@@ -284,7 +292,7 @@
       renderOverlay();
     }
   }
-  const snap2 = (s) => Math.min(state.max_continue, Math.round(s / state.grid) * state.grid);
+  const snapContinue = (s) => round(Math.min(props.max_continue, Math.round(s / props.grid) * props.grid));
   function onUp(e) {
     window.removeEventListener("pointermove", onMove);
     const g = gesture;
@@ -292,12 +300,11 @@
     clearBrush();
     if (!g) return;
     if ((g.kind === "drag" || g.kind === "paint") && !g.region) { if (g.kind === "drag") seek(g.t0); render(); return; }
-    if (g.region) {
-      const r = g.region;
-      r.start = snap(r.start, false); r.end = snap(r.end, true);
-      if (r.end <= r.start) r.end = Math.min(duration(), r.start + state.grid);
-      r.start = round(r.start); r.end = round(r.end);
+    if (g.kind === "move") {  // whole grid steps, so a moved region keeps its length
+      const k = Math.round((g.region.start - g.start) / props.grid);
+      g.region.start = Math.max(0, g.start + k * props.grid); g.region.end = g.end + k * props.grid;
     }
+    if (g.region) snapRegion(g.region);  // exact seconds: the list shows them to the millisecond
     render(); publish();
     trigger("change");
   }
@@ -390,8 +397,10 @@
   }
   document.addEventListener("keydown", (e) => {
     if (!root.isConnected || !state.track) return;
-    const tag = (e.target.tagName || "").toLowerCase();
-    if (tag === "input" || tag === "textarea" || tag === "select" || e.target.isContentEditable) return;
+    // Keys typed into text go to the text; a focused radio or checkbox (the take just picked)
+    // does not use space or B, so the painter's keys still work right after picking a take.
+    const tag = (e.target.tagName || "").toLowerCase(), choice = ["radio", "checkbox"].includes(e.target.type);
+    if ((tag === "input" && !choice) || tag === "textarea" || tag === "select" || e.target.isContentEditable) return;
     if (e.code === "Space") { e.preventDefault(); toggle(); }
     else if ((e.key === "Delete" || e.key === "Backspace") && selected) { e.preventDefault(); removeRegion(selected); }
     else if (e.key === "b" || e.key === "B") setMode(mode === "A" ? "B" : "A");

@@ -1,6 +1,7 @@
 """Helpers of the browser tests: start the studio, drive the painter, wait on conditions."""
 from __future__ import annotations
 
+import json
 import os
 import selectors
 import socket
@@ -12,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 from playwright import sync_api
+
+from studio import edit
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -52,8 +55,8 @@ def open_page(browser, url: str):
     page = browser.new_page(viewport={"width": 1440, "height": 1000}, accept_downloads=True)
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(url)
-    page.wait_for_function("() => (document.querySelector('#session-info')?.innerText || '').includes('Session')"
-                           " && location.search.includes('session=')")
+    # the page has loaded once the session line is shown (a new visitor has no session until they store)
+    page.wait_for_function("() => (document.querySelector('#session-info')?.innerText || '').includes('Session')")
     return page
 
 
@@ -115,25 +118,37 @@ def paint_region(page, t0: float, t1: float) -> None:
 
 
 def set_region(page, index: int, start: float | None = None, end: float | None = None) -> None:
-    """Type start/end into row `index` (1-based) of the painter's region list."""
+    """Type start/end into row `index` (1-based) of the painter's region list; the painter shows
+    the typed edge snapped by studio.edit's rule (to the millisecond), or as typed while the
+    region is not valid (so Python can say why)."""
     row = page.locator("#painter .sa3p-row").nth(index - 1)
+    duration = float(page.get_attribute("#painter .sa3p", "data-duration"))
     for cls, value in (("start", start), ("end", end)):
         if value is not None:
             box = row.locator(f"input.{cls}")
             box.fill(str(value))
             box.press("Tab")  # change fires on blur; the list re-renders from the new state
+            snapped = round(edit.snap_edge(value, duration, up=cls == "end"), 3)
             page.wait_for_function(
-                "([i, c, v]) => Math.abs(parseFloat(document.querySelectorAll('#painter .sa3p-row')[i - 1]"
-                ".querySelector('input.' + c).value) - v) < 1e-6", arg=[index, cls, value])
+                "([i, c, vs]) => vs.some((v) => Math.abs(parseFloat(document.querySelectorAll('#painter .sa3p-row')"
+                "[i - 1].querySelector('input.' + c).value) - v) < 1e-6)", arg=[index, cls, [snapped, value]])
 
 
-def export_current(page, path: Path) -> Path:
-    """Export the current version as 32-bit float WAV and download it through the browser to ``path``."""
-    page.get_by_label("WAV · 32-bit float").check()
-    page.click("#export-current")
-    wait_status(page, "Exported")
+def painted_regions(page) -> list[tuple[float, float]]:
+    """(start, end) seconds of each region as the painter holds and draws them, in its order."""
+    return [tuple(r) for r in json.loads(page.get_attribute("#painter .sa3p", "data-painted"))]
+
+
+def export_current(page, path: Path, button: str = "#export-current") -> Path:
+    """Export the current version (or, with ``button="#export-take"``, the picked take) as 32-bit
+    float WAV and download it through the browser to ``path``."""
     link = page.locator("#exported a").first
-    link.wait_for()
+    before = link.get_attribute("href") if link.count() else None
+    page.get_by_label("WAV · 32-bit float").check()
+    page.click(button)
+    wait_status(page, "Exported")
+    page.wait_for_function("(old) => { const a = document.querySelector('#exported a');"
+                           " return a && a.getAttribute('href') !== old; }", arg=before)
     response = page.request.get(link.get_attribute("href"))
     assert response.ok
     path.write_bytes(response.body())

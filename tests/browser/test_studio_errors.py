@@ -1,6 +1,7 @@
 """Every bad input that can reach the UI shows a readable sentence and leaves the session's takes
 (and current version) as they were. The studio runs with small limits (1 MB, 20 s) so the
-"huge file" cases stay small; engine failures are simulated by the fake engine's prompt tags."""
+"huge file" cases stay small (a file over 1 MB is refused by Gradio itself: test_uploads.py);
+engine failures are simulated by the fake engine's prompt tags."""
 from __future__ import annotations
 
 import numpy as np
@@ -40,10 +41,6 @@ def _broken(p):
     p.write_bytes(b"this is not audio " * 200)
 
 
-def _huge(p):
-    sf.write(p, np.random.default_rng(0).uniform(-0.5, 0.5, (15 * 44100, 2)), 44100, subtype="PCM_16")
-
-
 def _long(p):
     sf.write(p, 0.1 * np.sin(np.arange(30 * 8000) / 10.0), 8000, subtype="PCM_16")
 
@@ -58,7 +55,6 @@ def _empty(p):
 
 @pytest.mark.parametrize("name, make, message", [
     ("broken.wav", _broken, "could not be read as audio"),
-    ("huge.wav", _huge, "the studio takes files up to 1 MB"),
     ("long.wav", _long, "the studio takes clips up to 20 s"),
     ("silent.wav", _silent, "is silent"),
     ("empty.wav", _empty, "contains no audio"),
@@ -88,7 +84,7 @@ def test_bad_regions_are_refused(page, case, message):
     if case == "outside":
         set_region(page, 1, end=7.5)
     elif case == "zero":
-        set_region(page, 1, start=0.8, end=0.8)
+        set_region(page, 1, start=0.8, end=0.7)  # end before start (a valid edge would snap)
     else:
         drag_region(page, 1.5, 2.2)
         set_region(page, 2, start=0.7)

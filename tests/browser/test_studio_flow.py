@@ -127,7 +127,7 @@ def test_prompt_source_region_gestures_zoom_space_and_continuation(studio, brows
     page.mouse.move(box["x"] + box["width"] / 2 + x_half, box["y"] + 40, steps=5)
     page.mouse.up()
     page.wait_for_function(f"() => parseFloat(document.querySelector('#painter .sa3p-row input.start').value) > {s0 + 0.3}")
-    assert end() - start() == pytest.approx(e0 - s0, abs=0.1)
+    assert end() - start() == pytest.approx(e0 - s0, abs=2e-3)  # moved in whole grid steps: same length
     handle = page.locator("#painter .sa3p-region .h.r").first.bounding_box()  # resize: right edge +0.5 s
     page.mouse.move(handle["x"] + handle["width"] / 2, handle["y"] + 40)
     page.mouse.down()
@@ -169,8 +169,8 @@ def test_prompt_source_region_gestures_zoom_space_and_continuation(studio, brows
     assert f"4.0–{4 + cont:.1f}s" in label
     screenshot(page, "08-continuation")
 
-    other = open_page(browser, url)  # a second user gets a session of their own
-    assert "session=" in other.url and other.url.split("session=")[1] != page.url.split("session=")[1]
+    other = open_page(browser, url)  # a second user: no session until they store something
+    assert "session=" not in other.url and "none yet" in other.inner_text("#session-info")
     assert take_count(other) == 0 and take_count(page) == 1
     other.close()
     page.close()

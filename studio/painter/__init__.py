@@ -1,0 +1,88 @@
+"""The region painter as one Gradio component: a gr.HTML whose view lives beside this file
+(painter.html, painter.css, painter.js) and whose value is the JSON contract of README.md.
+
+Python owns the facts the painter draws with: the latent grid and the snapping tolerance
+(studio.edit, from studio.api's sample rate and latent hop) and the longest continuation a drag
+asks for travel as props, so the painter shows exactly the edges studio.edit.snap_regions keeps.
+Handlers receive a typed `Painted`; they return the contract as a dict (or its JSON string).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+
+from studio import edit
+from studio.api import Region
+
+HERE = Path(__file__).parent
+KEPT = ("regions", "continue_seconds", "beats")  # what the musician made, kept across re-renders
+UNREADABLE = ("The painter's regions could not be read (the page may be out of date): reload the page "
+              "and paint the regions again.")
+
+
+@dataclass(frozen=True)
+class Painted:
+    """What the painter sends back. `regions` are in the painter's order, unsnapped and
+    unvalidated (studio.edit.snap_regions judges them); `error` is one sentence when the value
+    could not be read, and then regions are empty."""
+    regions: tuple[Region, ...] = ()
+    continue_seconds: float = 0.0
+    kept: dict = field(default_factory=dict)  # the contract's KEPT fields as sent, for the next render
+    error: str | None = None
+
+
+def read(value: str | dict | None) -> Painted:
+    """The painter's JSON (a string or its dict) as a `Painted`; never raises."""
+    try:
+        data = json.loads(value) if isinstance(value, str) and value else value or {}
+    except ValueError:
+        return Painted(error=UNREADABLE)
+    if not isinstance(data, dict) or not isinstance(data.get("regions") or [], list):
+        return Painted(error=UNREADABLE)
+    kept = {k: data[k] for k in KEPT if k in data}
+    try:
+        regions = tuple(_region(i, item) for i, item in enumerate(data.get("regions") or [], 1))
+        return Painted(regions, _continue_seconds(data.get("continue_seconds")), kept)
+    except ValueError as e:
+        return Painted(kept=kept, error=str(e))
+
+
+def _region(i: int, item) -> Region:
+    try:
+        start, end = float(item["start"]), float(item["end"])
+        prompt = str(item.get("prompt") or "").strip() or None
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ValueError(f"Region {i}: start and end must be numbers, got {item!r}.") from None
+    return Region(start, end, prompt)
+
+
+def _continue_seconds(value) -> float:
+    try:
+        cont = float(value or 0.0)
+    except (TypeError, ValueError):
+        cont = math.nan
+    if not math.isfinite(cont) or cont < 0:
+        raise ValueError(f"Continue-by must be zero or more seconds, got {value!r}.")
+    return cont
+
+
+class Painter(gr.HTML):
+    """The painter component: preprocess gives handlers a `Painted`, postprocess takes the
+    contract as a dict or a JSON string (studio.ui.painter_value builds it)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(value="", html_template=(HERE / "painter.html").read_text(),
+                         css_template=(HERE / "painter.css").read_text(),
+                         js_on_load=(HERE / "painter.js").read_text(), apply_default_css=False,
+                         grid=edit.GRID_SECONDS, snap_tolerance=edit.SNAP_TOLERANCE,
+                         max_continue=edit.MAX_CONTINUE_SECONDS, **kwargs)
+
+    def preprocess(self, payload: str | None) -> Painted:
+        return read(payload)
+
+    def postprocess(self, value: dict | str | None) -> str:
+        return json.dumps(value) if isinstance(value, dict) else value or ""

@@ -1,0 +1,131 @@
+"""The toolkit's controls through the real UI over the fake engine, each checked against the engine
+called directly: -base guidance (CFG, APG, negative prompt), extend before the start, restyle from a
+guide file."""
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from studio.api import EditRequest, Guidance, Region
+from studio.fake_engine import FakeEngine
+from .helpers import drag_region, open_page, start_app, upload, wait_attr, wait_status, write_clip
+
+
+@pytest.fixture(scope="module")
+def studio(browser, tmp_path_factory):
+    sessions = tmp_path_factory.mktemp("sessions")
+    proc, url = start_app(sessions)
+    yield url, sessions
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def _setup(page, tmp_path, seconds=4.0):
+    path = write_clip(tmp_path / "clip.wav", seconds, subtype="FLOAT")
+    upload(page, path)
+    wait_status(page, "Loaded")
+    wait_attr(page, "ready", "1")
+    page.uncheck("#random-seed input")
+    page.fill("#seed input", "5")
+    page.fill("#prompt textarea", "glassy bells")
+    return sf.read(path, dtype="float32", always_2d=True)[0].T
+
+
+def _take(page, tmp_path, sessions, name):
+    """Generate one take and export it (32-bit float WAV); its audio and side-car."""
+    count = page.locator("#takes input[type=radio]").count()
+    page.click("#generate")
+    wait_status(page, "take ready")
+    page.wait_for_function("n => document.querySelectorAll('#takes input[type=radio]').length === n", arg=count + 1)
+    page.locator("#takes input[type=radio]").last.check()
+    page.get_by_label("WAV · 32-bit float").check()
+    page.click("#export-take")
+    wait_status(page, "Exported")
+    link = page.locator("#exported a").first
+    page.wait_for_function("n => (document.querySelector('#exported a')?.href || '').includes(n)",
+                           arg=f"t{count + 1:03d}")
+    out = tmp_path / f"{name}.wav"
+    out.write_bytes(page.request.get(link.get_attribute("href")).body())
+    sid = parse_qs(urlparse(page.url).query)["session"][0]
+    sidecar = json.loads(max((sessions / sid / "exports").glob("*.json"), key=lambda p: p.stat().st_mtime).read_text())
+    return sf.read(out, dtype="float32", always_2d=True)[0].T, sidecar
+
+
+def _set_slider(page, elem_id, value):
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def test_guidance_section_reaches_the_engine(studio, browser, tmp_path):
+    page = open_page(browser, studio[0])
+    source = _setup(page, tmp_path)
+    assert not page.locator("#guidance").is_visible()  # post-trained models need no guidance
+    page.locator("#model input").fill("Small · music · base")
+    page.keyboard.press("Enter")
+    page.locator("#guidance").wait_for(state="visible")
+    assert page.locator("#steps input[type=number]").input_value() == "50"
+    drag_region(page, 1.0, 2.0)
+    default, side = _take(page, tmp_path, studio[1], "default")
+    regions = tuple(Region(r["start"], r["end"]) for r in side["regions"])
+
+    def direct(**g):
+        return FakeEngine().edit(EditRequest(model="small-music-base", source=source, regions=regions,
+                                             prompt="glassy bells", seed=5, steps=50, guidance=Guidance(**g))).audio
+    np.testing.assert_array_equal(default, direct(cfg_scale=7.0))
+    _set_slider(page, "cfg", 3)
+    _set_slider(page, "apg", 0.5)
+    page.fill("#negative textarea", "distortion")
+    changed, _ = _take(page, tmp_path, studio[1], "changed")
+    np.testing.assert_array_equal(changed, direct(cfg_scale=3.0, apg_scale=0.5, negative_prompt="distortion"))
+    assert not np.array_equal(changed, default)
+    page.close()
+
+
+def test_extend_start_keeps_the_track_after_the_intro(studio, browser, tmp_path):
+    page = open_page(browser, studio[0])
+    source = _setup(page, tmp_path, 3.0)
+    page.fill("#extend-start input", "1.5")
+    audio, side = _take(page, tmp_path, studio[1], "intro")
+    intro = int(1.5 * 44100)
+    assert audio.shape == (2, intro + source.shape[1])
+    np.testing.assert_array_equal(audio[:, intro:], source)
+    assert np.abs(audio[:, :intro]).max() > 0
+    page.close()
+
+
+def test_restyle_from_a_guide_file(studio, browser, tmp_path):
+    page = open_page(browser, studio[0])
+    source = _setup(page, tmp_path)
+    guide_path = write_clip(tmp_path / "guide.wav", 4.0, seed=9, subtype="FLOAT")
+    page.set_input_files("#guide input[type=file]", str(guide_path))
+    drag_region(page, 1.0, 2.5)
+    page.click("#generate")
+    wait_status(page, "guide file only shapes the take when the strength is below 1")
+    _set_slider(page, "strength", 0.5)
+    audio, side = _take(page, tmp_path, studio[1], "guided")
+    regions = tuple(Region(r["start"], r["end"]) for r in side["regions"])
+    guide = sf.read(guide_path, dtype="float32", always_2d=True)[0].T
+    expected = FakeEngine().edit(EditRequest(model="small-music", source=source, regions=regions, prompt="glassy bells",
+                                             seed=5, strength=0.5, guide=guide)).audio
+    np.testing.assert_array_equal(audio, expected)
+    page.close()
+
+
+def test_mp3_export(studio, browser, tmp_path):
+    page = open_page(browser, studio[0])
+    source = _setup(page, tmp_path, 3.0)
+    page.get_by_label("MP3").check()
+    page.click("#export-current")
+    wait_status(page, ".mp3")
+    link = page.locator("#exported a").first
+    page.wait_for_function("() => (document.querySelector('#exported a')?.href || '').endsWith('.mp3')")
+    out = tmp_path / "current.mp3"
+    out.write_bytes(page.request.get(link.get_attribute("href")).body())
+    audio, sr = sf.read(out, dtype="float32", always_2d=True)
+    assert sr == 44100 and abs(audio.shape[0] - source.shape[1]) < 4096  # MP3 frames pad the end
+    page.close()
