@@ -32,6 +32,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "a Hugging Face repo id or a local checkpoint folder (default: by hardware)")
     p.add_argument("--sessions", default=os.environ.get("SA3_SESSIONS", "sessions"),
                    help="folder of session folders (env SA3_SESSIONS; default ./sessions)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",  # models.precision.CHOICES
+                   help="auto: bf16 where the device computes it natively, else fp32")
     p.add_argument("--keep-sessions-days", type=float, default=30.0,
                    help="delete sessions nobody opened or changed for this many days, at start-up and "
                    "every hour (default 30; 0 keeps them forever)")
@@ -52,7 +54,7 @@ def detect_hardware() -> tuple[bool, str]:
     return False, "Running on CPU: small models with SAME-S."
 
 
-def make_engine(fake: bool, model: str | None = None):
+def make_engine(fake: bool, model: str | None = None, precision: str = "auto"):
     """(engine, note). Without --fake-engine, studio.engine.RealEngine; explain if it is missing.
     A ``model`` outside the catalogue (a repo id or a checkpoint folder) is offered too."""
     if fake:
@@ -65,7 +67,7 @@ def make_engine(fake: bool, model: str | None = None):
                          "Install the requirements, or run `python app.py --fake-engine` to try the studio.")
     from studio.catalog import model_info
     extra = (model,) if model and model_info(model) is None else ()
-    return RealEngine(extra_models=extra), ""
+    return RealEngine(extra_models=extra, precision=precision), ""
 
 
 def gpu_decorator():
@@ -97,7 +99,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     from studio.ui import StudioConfig, build_ui
-    engine, note = make_engine(args.fake_engine, args.model)
+    engine, note = make_engine(args.fake_engine, args.model, args.precision)
     cuda, hardware = detect_hardware()
     names = [m.name for m in engine.models()]
     default = args.model or ("medium" if cuda and "medium" in names else "small-music")

@@ -1,13 +1,14 @@
-"""Helpers shared by the bench/ scripts: peak resident memory, bf16 support, load average."""
+"""Helpers shared by the bench/ scripts: peak resident memory, bf16 support, SNR, load average."""
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 
 import torch
 
-from models.text import default_dtype  # the one place that knows which CPUs run bf16
+from models.precision import native_bf16 as bf16_support  # noqa: F401  (the one place that knows which devices run bf16)
 
 
 def rss_bytes() -> int:
@@ -35,14 +36,11 @@ class PeakRSS:
         self.peak = max(self.peak, rss_bytes())
 
 
-def bf16_support(device) -> str | None:
-    """None if bf16 runs natively here, else why not."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return None if torch.cuda.is_bf16_supported() else "this GPU has no bf16"
-    if default_dtype(device) == torch.bfloat16:
-        return None
-    return "CPU has no avx512_bf16/amx_bf16: bf16 matmuls would be emulated (slower than fp32)"
+def snr_db(ours: torch.Tensor, ref: torch.Tensor) -> float:
+    """10 log10(|ref|^2 / |ours - ref|^2), in dB (inf when equal)."""
+    ours, ref = ours.double(), ref.double()
+    noise = (ours - ref).pow(2).sum().item()
+    return round(10 * math.log10(ref.pow(2).sum().item() / noise), 2) if noise > 0 else float("inf")
 
 
 def load_average() -> list[float]:

@@ -8,8 +8,10 @@ Builds the released config's DiT + SAME + conditioners and the full-size T5Gemma
 tiny word-level tokenizer of tests/fixtures/golden/t5gemma-b-b-ul2). Prints one JSON line per
 duration: seconds of a full 8-step generation (conditioning + sampling + decode, decoded in one
 piece as the official ``generate`` does), each DiT step, the decode, and peak RSS, with the
-exact-math savings on (``fast``) and, with ``--plain``, off (``plain``: ``sample(plain=True)``,
-the official per-step cost) in the same process, so both see the same machine load;
+exact-math savings on and the DiT and text encoder in ``--precision`` (``fast``; auto: bf16
+where the CPU computes it natively, models.precision) and, with ``--plain``, the savings off
+and everything fp32 (``plain``: ``sample(plain=True)``, the official per-step cost, so
+``speedup`` is what a user gains) in the same process, so both see the same machine load;
 ``cpu_s`` is the process's CPU time over the run (all threads). Then one
 line for an inpaint of a 4 s region in the middle of a 120 s track through ``RealEngine.edit``
 (first edit of the track, which encodes it; then a second edit, which reuses the latents).
@@ -18,7 +20,7 @@ Each duration (and the inpaint) runs in its own subprocess, so its peak RSS is i
 ``peak_rss_gib`` is the process's peak while that run went (weights included, sampled every
 5 ms); ``model_rss_gib`` is the process after building and warming up. ``loadavg`` is
 ``os.getloadavg()`` at the end of the run: on a shared machine compare fast/plain only
-within one line. bf16 runs only where the CPU computes it natively (models.text.default_dtype).
+within one line. ``--precision bf16`` on a CPU without native bf16 is refused (emulated: slow).
 """
 
 from __future__ import annotations
@@ -37,12 +39,13 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import PeakRSS, bf16_support, load_average, rss_bytes  # noqa: E402
+from bench._common import PeakRSS, load_average, rss_bytes, snr_db  # noqa: E402
 from bench.text import build_encoder  # noqa: E402
 from models.config import load_model_config  # noqa: E402
 from models.sa3 import Generation, StableAudio3  # noqa: E402
 from models.noise import generator_noise  # noqa: E402
 from models.plan import HEADROOM_SECONDS  # noqa: E402
+from models.precision import FP32, Precision, choose_precision, native_bf16  # noqa: E402
 
 MANIFEST = ROOT / "tests" / "fixtures" / "reference" / "manifests" / "t5gemma-b-b-ul2.json"
 TOKENIZER = ROOT / "tests" / "fixtures" / "golden" / "t5gemma-b-b-ul2"
@@ -50,16 +53,17 @@ PROMPT = "TrackType: Music, VocalType: Instrumental, warm lofi house with soft p
 GIB = 2**30
 
 
-def build_model(config: Path, dtype: torch.dtype) -> StableAudio3:
-    """The released architecture with seeded random weights and a full-size random T5Gemma."""
+def build_model(config: Path, precision: Precision = FP32) -> StableAudio3:
+    """The released architecture with seeded random weights and a full-size random T5Gemma,
+    each part in ``precision``'s dtype (the weights drawn in fp32 first: the same model)."""
     from transformers import AutoTokenizer
 
     cfg = load_model_config(config)
-    text = build_encoder(MANIFEST, dtype, "cpu")
+    text = build_encoder(MANIFEST, torch.float32, "cpu")
     text.tokenizer = AutoTokenizer.from_pretrained(TOKENIZER)  # word-level; ids < its vocab
     torch.manual_seed(0)
-    model = StableAudio3(cfg, text).to(dtype).eval().requires_grad_(False)
-    return model
+    model = StableAudio3(cfg, text).eval().requires_grad_(False)
+    return model.set_precision(precision)
 
 
 def generation(model: StableAudio3, seconds: float, plain: bool) -> dict:
@@ -82,17 +86,20 @@ def generation(model: StableAudio3, seconds: float, plain: bool) -> dict:
 
 
 def run_duration(args, seconds: float) -> dict:
-    dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
-    model = build_model(args.config, dtype)
+    """The fast run, then (``--plain``) the official one; one model in memory at a time."""
+    model = build_model(args.config, choose_precision("cpu", args.precision))
     generation(model, 1.0, plain=False)  # warm-up: first calls pay one-off setup
     row = {"seconds": seconds, "latents": model.latent_length(seconds, HEADROOM_SECONDS),
            "model_rss_gib": round(rss_bytes() / GIB, 3)}
     row["fast"], fast = generation(model, seconds, plain=False)
     if args.plain:
-        row["plain"], plain = generation(model, seconds, plain=True)
+        del model
+        official = build_model(args.config)  # fp32, as the official code runs on a CPU
+        generation(official, 1.0, plain=True)
+        row["plain"], plain = generation(official, seconds, plain=True)
         row["speedup"] = round(row["plain"]["total_s"] / row["fast"]["total_s"], 3)
         row["step_speedup"] = round(row["plain"]["step_mean_s"] / row["fast"]["step_mean_s"], 3)
-        row["max_abs_diff_latents"] = float((fast - plain).abs().max())
+        row["latents_snr_db"] = snr_db(fast, plain)  # precision and savings together vs official
     return row
 
 
@@ -101,8 +108,7 @@ def run_inpaint(args, track_seconds: float = 120.0, region_seconds: float = 4.0)
     from studio.api import EditRequest, Region
     from studio.engine import RealEngine
 
-    dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
-    model = build_model(args.config, dtype)
+    model = build_model(args.config, choose_precision("cpu", args.precision))
     engine = RealEngine.from_model(model, "small-music")
     sr = model.sample_rate
     source = (0.1 * torch.randn(2, int(track_seconds * sr), generator=torch.Generator().manual_seed(1))).numpy()
@@ -124,8 +130,8 @@ def run_inpaint(args, track_seconds: float = 120.0, region_seconds: float = 4.0)
 
 def child(args) -> None:
     torch.set_num_threads(args.threads)
-    head = {"config": args.config.name, "threads": torch.get_num_threads(), "dtype": args.dtype,
-            "torch": torch.__version__}
+    head = {"config": args.config.name, "threads": torch.get_num_threads(),
+            "precision": choose_precision("cpu", args.precision).describe(), "torch": torch.__version__}
     row = run_inpaint(args) if args.child == "inpaint" else run_duration(args, float(args.child))
     print(json.dumps({**head, **row, "loadavg": load_average()}), flush=True)
 
@@ -136,15 +142,16 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, nargs="+", default=[10, 30, 120])
     p.add_argument("--plain", action="store_true", help="also run without the exact-math savings")
     p.add_argument("--threads", type=int, default=os.cpu_count())
-    p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="the fast run's precision (models.precision); plain is always fp32")
     p.add_argument("--no-inpaint", action="store_true", help="skip the 120 s inpaint line")
     p.add_argument("--child", help=argparse.SUPPRESS)  # one run, in this process
     args = p.parse_args(argv)
     if args.child:
         child(args)
         return 0
-    if args.dtype == "bf16" and (why := bf16_support("cpu")):
-        print(json.dumps({"config": args.config.name, "dtype": "bf16", "skipped": why}), flush=True)
+    if args.precision == "bf16" and (why := native_bf16("cpu")):
+        print(json.dumps({"config": args.config.name, "precision": "bf16", "skipped": why}), flush=True)
         return 0
     forward = [a for a in (argv if argv is not None else sys.argv[1:])]
     runs = [str(s) for s in args.seconds] + ([] if args.no_inpaint else ["inpaint"])

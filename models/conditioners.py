@@ -35,7 +35,10 @@ class NumberEmbedder(nn.Module):
         self.embedding = nn.Sequential(ExpoFourierFeatures(fourier_dim), nn.Linear(fourier_dim, dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.embedding(x)
+        """x (B,) -> (B, dim) in the Linear's dtype; the Fourier features from fp32 x (in bf16,
+        x would be rounded by up to 0.002 before features whose arguments reach ~6e4 radians)."""
+        features, linear = self.embedding
+        return linear(features(x.float()).to(linear.weight.dtype))
 
 
 class NumberConditioner(nn.Module):
@@ -54,7 +57,7 @@ class NumberConditioner(nn.Module):
         weight = self.embedder.embedding[1].weight
         x = torch.tensor([float(v) for v in values], device=weight.device)  # (B,) fp32
         x = (x.clamp(self.min_val, self.max_val) - self.min_val) / (self.max_val - self.min_val)
-        emb = self.embedder(x.to(weight.dtype)).unsqueeze(1)  # (B, 1, D)
+        emb = self.embedder(x).unsqueeze(1)  # (B, 1, D)
         return emb, torch.ones(emb.shape[0], 1, dtype=torch.bool, device=emb.device)
 
 

@@ -93,5 +93,5 @@ def prepare_guided(dit, cross_attn_cond: Tensor, uncond_cross_attn_cond: Tensor,
 def guided(dit, x: Tensor, t: Tensor, ctx, cfg_scale: float, apg_scale: float = 1.0,
            padding_mask: Tensor | None = None) -> Tensor:
     """One guided network evaluation; ``ctx`` comes from ``prepare_guided`` (batch 2B)."""
-    cond_out, uncond_out = dit(torch.cat([x, x]), torch.cat([t, t]), ctx).chunk(2)
+    cond_out, uncond_out = dit(torch.cat([x, x]), torch.cat([t, t]), ctx).float().chunk(2)  # guidance in fp32
     return guide(x, t, cond_out, uncond_out, cfg_scale, apg_scale, padding_mask)

@@ -34,7 +34,8 @@ from models.loading import (CONDITIONER_PREFIX, DIT_PREFIX, SAME_PREFIX, Checkpo
 from models.same import Same
 from models.sampling import (NoiseSource, SamplerStep, build_schedule, effective_seq_len, sample_euler,
                              sample_pingpong, sampling_shift, schedule_from)
-from models.text import TextEncoder, load_text_encoder
+from models.precision import Precision
+from models.text import TextEncoder, default_dtype, load_text_encoder
 
 
 def build_components(cfg: ModelConfig) -> dict[str, nn.Module]:
@@ -103,25 +104,44 @@ class StableAudio3(nn.Module):
     def from_checkpoint(cls, ckpt: Checkpoint, device="cpu", dtype: torch.dtype = torch.float32,
                         text_encoder_folder: Optional[Path] = None,
                         text_dtype: Optional[torch.dtype] = None,
-                        config_path: Optional[Path] = None) -> "StableAudio3":
-        """Load a full checkpoint folder; every tensor goes straight to ``device``/``dtype``.
+                        config_path: Optional[Path] = None,
+                        precision: Optional[Precision] = None) -> "StableAudio3":
+        """Load a full checkpoint folder; every tensor goes straight to ``device`` and its dtype.
 
-        ``text_encoder_folder`` overrides the checkpoint's ``t5gemma-b-b-ul2/`` (the tiny test
-        models keep it beside the checkpoint). ``text_dtype`` defaults to what the device runs fast.
+        ``dtype``: every part's; ``precision`` (models.precision.choose_precision) instead gives
+        each part its own (the conditioner's small layers then stay fp32). ``text_dtype``
+        defaults to what the device runs fast. ``text_encoder_folder`` overrides the checkpoint's
+        ``t5gemma-b-b-ul2/`` (the tiny test models keep it beside the checkpoint).
         ``config_path`` overrides ``model_config.json`` (a -base variant: same weights).
         """
         cfg = load_model_config(config_path or ckpt.config_path)
         if not isinstance(cfg, DiffusionModelConfig):
             raise ValueError(f"{ckpt.folder} holds an autoencoder, not an SA3 diffusion model")
-        text = load_text_encoder(text_encoder_folder or ckpt.text_encoder_folder, device, text_dtype,
+        if precision is None:
+            precision = Precision(dtype, text_dtype or default_dtype(device), dtype, "dtype given")
+            conditioner_dtype = dtype
+        else:
+            conditioner_dtype = torch.float32
+        text = load_text_encoder(text_encoder_folder or ckpt.text_encoder_folder, device, precision.text,
                                  max_length=cfg.conditioning.by_id("prompt").config.max_length)
         with torch.device("meta"):
             model = cls(cfg, text)
-        for prefix, module in ((DIT_PREFIX, model.dit), (SAME_PREFIX, model.same),
-                               (CONDITIONER_PREFIX, model.conditioner)):
-            tensors = read_tensors(ckpt.weights_path, prefix, device, dtype)
+        for prefix, module, part_dtype in ((DIT_PREFIX, model.dit, precision.dit),
+                                           (SAME_PREFIX, model.same, precision.same),
+                                           (CONDITIONER_PREFIX, model.conditioner, conditioner_dtype)):
+            tensors = read_tensors(ckpt.weights_path, prefix, device, part_dtype)
             load_weights(module, tensors, f"{ckpt.weights_path} ({prefix}*)")
         return model.eval().requires_grad_(False)
+
+    def set_precision(self, precision: Precision) -> "StableAudio3":
+        """Cast a built model's parts to ``precision`` (benchmarks compare precisions on one
+        set of weights); the conditioner's small layers stay fp32, cached prompts are dropped."""
+        self.dit.to(precision.dit)
+        self.same.to(precision.same)
+        self.conditioner.to(torch.float32)
+        if self.conditioner.prompt.encoder is not None:
+            self.conditioner.prompt.encoder.to(precision.text)
+        return self
 
     @property
     def device(self) -> torch.device:
@@ -194,7 +214,10 @@ class StableAudio3(nn.Module):
         ``plain`` turns off the exact-math savings (benchmarks and equivalence tests)."""
         B, L, C = job.batch_size, job.latent_length, self.cfg.io_channels
         self.set_loras(job.loras)
-        x = noise((B, C, L)).to(self.device, self.dit.dtype)  # the first draw, as official
+        # The first draw, as official; the sampler's state (x, sigmas, the update) stays fp32
+        # whatever the DiT's dtype: the official code casts it to the model's dtype, which in
+        # bf16 rounds the timestep before its Fourier features and accumulates the update in bf16.
+        x = noise((B, C, L)).to(self.device, torch.float32)
         cond = self.conditioner(job.prompts, job.seconds)
         local = self._local_add_cond(job, B, C, L)
         pad = plan.padding_mask(job.seconds, job.headroom_seconds, self.sample_rate, self.downsampling_ratio, L)
@@ -209,9 +232,10 @@ class StableAudio3(nn.Module):
         else:
             sigmas = build_schedule(job.steps, sigma_max, shift, lengths)
         model = self._model_fn(job, cond, local, pad, plain)
+        sigmas = sigmas.to(self.device, torch.float32)
         if self.cfg.is_base:
-            return sample_euler(model, x, sigmas.to(self.device), callback)
-        return sample_pingpong(model, x, sigmas.to(self.device), noise, callback)
+            return sample_euler(model, x, sigmas, callback)
+        return sample_pingpong(model, x, sigmas, noise, callback)
 
     def _local_add_cond(self, job: Generation, B: int, C: int, L: int) -> Tensor:
         """(B, 1 + C, L): the keep mask, then the reference latents multiplied by it."""
@@ -233,7 +257,7 @@ class StableAudio3(nn.Module):
         if job.cfg_scale == 1.0:
             prepare = lambda: self.dit.prepare(cond.cross_attn_cond, cond.global_cond, local, pad,
                                                collapse_context=not plain)
-            step = lambda x, t, ctx: self.dit(x, t, ctx)
+            step = lambda x, t, ctx: self.dit(x, t, ctx).float()  # velocity back to the state's fp32
         else:
             uncond = null_context(cond.cross_attn_cond)
             if job.negative_prompts is not None:

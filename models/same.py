@@ -260,6 +260,35 @@ class Same(nn.Module):
         audio = x.unflatten(1, (-1, self.patch_size)).permute(0, 1, 3, 2).flatten(2)  # (B, C, T*P)
         return audio[..., : latents.shape[-1] * self.downsampling_ratio] if trim else audio
 
+    # ----------------------------------------------------------------- part of a track
+
+    @torch.no_grad()
+    def encode_span(self, audio: torch.Tensor, f0: int, f1: int, window: Optional[int] = None) -> torch.Tensor:
+        """Latent frames [f0, f1) of a whole track, encoding only the audio they depend on.
+
+        audio (B, channels, N): the whole track (any device: only the pieces needed move to the
+        weights' device); returns (B, latent_dim, f1 - f0), equal to
+        ``encode(audio)[..., f0:f1]`` up to fp32 round-off (see ``encode_margins``: the span
+        encoded is [f0, f1) widened by the margins and aligned to the attention chunks).
+        ``window``: encode at most that many frames (plus margins) at a time, bounding memory;
+        unlike ``encode_chunked`` the result is still the whole-track encoding.
+        """
+        n_frames = -(-audio.shape[-1] // self.downsampling_ratio)
+        if not 0 <= f0 < f1 <= n_frames:
+            raise ValueError(f"encode_span: frames [{f0}, {f1}) are not inside the track's {n_frames}")
+        step = window or (f1 - f0)
+        parts = [self._encode_piece(audio, a, min(a + step, f1), n_frames) for a in range(f0, f1, step)]
+        return torch.cat(parts, dim=-1)
+
+    def _encode_piece(self, audio: torch.Tensor, f0: int, f1: int, n_frames: int) -> torch.Tensor:
+        period, left, right = encode_margins(self.cfg.encoder)
+        a = max(0, (f0 - left) // period * period)
+        b = -(-(f1 + right) // period) * period
+        r = self.downsampling_ratio
+        end = audio.shape[-1] if b >= n_frames else b * r  # the track's end: padded as the whole track is
+        piece = audio[..., a * r:end].to(self.bottleneck.scaling_factor.device)
+        return self.encode(piece)[..., f0 - a:f1 - a]
+
     # ----------------------------------------------------------------- chunked (bounded memory)
 
     @torch.no_grad()
@@ -287,6 +316,40 @@ class Same(nn.Module):
         starts = _chunk_starts(L, chunk_size, overlap)
         parts = [self.decode(latents[..., s:s + chunk_size], noise) for s in starts]
         return _stitch(parts, starts, chunk_size, overlap, L, self.downsampling_ratio)
+
+
+def encode_margins(cfg: SameCoderConfig) -> tuple[int, int, int]:
+    """(period, left, right) in latent frames: encoding audio from frame ``a`` to ``b`` gives the
+    whole track's latents on [a + left, b - right) when ``a`` and ``b`` are multiples of
+    ``period`` (or the track's start and end: there the whole track is cut the same way).
+
+    Derived from the encoder's one resampling block (every released SAME has one), whose
+    attention is local. A cut at a span edge changes some tokens next to it; we follow how far
+    that reaches, in output frames (one per ``stride`` inputs; ``sub = stride + 1`` tokens each):
+    - a 3-tap channel mapping (``conv_mapping``) sees zeros instead of the neighbour: the first
+      (last) frame's input, ``conv`` = 1 frame (0 with a 1x1 mapping);
+    - SAME-S, attention within chunks of ``c = chunk_size / stride`` frames: the period is c,
+      so the span's chunks are the whole track's. A changed frame changes its whole chunk
+      (``conv`` rounded up to chunks); with ``chunk_midpoint_shift`` the second half of the
+      layers attends within chunks shifted by c/2, and the span's ends are padded by repeating
+      its first/last half chunk instead of the real neighbours: c/2 more frames each side.
+      Released SAME-S: c = 32 / 16 = 2, no conv: margins of 1 frame, period 2.
+    - SAME-L, a sliding window of (wl, wr) frames (wl * sub tokens) in each of ``depth`` layers
+      over the whole sequence: a query at most wl frames after the cut lost keys, and each
+      layer carries that wl frames further in (wr at the right end): depth * wl frames left,
+      depth * wr right, period 1 (rotary positions differ by a constant offset, which attention
+      does not see). Released SAME-L: 12 layers, window (1, 1): margins of 12 frames.
+    """
+    if len(cfg.strides) != 1:
+        raise NotImplementedError("encode_margins is derived for SAME encoders with one resampling block")
+    stride, depth = cfg.strides[0], cfg.transformer_depths[0]
+    conv = 1 if cfg.conv_mapping else 0
+    if cfg.sliding_window is not None:
+        wl, wr = cfg.sliding_window
+        return 1, conv + depth * wl, conv + depth * wr
+    c = cfg.chunk_size // stride
+    changed = -(-conv // c) * c + (c // 2 if cfg.chunk_midpoint_shift else 0)
+    return c, changed, changed
 
 
 def _chunk_starts(total: int, chunk_size: int, overlap: int) -> list[int]:

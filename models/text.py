@@ -26,28 +26,16 @@ import torch
 from torch import Tensor, nn
 
 from models.loading import CheckpointError, WEIGHTS_FILE, load_weights, read_tensors
+from models.precision import choose_precision
 
 ENCODER_PREFIX = "model.encoder."
 CACHE_SIZE = 32  # prompts whose encodings are kept (a session edits with few prompts)
 
 
 def default_dtype(device: Union[str, torch.device]) -> torch.dtype:
-    """bf16 where the hardware computes it natively, else fp32 (a CPU without bf16 runs the
-    encoder ~8x slower in bf16 than in fp32)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    if device.type == "cpu" and _cpu_has_bf16():
-        return torch.bfloat16
-    return torch.float32
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    """The encoder's dtype under automatic precision (models.precision): bf16 where the hardware
+    computes it natively, else fp32 (a CPU without bf16 runs the encoder ~8x slower in bf16)."""
+    return choose_precision(device).text
 
 
 # --------------------------------------------------------------------------- encoder
@@ -74,6 +62,12 @@ class TextEncoder:
     @property
     def dtype(self) -> torch.dtype:
         return self.encoder.embed_tokens.weight.dtype
+
+    def to(self, dtype: torch.dtype) -> "TextEncoder":
+        """Cast the encoder's weights (cached encodings, made in the old dtype, are dropped)."""
+        self.encoder.to(dtype)
+        self._cache.clear()
+        return self
 
     def token_ids(self, prompt: str, truncate: bool = True) -> Tensor:
         """(n,) int64 token ids (bos first, no eos), cut to ``max_length`` if ``truncate``."""

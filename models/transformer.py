@@ -151,6 +151,7 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask: Optional[
 
     mask: bool, True = attend, or a float bias added to the logits; broadcastable to
         (B, H, Nq, Nk) (e.g. (B, 1, 1, Nk) for key padding). Every query must see at least one key.
+        A bias in a wider dtype than q (fp32 with bf16 q) makes the attention run in that dtype.
     window: (left, right) local band on self-attention: query i sees keys i-left..i+right
         (flash-attn's ``window_size``; the official SAME-L path). Computed in blocks of
         ``window_block`` queries with their key halo, so no (N, N) mask is built.
@@ -163,6 +164,11 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask: Optional[
             out = flash(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), window_size=window)
             return out.transpose(1, 2)
         return _windowed_sdpa(q, k, v, window, window_block)
+    if mask is not None and mask.is_floating_point() and mask.dtype.itemsize > q.dtype.itemsize:
+        # A bias kept in fp32 on purpose (the DiT's log-count bias): run this attention in its
+        # dtype, as kernels may round the bias to q's (cross-attention, a few keys: cheap).
+        out = F.scaled_dot_product_attention(q.to(mask.dtype), k.to(mask.dtype), v.to(mask.dtype), attn_mask=mask)
+        return out.to(q.dtype)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 

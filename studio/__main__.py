@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="small-music, small-sfx, medium (or a -base variant, a Hugging Face repo id, "
                              "or a local checkpoint folder); default: medium with a GPU, else small-music")
     common.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    common.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",  # models.precision.CHOICES
+                        help="auto: bf16 where the device computes it natively (AVX512-BF16/AMX CPUs, recent GPUs), "
+                             "else fp32")
     common.add_argument("--token", default=None, help="Hugging Face token for gated repos (default: HF_TOKEN / login)")
     common.add_argument("--seed", type=SEED, default=None, help="random seed; the same seed gives the same take "
                                                                  "(default: random, printed)")
@@ -153,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
                                         "machine and precision)")
     rep.add_argument("sidecar", type=Path, help="the .json written beside an export")
     rep.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    rep.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                     help="bit-exact only in the precision the take was made in (its side-car's 'precision')")
     rep.add_argument("--token", default=None, help="Hugging Face token for gated repos")
     rep.add_argument("-o", "--output", type=Path, required=True, help="output file, .wav (24-bit), .flac or .mp3")
     rep.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
@@ -253,7 +258,7 @@ def run(args) -> int:
         check_seconds(args)
     fmt = check_output(args.output, inputs(args))
     audio_io.check_writable(fmt)  # MP3 needs libsndfile >= 1.1: said now, not after the compute
-    engine = RealEngine(device=args.device, token=args.token)  # refuses a device this machine lacks
+    engine = RealEngine(device=args.device, token=args.token, precision=args.precision)  # refuses a missing device
     req, files = _replayed(args) if args.command == "replay" else _request(args)  # audio read before any model
     take = (engine.edit if isinstance(req, EditRequest) else engine.generate)(req, progress=_print_progress)
     for note in take.notes:

@@ -32,6 +32,7 @@ from models.plan import HEADROOM_SECONDS
 from models.config import DiffusionModelConfig, load_model_config
 from models.loading import CheckpointError, first_line, resolve, resolve_file
 from models.lora import LoraFile, LoraUse, read_lora
+from models.precision import Precision, choose_precision
 from models.sa3 import Generation, StableAudio3
 from models.noise import generator_noise
 from studio import edit
@@ -89,11 +90,16 @@ class RealEngine:
     """``Engine`` over released checkpoints (short name, repo id or local folder)."""
 
     def __init__(self, device: Optional[str] = None, dtype: Optional[torch.dtype] = None,
-                 token: Optional[str] = None, revision: Optional[str] = None, extra_models: tuple[str, ...] = ()):
-        """``extra_models``: repo ids or local checkpoint folders offered beside the catalogue."""
+                 token: Optional[str] = None, revision: Optional[str] = None, extra_models: tuple[str, ...] = (),
+                 precision: str = "auto"):
+        """``extra_models``: repo ids or local checkpoint folders offered beside the catalogue.
+        ``precision``: "auto" (bf16 where the device computes it natively), "fp32" or "bf16"
+        (models.precision); a ``dtype`` given instead runs every part in it."""
         self.device = check_device(device or default_device())
         self.extra = tuple(_describe(name) for name in extra_models)
-        self.dtype = dtype or (torch.bfloat16 if self.device.startswith("cuda") else torch.float32)
+        self.precision = (choose_precision(self.device, precision) if dtype is None
+                          else Precision(dtype, dtype, dtype, "dtype given"))
+        self.dtype = self.precision.dit
         self.token, self.revision = token, revision
         self._loaded: dict[str, _Loaded] = {}  # at most one model (see _ensure)
         self._latents: OrderedDict[tuple, torch.Tensor] = OrderedDict()
@@ -154,7 +160,7 @@ class RealEngine:
         try:
             ckpt = resolve(name, revision=self.revision, token=self.token,
                            progress=lambda done, total: report(progress, "load", done, total))
-            model = StableAudio3.from_checkpoint(ckpt, self.device, self.dtype)
+            model = StableAudio3.from_checkpoint(ckpt, self.device, precision=self.precision)
         except Cancelled:
             raise
         except CheckpointError as e:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from models import text
+from models import precision, text
 from models.loading import CheckpointError
 from models.parity.conditioning import run_text_encoder
 from models.parity.core import Fixture
@@ -102,9 +102,9 @@ def test_loads_to_the_requested_dtype():
 
 
 def test_default_dtype_follows_the_cpu(monkeypatch):
-    monkeypatch.setattr(text, "_cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
     assert text.default_dtype("cpu") == torch.float32
-    monkeypatch.setattr(text, "_cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
     assert text.default_dtype("cpu") == torch.bfloat16
 
 

@@ -48,7 +48,7 @@ def _as_list(value, n):
     return list(value) if isinstance(value, (list, tuple)) else [value] * n
 
 
-def _audio_input(fx: Fixture) -> torch.Tensor:
+def audio_input(fx: Fixture) -> torch.Tensor:
     inputs = Fixture.read(fx.golden_root / "common" / "audio_inputs.json")
     return inputs.tensors["inpaint_audio"]
 
@@ -95,13 +95,13 @@ def build_job(model: StableAudio3, kwargs: dict, audio: torch.Tensor, loras=()):
 def run(fx: Fixture) -> Iterator[CaseResult]:
     audio = None
     for spec in fx.meta["runs"]:
-        model = _model(fx.folder, _config_name(fx, spec))
+        model = _model(fx.folder, config_name(fx, spec))
         if audio is None:
-            audio = _audio_input(fx)
+            audio = audio_input(fx)
         yield from _run_one(fx, model, spec, audio)
 
 
-def _config_name(fx: Fixture, spec: dict) -> str:
+def config_name(fx: Fixture, spec: dict) -> str:
     """The config a run used, read from what it did rather than its name: the rf_denoiser
     model samples ping-pong (one draw per step), the ``-base`` variant (rectified_flow) Euler
     (no draw after the initial noise)."""
@@ -126,25 +126,32 @@ def _clip_for(spec: dict, audio: torch.Tensor, sample_rate: int) -> torch.Tensor
 
 def _run_one(fx: Fixture, model: StableAudio3, spec: dict, audio, loras=()) -> Iterator[CaseResult]:
     T = fx.tensors
-    name, kwargs = spec["name"], spec["kwargs"]
-    audio = _clip_for(spec, audio, model.sample_rate)
-    job, encoded = build_job(model, kwargs, audio, loras)
+    name = spec["name"]
+    steps = []
+    job, encoded, out, noise = run_output(fx, model, spec, audio, steps.append, loras)
     if encoded is not None and f"{name}_encoded_reference0" in T:
         yield check(f"{name}/encoded_reference0", encoded, T[f"{name}_encoded_reference0"])
-    draws = [T[d["name"]] for d in fx.meta[f"{name}_noise_sequence"]]
-    steps = []
-    k = {**DEFAULTS, **kwargs}
-    noise = recorded_noise(draws)
-    out = model.generate(job, noise, decode=not k["return_latents"],
-                         chunked_decode=k["chunked_decode"], decoder_noise=True, callback=steps.append)
-    if not k["return_latents"] and k["truncate_output_to_duration"]:
-        out = _truncate(out, kwargs, model.sample_rate)
     result = check(f"{name}/output", out, T[f"{name}_output"], rel=GENERATE_REL_TOL)
     if noise.remaining:  # the official run drew more: we skipped a random step it took
         result = CaseResult(result.name, "fail", result.error, result.tolerance,
-                            f"{len(noise.remaining)} of {len(draws)} recorded draws unused")
+                            f"{len(noise.remaining)} of {len(fx.meta[f'{name}_noise_sequence'])} "
+                            "recorded draws unused")
     yield result
     yield from _intermediates(fx, model, name, job, steps)
+
+
+def run_output(fx: Fixture, model: StableAudio3, spec: dict, audio, callback=None, loras=()):
+    """One official run replayed: (job, encoded audio or None, output as the fixture stores it,
+    the noise source, to check that every draw was used)."""
+    kwargs = spec["kwargs"]
+    job, encoded = build_job(model, kwargs, _clip_for(spec, audio, model.sample_rate), loras)
+    noise = recorded_noise([fx.tensors[d["name"]] for d in fx.meta[f"{spec['name']}_noise_sequence"]])
+    k = {**DEFAULTS, **kwargs}
+    out = model.generate(job, noise, decode=not k["return_latents"],
+                         chunked_decode=k["chunked_decode"], decoder_noise=True, callback=callback)
+    if not k["return_latents"] and k["truncate_output_to_duration"]:
+        out = _truncate(out, kwargs, model.sample_rate)
+    return job, encoded, out, noise
 
 
 def _truncate(audio, kwargs, sample_rate):

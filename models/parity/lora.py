@@ -165,9 +165,9 @@ def _runs(fx: Fixture, files, checked: set) -> Iterator[CaseResult]:
         kwargs = dict(spec["kwargs"])
         lora_kw = {k: kwargs.pop(k) for k in ("lora_configs", "lora_interval", "lora_layer_filter") if k in kwargs}
         uses = _uses(files, spec["lora_files"], spec["strengths"], lora_kw)
-        model = generate._model(fx.folder, generate._config_name(fx, spec))
+        model = generate._model(fx.folder, generate.config_name(fx, spec))
         if audio is None:
-            audio = generate._audio_input(fx)
+            audio = generate.audio_input(fx)
         checked.update(n for n in fx.meta["tensors"] if n.startswith(f"{spec['name']}_"))
         try:
             yield from generate._run_one(fx, model, {**spec, "kwargs": kwargs}, audio, loras=tuple(uses))
