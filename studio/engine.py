@@ -50,6 +50,7 @@ DECODE_MARGIN = 16
 # (the official 128-latent windows cost ~40% more than one pass).
 CODEC_WINDOW = 512  # latent frames decoded on each side of the edited span (~1.5 s)
 ENCODE_CACHE = 4  # tracks whose latents are kept
+ENCODE_PIECE = 128  # latent frames (~12 s) encoded at a time: encode-ahead gives way between pieces
 MAX_BATCH = 4  # prompt groups sampled together; more groups run as further batches (bounded memory)
 
 
@@ -227,11 +228,12 @@ class RealEngine:
         t0 = time.perf_counter()
         plan = edit.layout(req.source, req.regions, req.continue_seconds, req.extend_start_seconds)
         window = edit.window(plan.spans, plan.total, info.max_seconds - HEADROOM_SECONDS, req.context_seconds)
-        source_latents = self._source_latents(plan.source, model, info.name, progress)
+        frames = (window[0] // LATENT_HOP, -(-window[1] // LATENT_HOP))
+        source_latents = self._track_latents(plan.source, model, info.name, frames, progress)
         init_latents = source_latents
         if req.guide is not None:
             _check_audio(req.guide, "guide")
-            init_latents = self._source_latents(edit.place_guide(plan, req.guide), model, info.name, progress)
+            init_latents = self._track_latents(edit.place_guide(plan, req.guide), model, info.name, frames, progress)
         groups = edit.prompt_groups(plan.spans, req.prompt)
         prompts = tuple(self._prompt(prompt, info) for prompt, _ in groups)
         generator = torch.Generator().manual_seed(int(req.seed))
@@ -249,7 +251,7 @@ class RealEngine:
                     _prompt_notes(model, prompts))
 
     def _edit_window(self, model: StableAudio3, info: ModelInfo, req: EditRequest, groups, prompts, window,
-                     latents: tuple[torch.Tensor, torch.Tensor], generator: torch.Generator, progress) -> np.ndarray:
+                     latents: tuple["TrackLatents", "TrackLatents"], generator: torch.Generator, progress) -> np.ndarray:
         """Regenerate each group's regions inside ``window`` (samples, latent-aligned), one batch
         item per group (its prompt; the other groups' audio kept). ``latents``: the whole track's
         (kept outside the regions) and what strength < 1 starts from (the track or a guide).
@@ -258,7 +260,7 @@ class RealEngine:
         f0, f1 = w0 // LATENT_HOP, -(-w1 // LATENT_HOP)
         seconds = (w1 - w0) / SAMPLE_RATE
         L = model.latent_length(seconds, HEADROOM_SECONDS)
-        reference, start = (_frames(whole, f0, f1, L) for whole in latents)
+        reference, start = (track.window(f0, f1, L) for track in latents)
         keep = torch.cat([self._keep(group, w0, L, seconds) for _, group in groups])  # (G, L)
         strength = float(req.strength)
         job = Generation(prompts, (seconds,) * len(groups), L, req.steps or info.default_steps,
@@ -307,21 +309,81 @@ class RealEngine:
         x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None]
         return model.encode(x, x.shape[-1] > CODEC_WINDOW * LATENT_HOP, window=CODEC_WINDOW).float().cpu()
 
-    def _source_latents(self, source: np.ndarray, model: StableAudio3, name: str, progress) -> torch.Tensor:
-        """The whole track's latents, encoded once per model and track (keyed by its samples)."""
-        key = (name, hashlib.sha1(np.ascontiguousarray(source, dtype=np.float32).tobytes()).hexdigest(),
-               source.shape)
-        if key in self._latents:
-            self._latents.move_to_end(key)
+    def _track_latents(self, audio: np.ndarray, model: StableAudio3, name: str, frames: tuple[int, int],
+                       progress, yield_to_waiting: bool = False) -> "TrackLatents":
+        """The latents of ``audio`` (a whole track) with at least ``frames`` [f0, f1) encoded, kept
+        per model and track (its samples' hash): each frame is encoded once, from only the audio it
+        depends on (``Same.encode_span``: equal to encoding the whole track). ``yield_to_waiting``:
+        stop between pieces when another job is waiting (encode-ahead gives way to a Generate)."""
+        key = (name, hashlib.sha1(np.ascontiguousarray(audio, dtype=np.float32).tobytes()).hexdigest(), audio.shape)
+        track = self._latents.get(key)
+        if track is None:
+            track = self._latents[key] = TrackLatents(-(-audio.shape[1] // LATENT_HOP))
+            if len(self._latents) > ENCODE_CACHE:
+                self._latents.popitem(last=False)
+        self._latents.move_to_end(key)
+        missing = track.missing(*frames)
+        todo = sum(b - a for a, b in missing)
+        if not todo:
             report(progress, "encode", 1, 1)
-            return self._latents[key]
-        report(progress, "encode", 0, 1)
-        latents = self._encode(source, model)[..., : -(-source.shape[1] // LATENT_HOP)]
-        self._latents[key] = latents
-        if len(self._latents) > ENCODE_CACHE:
-            self._latents.popitem(last=False)
-        report(progress, "encode", 1, 1)
-        return latents
+            return track
+        done, x = 0, torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None]
+        report(progress, "encode", 0, todo)
+        for a, b in missing:
+            for start in range(a, b, ENCODE_PIECE):
+                if yield_to_waiting and self._jobs.waiting():
+                    return track
+                end = min(start + ENCODE_PIECE, b)
+                with self._costs.timing("encode", end - start):
+                    track.put(start, model.same.encode_span(x, start, end).float().cpu()[0])
+                done += end - start
+                report(progress, "encode", done, todo)
+        return track
+
+    def encode_ahead(self, model: str, audio: np.ndarray, progress: Optional[Progress] = None) -> bool:
+        """Encode a whole track now (e.g. while the musician paints), so later edits of it skip the
+        encode. Gives way to any request that arrives (what it encoded so far is kept); True when the
+        whole track is encoded."""
+        _check_audio(audio, "audio")
+        with self._jobs.turn(progress):
+            loaded = self._ensure(model, progress)
+            frames = (0, -(-audio.shape[1] // LATENT_HOP))
+            track = self._track_latents(audio, loaded.model, loaded.info.name, frames, progress, yield_to_waiting=True)
+            return not track.missing(*frames)
+
+
+class TrackLatents:
+    """A track's latents (C, F) fp32 as far as they are encoded, and which frames are."""
+
+    def __init__(self, frames: int):
+        self.frames = frames
+        self.latents: Optional[torch.Tensor] = None
+        self.known = torch.zeros(frames, dtype=torch.bool)
+
+    def missing(self, f0: int, f1: int) -> list[tuple[int, int]]:
+        """Runs [a, b) of frames in [f0, f1) (clipped to the track) not encoded yet."""
+        f0, f1 = max(0, f0), min(f1, self.frames)
+        runs, start = [], None
+        for f in range(f0, f1):
+            if not self.known[f] and start is None:
+                start = f
+            elif self.known[f] and start is not None:
+                runs.append((start, f))
+                start = None
+        return runs + ([(start, f1)] if start is not None else [])
+
+    def put(self, f0: int, latents: torch.Tensor) -> None:
+        if self.latents is None:
+            self.latents = torch.zeros(latents.shape[0], self.frames)
+        self.latents[:, f0:f0 + latents.shape[-1]] = latents
+        self.known[f0:f0 + latents.shape[-1]] = True
+
+    def window(self, f0: int, f1: int, L: int) -> torch.Tensor:
+        """(1, C, L): frames [f0, f1) (encoded ones; zero past the track's end)."""
+        out = torch.zeros(1, self.latents.shape[0], L)
+        have = self.latents[:, f0:min(f1, self.frames)]
+        out[0, :, : have.shape[-1]] = have
+        return out
 
 
 class LoraFiles:
@@ -371,14 +433,6 @@ class Costs:
         if not all(kind in self._per_unit for kind in work):
             return None
         return sum(self._per_unit[kind] * units for kind, units in work.items())
-
-
-def _frames(latents: torch.Tensor, f0: int, f1: int, L: int) -> torch.Tensor:
-    """(1, C, L) fp32: frames [f0, f1) of a track's latents, zero past the track's end."""
-    out = torch.zeros(1, latents.shape[1], L)
-    have = latents[..., f0:min(f1, latents.shape[-1])]
-    out[..., : have.shape[-1]] = have.float()
-    return out
 
 
 def _guidance(guidance, info: ModelInfo, batch: int) -> dict:

@@ -44,6 +44,11 @@ class JobQueue:
         with self._cond:
             return self._line.index(me)
 
+    def waiting(self) -> int:
+        """Jobs waiting behind the running one."""
+        with self._cond:
+            return max(0, len(self._line) - 1)
+
     def __len__(self) -> int:
         with self._cond:
             return len(self._line)

@@ -1,5 +1,6 @@
 """The real engine end to end on a tiny checkpoint in the released layout (random weights)."""
 
+import hashlib
 import time
 
 import numpy as np
@@ -110,10 +111,36 @@ def test_continuation(engine, track):
 def test_source_is_encoded_once(engine, track, monkeypatch):
     engine.edit(ed(track, (Region(0.5, 1.0),), "x", seed=1))
     calls = []
-    original = engine._loaded[MODEL].model.encode
-    monkeypatch.setattr(engine._loaded[MODEL].model, "encode", lambda *a, **k: calls.append(1) or original(*a, **k))
+    same = engine._loaded[MODEL].model.same
+    original = same.encode
+    monkeypatch.setattr(same, "encode", lambda *a, **k: calls.append(1) or original(*a, **k))
     engine.edit(ed(track, (Region(1.0, 1.5),), "y", seed=2))
     assert calls == []
+
+
+def test_an_edit_encodes_only_its_window_and_encode_ahead_does_the_rest(engine, monkeypatch):
+    long = engine.generate(gen("pads", 6.0, seed=9)).audio
+    frames = -(-long.shape[1] // LATENT_HOP)
+    cold = engine.edit(ed(long, (Region(1.0, 1.5),), "x", seed=1, context_seconds=0.5))
+    cached = next(t for k, t in engine._latents.items() if k[2] == long.shape)
+    assert 0 < int(cached.known.sum()) < frames / 2  # the window and its margins, not the track
+    assert engine.encode_ahead(MODEL, long) and bool(cached.known.all())
+    calls = []
+    same = engine._loaded[MODEL].model.same
+    original = same.encode
+    monkeypatch.setattr(same, "encode", lambda *a, **k: calls.append(1) or original(*a, **k))
+    warm = engine.edit(ed(long, (Region(1.0, 1.5),), "x", seed=1, context_seconds=0.5))
+    assert calls == []  # everything was encoded ahead
+    np.testing.assert_allclose(warm.audio, cold.audio, atol=1e-5)  # span encoding == whole-track encoding
+
+
+def test_encode_ahead_gives_way_to_a_waiting_request(engine, monkeypatch):
+    audio = engine.generate(gen("pads", 6.0, seed=11)).audio
+    monkeypatch.setattr("studio.engine.ENCODE_PIECE", 4)
+    monkeypatch.setattr(engine._jobs, "waiting", lambda: 1)  # someone pressed Generate
+    assert engine.encode_ahead(MODEL, audio) is False
+    track = next(t for k, t in engine._latents.items() if k[1] == hashlib.sha1(audio.tobytes()).hexdigest())
+    assert not bool(track.known.any())
 
 
 def test_windowed_edit_keeps_everything_outside(engine, track):
