@@ -110,7 +110,7 @@ def main(argv=None) -> None:
     keep_sessions(sessions, args.keep_sessions_days)
     cfg = StudioConfig(sessions=sessions, default_model=default, hardware=f"{hardware} {note}".strip(),
                        limits=Limits(int(args.max_upload_mb * 2**20), args.max_seconds),
-                       session_quota_mb=args.session_quota_mb, gpu=gpu_decorator())
+                       session_quota_mb=args.session_quota_mb, gpu=gpu_decorator(), encode_ahead=spaces is None)
     preload(engine, default)
     demo = build_ui(engine, cfg)
     # Gradio refuses bigger uploads itself (before they reach the disk); smaller ones reach

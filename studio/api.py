@@ -182,6 +182,9 @@ class Engine(Protocol):
                  context_seconds: float | None = None) -> Estimate:
         """What an edit of ``spans`` (Regions on the take's axis) would cost, before it runs."""
 
+    def encode_ahead(self, model: str, audio: np.ndarray, progress: Progress | None = None) -> bool:
+        """Prepare edits of ``audio`` with ``model`` now; gives way to requests; True when done."""
+
 
 NOT_FINITE = ("The model produced invalid audio (NaN or infinite samples), so the take was not kept; "
               "its weights may be damaged: delete the downloaded model and load it again.")

@@ -90,6 +90,13 @@ class FakeEngine:
             new = req.strength * new + (1 - req.strength) * start
         return edit.assemble(plan, new, req.crossfade_ms, req.match_loudness), plan.spans
 
+    def encode_ahead(self, model: str, audio: np.ndarray, progress: Progress | None = None) -> bool:
+        """The contract's encode-ahead: nothing to encode here, so it is ready at once."""
+        with self._jobs.turn(progress):
+            self._ready(model, "", progress)
+            report(progress, "encode", 1, 1)
+            return True
+
     def _info(self, name: str) -> ModelInfo:
         info = next((m for m in CATALOG if m.name == name), None)
         if info is None:

@@ -41,6 +41,7 @@ class StudioConfig:
     hardware: str = ""                  # one line shown under the title
     session_quota_mb: float = 2048.0    # a session holding more takes no new work (0: no limit)
     gpu: Callable = lambda fn, seconds: fn  # spaces.GPU(duration=seconds) on ZeroGPU Spaces
+    encode_ahead: bool = True           # off on ZeroGPU: a GPU worker's cache dies with the call
 
 
 def file_url(path: Path) -> str:
@@ -193,6 +194,7 @@ def _edit_panel(c, models: dict, default: str) -> None:
     with gr.Row():
         c.gen_btn = gr.Button("Generate takes", variant="primary", elem_id="generate")
         c.cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
+    c.ahead = gr.Markdown("", elem_id="ahead")
 
 
 LORA_SLOTS = 2  # LoRAs stacked at once from the studio (the CLI takes any number)
@@ -249,9 +251,10 @@ def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
     c.sid_box.change(None, [c.sid_box], None, js=_SET_URL_JS)  # a session made by the first store
     synced = [x for x in view if x is not c.status]  # never the status line: it shows what this tab did
     c.sync.tick(h.sync, [c.sess, c.seen, c.painter, c.takes], synced, show_progress="hidden", concurrency_limit=None)
-    c.upload.upload(h.load_upload, [c.sess, c.painter, c.upload], view + [c.upload])
-    c.record.stop_recording(h.load_file, [c.sess, c.painter, c.record], view)
-    c.demo_btn.click(h.load_demo, [c.sess, c.painter, c.demo_pick], view)
+    ahead = dict(fn=h.encode_ahead, inputs=[c.sess, c.model], outputs=[c.ahead], show_progress="hidden")
+    c.upload.upload(h.load_upload, [c.sess, c.painter, c.upload], view + [c.upload]).then(**ahead)
+    c.record.stop_recording(h.load_file, [c.sess, c.painter, c.record], view).then(**ahead)
+    c.demo_btn.click(h.load_demo, [c.sess, c.painter, c.demo_pick], view).then(**ahead)
     c.src_btn.click(gpu(h.generate_source, h.gpu_seconds(h.generate_source)), [c.sess, c.painter, c.src_prompt, c.src_seconds, c.seed,
                                              c.random_seed, c.model, c.steps, c.cfg, c.apg, c.negative,
                                              *c.loras], view + [c.seed])
@@ -266,7 +269,7 @@ def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
     # runs beside generate; no output, so it cannot overwrite the "Cancelled" that generate reports
     c.cancel_btn.click(h.cancel, None, None, concurrency_limit=None)
     c.takes.select(h.pick_take, on_take, view)
-    c.accept_btn.click(h.accept, on_take, view)
+    c.accept_btn.click(h.accept, on_take, view).then(**ahead)
     c.discard_btn.click(h.discard, on_take, view)
     c.undo_btn.click(h.undo, on_take, view)
     c.redo_btn.click(h.redo, on_take, view)
@@ -368,6 +371,18 @@ class _Handlers:
         last = s.last if s else {}
         restored = [last.get(k, gr.update()) for k in ("prompt", "n_takes", "strength", "crossfade_ms")]
         return self.view(s, painter, msg, keep=False) + restored
+
+    def encode_ahead(self, sid, model):
+        """Encode the current version for ``model`` while the musician paints, so the first Generate
+        starts at the steps (the engine gives way as soon as a Generate arrives)."""
+        s = self.latest(sid)
+        if not self.cfg.encode_ahead or s is None or s.current is None:
+            return ""
+        try:
+            done = self.engine.encode_ahead(model, session.audio(s, "current"))
+        except PROBLEMS:  # the next Generate says what is wrong, as a sentence
+            return ""
+        return "Track encoded ahead: edits start at the steps." if done else ""
 
     def load_file(self, sid, painter, path):
         s = self.latest(sid)

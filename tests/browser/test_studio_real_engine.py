@@ -99,3 +99,21 @@ def test_lora_panel_stacks_two_adapters_and_equals_the_engine(studio, browser, t
         loras=(LoraSpec(path=str(adapters[0]), strength=0.7), LoraSpec(path=str(adapters[1]), strength=1.3))))
     np.testing.assert_array_equal(with_loras, direct.audio)
     page.close()
+
+
+def test_encode_ahead_after_loading(studio, browser, tiny_checkpoint, tmp_path):
+    """Loading a clip encodes it ahead for the picked model; a Generate right after loading
+    works (it waits its turn or takes over), and so does one after the encode finished."""
+    from .test_studio_controls import _setup
+    url, _ = studio
+    page = open_page(browser, url)
+    page.set_default_timeout(120_000)
+    _setup(page, tmp_path, 3.0)
+    drag_region(page, 0.5, 1.0)
+    page.click("#generate")  # right after loading, possibly while encoding ahead
+    wait_status(page, "take ready")
+    wait_text(page, "#ahead", "encoded ahead")
+    drag_region(page, 1.8, 2.4)
+    page.click("#generate")
+    wait_status(page, "take ready")
+    page.close()
