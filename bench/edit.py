@@ -1,0 +1,104 @@
+"""The studio's edit loop on the full-size model (seeded random weights, no download): a region in
+the middle of a track, through RealEngine.edit, as a musician meets it.
+
+    python bench/edit.py --config tests/fixtures/reference/configs/stable-audio-3-small-music.json
+
+One JSON line per (precision, track, takes):
+  first_edit_s   an edit of a track never encoded (it encodes only the window it needs)
+  ahead_encode_s encode-ahead of another track (what runs while the musician paints)
+  ahead_edit_s   the first edit of that track after encode-ahead finished
+  cached_edit_s  a second edit of the same version
+  each *_edit_s is for all ``takes`` takes (run one after another, as the studio does)
+  heard_s        audio the model hears (the window); peak_rss_gib: the child process's peak
+Each precision runs in its own process; compare timings only within one run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script from a checkout
+
+from bench._common import PeakRSS, load_average  # noqa: E402
+from bench.generate import PROMPT, build_model  # noqa: E402
+from models.precision import choose_precision  # noqa: E402
+from studio.api import SAMPLE_RATE, EditRequest, Region  # noqa: E402
+from studio.engine import RealEngine  # noqa: E402
+
+GIB = 2**30
+
+
+def timed_takes(engine: RealEngine, source: np.ndarray, region: Region, takes: int) -> float:
+    t0 = time.perf_counter()
+    for k in range(takes):
+        engine.edit(EditRequest(model="small-music", source=source, regions=(region,), prompt=PROMPT, seed=k))
+    return round(time.perf_counter() - t0, 3)
+
+
+def track(seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (0.1 * rng.standard_normal((2, int(seconds * SAMPLE_RATE)))).astype(np.float32)
+
+
+def case(engine: RealEngine, track_s: float, region_s: float, takes: int) -> dict:
+    start = (track_s - region_s) / 2
+    region = Region(start, start + region_s)
+    row = {"track_s": track_s, "region_s": region_s, "takes": takes,
+           "heard_s": round(engine.estimate("small-music", track_s, (region,)).heard_seconds, 2)}
+    row["first_edit_s"] = timed_takes(engine, track(track_s, 1), region, takes)
+    ahead = track(track_s, 2)
+    t0 = time.perf_counter()
+    assert engine.encode_ahead("small-music", ahead)
+    row["ahead_encode_s"] = round(time.perf_counter() - t0, 3)
+    row["ahead_edit_s"] = timed_takes(engine, ahead, region, takes)
+    row["cached_edit_s"] = timed_takes(engine, ahead, region, takes)
+    return row
+
+
+def child(args) -> None:
+    torch.set_num_threads(args.threads)
+    precision = choose_precision("cpu", args.child)
+    model = build_model(args.config, precision)
+    engine = RealEngine.from_model(model, "small-music")
+    engine.edit(EditRequest(model="small-music", source=track(4.0, 0), regions=(Region(1.0, 2.0),),
+                            prompt=PROMPT, seed=0))  # warm-up: first calls pay one-off set-up
+    for track_s in args.tracks:
+        for takes in args.takes:
+            with PeakRSS() as mem:
+                row = case(engine, track_s, args.region, takes)
+            print(json.dumps({"config": args.config.name, "precision": precision.describe(), **row,
+                              "peak_rss_gib": round(mem.peak / GIB, 3), "threads": torch.get_num_threads(),
+                              "loadavg": load_average()}), flush=True)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", type=Path, required=True, help="a released SA3 model_config.json")
+    p.add_argument("--tracks", type=float, nargs="+", default=[30, 120, 300], help="track lengths, seconds")
+    p.add_argument("--region", type=float, default=4.0, help="the region's length, seconds")
+    p.add_argument("--takes", type=int, nargs="+", default=[1, 3])
+    p.add_argument("--precision", nargs="+", choices=["auto", "fp32", "bf16"], default=["auto", "fp32"])
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--child", help=argparse.SUPPRESS)  # one precision, in this process
+    args = p.parse_args(argv)
+    if args.child:
+        child(args)
+        return 0
+    forward = list(argv if argv is not None else sys.argv[1:])
+    failed = 0
+    for precision in args.precision:  # one process each: peak RSS and a clean heap per precision
+        failed += subprocess.run([sys.executable, __file__, *forward, "--child", precision], cwd=ROOT).returncode != 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
