@@ -197,7 +197,8 @@ def _edit_panel(c, models: dict, default: str) -> None:
     c.ahead = gr.Markdown("", elem_id="ahead")
 
 
-LORA_SLOTS = 2  # LoRAs stacked at once from the studio (the CLI takes any number)
+LORA_SLOTS = 2  # LoRAs stacked at once from the studio (the CLI takes any number); the generate
+# handlers name each slot's three values (Gradio injects gr.Request only into named parameters)
 
 
 def _lora_panel(c) -> None:
@@ -438,7 +439,9 @@ class _Handlers:
 
     def generate(self, sid, painter, model, prompt, seed, random_seed, n_takes, steps, strength, crossfade,
                  cfg=None, apg=1.0, negative="", extend_start=0.0, guide=None, context="auto", match=False,
-                 *loras, request: gr.Request = None, progress=gr.Progress()):
+                 lora1=None, lora1_hub="", lora1_strength=1.0, lora2=None, lora2_hub="", lora2_strength=1.0,
+                 request: gr.Request = None, progress=gr.Progress()):
+        loras = (lora1, lora1_hub, lora1_strength, lora2, lora2_hub, lora2_strength)  # LORA_SLOTS = 2
         seed = secrets.randbelow(2**31) if random_seed else int(seed or 0)
         s = self.latest(sid)
         try:
@@ -495,7 +498,9 @@ class _Handlers:
         return made, "", None, notes
 
     def generate_source(self, sid, painter, prompt, seconds, seed, random_seed, model, steps, cfg, apg, negative,
-                        *loras, request: gr.Request = None, progress=gr.Progress()):
+                        lora1=None, lora1_hub="", lora1_strength=1.0, lora2=None, lora2_hub="", lora2_strength=1.0,
+                        request: gr.Request = None, progress=gr.Progress()):
+        loras = (lora1, lora1_hub, lora1_strength, lora2, lora2_hub, lora2_strength)  # LORA_SLOTS = 2
         seed = secrets.randbelow(2**31) if random_seed else int(seed or 0)
         s, flag = self.latest(sid), self.cancel_flag(request)
         try:

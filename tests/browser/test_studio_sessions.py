@@ -147,3 +147,43 @@ def test_accept_and_discard_during_a_generation_are_kept_and_undoable(studio, br
     assert s.versions[1].take == "t001" and s.take("t003").base == s.versions[0].id
     assert s.take("t003").frames == 4 * SAMPLE_RATE
     page.close()
+
+
+def test_four_users_on_two_models_each_get_their_own_model(studio, browser, tmp_path):
+    """Four visitors at once, two on small-music and two on small-sfx, all generating together:
+    every take is made by its visitor's model (it equals that model's take made alone)."""
+    from studio.api import EditRequest, Region
+    from studio.fake_engine import FakeEngine
+    url, sessions = studio
+    clip = write_clip(tmp_path / "clip.wav", 3.0, subtype="FLOAT")
+    models = ["small-music", "small-sfx", "small-music", "small-sfx"]
+    labels = {"small-music": "Small · music", "small-sfx": "Small · sound effects"}
+    pages = []
+    for model in models:
+        page = loaded_page(browser, url, clip)
+        if model != "small-music":  # the default needs no pick
+            page.locator("#model input").fill(labels[model])
+            page.keyboard.press("Enter")
+            wait_status(page, "ready")
+        page.uncheck("#random-seed input")
+        page.fill("#seed input", "7")
+        drag_region(page, 0.5, 1.2)
+        page.fill("#prompt textarea", "[slow] shaker")
+        box = page.locator("#steps input[type=number]")
+        box.fill("6")
+        box.press("Enter")
+        pages.append(page)
+    for page in pages:  # all four press Generate before any finishes (6 slow steps each)
+        page.click("#generate")
+    for page in pages:
+        page.wait_for_function("() => document.querySelectorAll('#takes input[type=radio]').length === 1",
+                               timeout=120_000)
+    for page, model in zip(pages, models):
+        s = session.open_session(sessions, sid_of(page))
+        (take,) = s.takes
+        assert take.model == model
+        source = session.audio(s, s.current.id)
+        alone = FakeEngine().edit(EditRequest(model=model, source=source, regions=take.regions, prompt="[slow] shaker",
+                                              seed=7, steps=6))
+        assert np.array_equal(session.audio(s, take.id), alone.audio)
+        page.close()
