@@ -190,18 +190,27 @@ class Layout:
 def layout(source: np.ndarray, regions, continue_seconds: float = 0.0, extend_start_seconds: float = 0.0,
            sr: int = SAMPLE_RATE) -> Layout:
     """The Layout of an edit of ``source`` (2, N); ValueError when there is nothing to generate."""
-    regions = snap_regions(regions, source.shape[1] / sr)
-    intro, n = to_samples(extend_start_seconds, sr), source.shape[1]
+    n, intro = source.shape[1], to_samples(extend_start_seconds, sr)
+    moved, all_spans = spans(regions, n / sr, continue_seconds, extend_start_seconds, sr)
+    padded = np.concatenate([np.zeros((source.shape[0], intro), np.float32), source], axis=1) if intro else source
+    return Layout(padded, moved, all_spans, intro, intro + n + to_samples(continue_seconds, sr))
+
+
+def spans(regions, duration: float, continue_seconds: float = 0.0, extend_start_seconds: float = 0.0,
+          sr: int = SAMPLE_RATE) -> tuple[tuple[Region, ...], tuple[Region, ...]]:
+    """(the regions snapped and moved by the intro, everything regenerated: intro, regions,
+    continuation) on the take's axis, for a source of ``duration`` seconds."""
+    regions = snap_regions(regions, duration)
+    intro, n = to_samples(extend_start_seconds, sr), to_samples(duration, sr)
     total = intro + n + to_samples(continue_seconds, sr)
     shift = intro / sr
     moved = tuple(Region(r.start + shift, r.end + shift, r.prompt) for r in regions)
-    spans = ((Region(0.0, shift),) if intro else ()) + moved
+    out = ((Region(0.0, shift),) if intro else ()) + moved
     if total > intro + n:
-        spans += (Region((intro + n) / sr, total / sr),)
-    if not spans:
+        out += (Region((intro + n) / sr, total / sr),)
+    if not out:
         raise ValueError("Paint at least one region, or set “continue by” or “extend start by”, before generating.")
-    padded = np.concatenate([np.zeros((source.shape[0], intro), np.float32), source], axis=1) if intro else source
-    return Layout(padded, moved, spans, intro, total)
+    return moved, out
 
 
 def place_guide(plan: Layout, guide: np.ndarray) -> np.ndarray:

@@ -194,6 +194,7 @@ def _edit_panel(c, models: dict, default: str) -> None:
     with gr.Row():
         c.gen_btn = gr.Button("Generate takes", variant="primary", elem_id="generate")
         c.cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
+    c.cost = gr.Markdown("", elem_id="cost")
     c.ahead = gr.Markdown("", elem_id="ahead")
 
 
@@ -252,6 +253,10 @@ def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
     c.sid_box.change(None, [c.sid_box], None, js=_SET_URL_JS)  # a session made by the first store
     synced = [x for x in view if x is not c.status]  # never the status line: it shows what this tab did
     c.sync.tick(h.sync, [c.sess, c.seen, c.painter, c.takes], synced, show_progress="hidden", concurrency_limit=None)
+    cost = dict(fn=h.cost, inputs=[c.painter, c.model, c.steps, c.context, c.extend_start], outputs=[c.cost],
+                show_progress="hidden")
+    for trigger in (c.painter.change, c.model.change, c.steps.change, c.context.change, c.extend_start.change):
+        trigger(**cost)
     ahead = dict(fn=h.encode_ahead, inputs=[c.sess, c.model], outputs=[c.ahead], show_progress="hidden")
     c.upload.upload(h.load_upload, [c.sess, c.painter, c.upload], view + [c.upload]).then(**ahead)
     c.record.stop_recording(h.load_file, [c.sess, c.painter, c.record], view).then(**ahead)
@@ -266,7 +271,7 @@ def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
     c.gen_btn.click(gpu(h.generate, h.gpu_seconds(h.generate)), [c.sess, c.painter, c.model, c.prompt, c.seed, c.random_seed, c.n_takes,
                                       c.steps, c.strength, c.crossfade, c.cfg, c.apg, c.negative, c.extend_start,
                                       c.guide, c.context, c.match, *c.loras],
-                    view + [c.seed], show_progress_on=[c.status])
+                    view + [c.seed], show_progress_on=[c.status]).then(**cost)
     # runs beside generate; no output, so it cannot overwrite the "Cancelled" that generate reports
     c.cancel_btn.click(h.cancel, None, None, concurrency_limit=None)
     c.takes.select(h.pick_take, on_take, view)
@@ -372,6 +377,23 @@ class _Handlers:
         last = s.last if s else {}
         restored = [last.get(k, gr.update()) for k in ("prompt", "n_takes", "strength", "crossfade_ms")]
         return self.view(s, painter, msg, keep=False) + restored
+
+    def cost(self, painter, model, steps, context, extend_start):
+        """Before Generate: how much audio the model will hear, and about how long a take takes
+        here (known once this machine has made one)."""
+        duration = painter.duration if painter else 0.0
+        if not duration or painter.error:
+            return ""
+        try:
+            intro = float(extend_start or 0)
+            _, spans = edit.spans(painter.regions, duration, painter.continue_seconds, intro)
+            est = self.engine.estimate(model, duration + intro + painter.continue_seconds, spans, int(steps),
+                                       CONTEXT_SECONDS[context])
+        except PROBLEMS:  # Generate explains what is wrong
+            return ""
+        time = f"a take takes about {est.seconds:.0f} s here" if est.seconds is not None else \
+            "how long a take takes here is known after the first one"
+        return f"The model will hear {est.heard_seconds:.0f} s of audio; {time}."
 
     def encode_ahead(self, sid, model):
         """Encode the current version for ``model`` while the musician paints, so the first Generate

@@ -33,6 +33,7 @@ class Painted:
     continue_seconds: float = 0.0
     kept: dict = field(default_factory=dict)  # the contract's KEPT fields as sent, for the next render
     error: str | None = None
+    duration: float = 0.0                     # seconds of the track shown (A); 0 before a clip is loaded
 
 
 def read(value: str | dict | None) -> Painted:
@@ -46,7 +47,10 @@ def read(value: str | dict | None) -> Painted:
     kept = {k: data[k] for k in KEPT if k in data}
     try:
         regions = tuple(_region(i, item) for i, item in enumerate(data.get("regions") or [], 1))
-        return Painted(regions, _continue_seconds(data.get("continue_seconds")), kept)
+        track = data.get("track") if isinstance(data.get("track"), dict) else {}
+        duration = float(track.get("duration") or 0.0)
+        return Painted(regions, _continue_seconds(data.get("continue_seconds")), kept,
+                       duration=duration if math.isfinite(duration) and duration > 0 else 0.0)
     except ValueError as e:
         return Painted(kept=kept, error=str(e))
 

@@ -12,7 +12,7 @@ import soundfile as sf
 
 from studio.api import EditRequest, Guidance, Region
 from studio.fake_engine import FakeEngine
-from .helpers import drag_region, open_page, start_app, upload, wait_attr, wait_status, write_clip
+from .helpers import drag_region, open_page, start_app, upload, wait_attr, wait_status, wait_text, write_clip
 
 
 @pytest.fixture(scope="module")
@@ -128,4 +128,16 @@ def test_mp3_export(studio, browser, tmp_path):
     out.write_bytes(page.request.get(link.get_attribute("href")).body())
     audio, sr = sf.read(out, dtype="float32", always_2d=True)
     assert sr == 44100 and abs(audio.shape[0] - source.shape[1]) < 4096  # MP3 frames pad the end
+    page.close()
+
+
+def test_the_cost_is_shown_before_generate(studio, browser, tmp_path):
+    page = open_page(browser, studio[0])
+    _setup(page, tmp_path, 4.0)
+    drag_region(page, 1.0, 2.0)
+    wait_text(page, "#cost", "The model will hear 4 s of audio")  # a short track: all of it
+    page.locator("#context input").fill("5 s each side")
+    page.keyboard.press("Enter")
+    _take(page, tmp_path, studio[1], "costed")
+    wait_text(page, "#cost", "a take takes about")
     page.close()
