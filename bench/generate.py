@@ -44,7 +44,7 @@ from bench.text import build_encoder  # noqa: E402
 from models.config import load_model_config  # noqa: E402
 from models.sa3 import Generation, StableAudio3  # noqa: E402
 from models.noise import generator_noise  # noqa: E402
-from models.plan import HEADROOM_SECONDS  # noqa: E402
+from models.config import HEADROOM_SECONDS  # noqa: E402
 from models.precision import FP32, Precision, choose_precision, native_bf16  # noqa: E402
 
 MANIFEST = ROOT / "tests" / "fixtures" / "reference" / "manifests" / "t5gemma-b-b-ul2.json"

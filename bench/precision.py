@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from bench._common import snr_db  # noqa: E402
 from bench.generate import PROMPT, build_model  # noqa: E402
 from models.noise import generator_noise  # noqa: E402
-from models.plan import HEADROOM_SECONDS  # noqa: E402
+from models.config import HEADROOM_SECONDS  # noqa: E402
 from models.precision import choose_precision  # noqa: E402
 from models.sa3 import Generation, StableAudio3  # noqa: E402
 

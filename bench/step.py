@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from models import plan  # noqa: E402
-from models.plan import HEADROOM_SECONDS as HEADROOM  # noqa: E402
+from models.config import HEADROOM_SECONDS as HEADROOM  # noqa: E402
 from models.config import load_model_config  # noqa: E402
 from models.dit import DiT  # noqa: E402
 

@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from models.config import HEADROOM_SECONDS, SameConfig  # noqa: F401 (re-exported)
+from models.config import SameConfig
 from models.sampling import effective_seq_len
 
 def audio_length(same: SameConfig, sample_size: int, seconds_total: float, padding_seconds: float,

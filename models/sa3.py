@@ -25,7 +25,8 @@ from torch import Tensor, nn
 
 from models import plan
 from models.conditioners import Conditioner, Conditioning
-from models.config import AutoencoderModelConfig, DiffusionModelConfig, ModelConfig, load_model_config
+from models.config import (HEADROOM_SECONDS, AutoencoderModelConfig, DiffusionModelConfig, ModelConfig,
+                           load_model_config)
 from models.dit import DiT
 from models.guidance import guided, null_context, prepare_guided
 from models.lora import LoraStack, LoraUse
@@ -80,7 +81,7 @@ class Generation:
     negative_prompts: Optional[tuple[str, ...]] = None
     cfg_scale: float = 1.0
     apg_scale: float = 1.0
-    headroom_seconds: float = plan.HEADROOM_SECONDS
+    headroom_seconds: float = HEADROOM_SECONDS
     monotonic_init: bool = False  # a2a: start the shifted schedule at init_noise_level (sampling.schedule_from)
     loras: tuple[LoraUse, ...] = ()
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from models import plan
-from models.plan import HEADROOM_SECONDS
+from models.config import HEADROOM_SECONDS
 from models.config import DiffusionModelConfig, load_model_config
 from models.loading import CheckpointError, first_line, resolve, resolve_file
 from models.lora import LoraFile, LoraUse, read_lora

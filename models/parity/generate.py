@@ -15,7 +15,7 @@ from typing import Iterator
 import torch
 
 from models import plan
-from models.config import load_model_config
+from models.config import HEADROOM_SECONDS, load_model_config
 from models.loading import Checkpoint
 from models.parity.core import GENERATE_REL_TOL, CaseResult, Fixture, check, check_sum
 from models.sa3 import Generation, StableAudio3
@@ -23,7 +23,7 @@ from models.noise import recorded_noise
 from models.sampling import build_schedule, effective_seq_len, sampling_shift
 
 # The official generate()'s defaults (its sample_size default, not the config's, caps lengths).
-DEFAULTS = dict(batch_size=1, steps=8, cfg_scale=1.0, apg_scale=1.0, duration_padding_sec=plan.HEADROOM_SECONDS,
+DEFAULTS = dict(batch_size=1, steps=8, cfg_scale=1.0, apg_scale=1.0, duration_padding_sec=HEADROOM_SECONDS,
                 init_noise_level=1.0, return_latents=False, sample_size=5292032,
                 truncate_output_to_duration=True, chunked_decode=False)
 UNDERSTOOD = set(DEFAULTS) | {"prompt", "negative_prompt", "duration", "seed", "inpaint_audio",

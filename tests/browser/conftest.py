@@ -24,3 +24,15 @@ def browser():
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture(scope="module")
+def studio(browser, tmp_path_factory):
+    """The studio over the fake engine on a free port, one per test module: (url, sessions folder).
+    A module that needs another studio (the real engine, a stand-in `spaces`) defines its own."""
+    from .helpers import start_app
+    sessions = tmp_path_factory.mktemp("sessions")
+    proc, url = start_app(sessions)
+    yield url, sessions
+    proc.terminate()
+    proc.wait(timeout=30)

@@ -11,26 +11,17 @@ import soundfile as sf
 
 from studio import edit
 from studio.api import LATENT_HOP, SAMPLE_RATE
-from .helpers import (export_current, open_page, painted_regions, set_region, start_app, take_count, upload,
+from .helpers import (export_current, open_page, painted_regions, set_region, take_count, upload,
                       wait_attr, wait_status, write_clip)
 
 TOL = int(round(edit.SNAP_TOLERANCE * SAMPLE_RATE))  # 1 ms in samples
 SECONDS = 8.0
 
 
-@pytest.fixture(scope="module")
-def studio(browser, tmp_path_factory):
-    sessions = tmp_path_factory.mktemp("sessions")
-    proc, url = start_app(sessions)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
 @pytest.fixture()
 def loaded(studio, browser, tmp_path):
     """A page with an 8 s float clip loaded; yields (page, source (N, 2))."""
-    page = open_page(browser, studio)
+    page = open_page(browser, studio[0])
     path = write_clip(tmp_path / "clip.wav", SECONDS, subtype="FLOAT")
     upload(page, path)
     wait_status(page, "Loaded")

@@ -7,21 +7,11 @@ import json
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
-import pytest
 import soundfile as sf
 
 from studio.api import EditRequest, Guidance, Region
 from studio.fake_engine import FakeEngine
-from .helpers import drag_region, open_page, start_app, upload, wait_attr, wait_status, wait_text, write_clip
-
-
-@pytest.fixture(scope="module")
-def studio(browser, tmp_path_factory):
-    sessions = tmp_path_factory.mktemp("sessions")
-    proc, url = start_app(sessions)
-    yield url, sessions
-    proc.terminate()
-    proc.wait(timeout=30)
+from .helpers import drag_region, open_page, upload, wait_attr, wait_status, wait_text, write_clip
 
 
 def _setup(page, tmp_path, seconds=4.0):

@@ -12,17 +12,8 @@ import soundfile as sf
 
 from studio.api import SAMPLE_RATE, Region
 from studio.edit import region_mask
-from .helpers import (drag_region, export_current, open_page, paint_region, screenshot, set_region, start_app, take_count,
+from .helpers import (drag_region, export_current, open_page, paint_region, screenshot, set_region, take_count,
                       time_to_x, upload, wait_attr, wait_status, wait_text, write_clip)
-
-
-@pytest.fixture(scope="module")
-def studio(browser, tmp_path_factory):
-    sessions = tmp_path_factory.mktemp("sessions")
-    proc, url = start_app(sessions)
-    yield url, sessions
-    proc.terminate()
-    proc.wait(timeout=30)
 
 
 def test_paint_generate_compare_accept_export(studio, browser, tmp_path):

@@ -5,23 +5,13 @@ step, so a run is still going while the test acts."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from studio import session
 from studio.api import SAMPLE_RATE
 from studio.audio_io import read_track
 from studio.edit import region_mask
-from .helpers import (drag_region, open_page, start_app, take_count, upload, wait_attr, wait_status, wait_text,
+from .helpers import (drag_region, open_page, upload, wait_attr, wait_status, wait_text,
                       write_clip)
-
-
-@pytest.fixture(scope="module")
-def studio(browser, tmp_path_factory):
-    sessions = tmp_path_factory.mktemp("sessions")
-    proc, url = start_app(sessions)
-    yield url, sessions
-    proc.terminate()
-    proc.wait(timeout=30)
 
 
 def loaded_page(browser, url, clip):
@@ -152,7 +142,7 @@ def test_accept_and_discard_during_a_generation_are_kept_and_undoable(studio, br
 def test_four_users_on_two_models_each_get_their_own_model(studio, browser, tmp_path):
     """Four visitors at once, two on small-music and two on small-sfx, all generating together:
     every take is made by its visitor's model (it equals that model's take made alone)."""
-    from studio.api import EditRequest, Region
+    from studio.api import EditRequest
     from studio.fake_engine import FakeEngine
     url, sessions = studio
     clip = write_clip(tmp_path / "clip.wav", 3.0, subtype="FLOAT")
