@@ -44,11 +44,11 @@ from studio.jobs import JobQueue
 
 log = logging.getLogger(__name__)
 
-DECODE_MARGIN = 16
-# Longer spans are encoded/decoded in windows of this many latents (~48 s): peak memory stays
-# that of one window, and with the official 32-latent overlap the extra work is ~7%
-# (the official 128-latent windows cost ~40% more than one pass).
-CODEC_WINDOW = 512  # latent frames decoded on each side of the edited span (~1.5 s)
+DECODE_MARGIN = 16  # latent frames decoded on each side of the edited span (~1.5 s)
+# Longer spans are decoded in windows of this many latents (~48 s): peak memory stays that of one
+# window, and with the official 32-latent overlap the extra work is ~7% (the official 128-latent
+# windows cost ~40% more than one pass).
+CODEC_WINDOW = 512
 ENCODE_CACHE = 4  # tracks whose latents are kept
 ENCODE_PIECE = 128  # latent frames (~12 s) encoded at a time: encode-ahead gives way between pieces
 MAX_BATCH = 4  # prompt groups sampled together; more groups run as further batches (bounded memory)
@@ -103,7 +103,7 @@ class RealEngine:
         self.dtype = self.precision.dit
         self.token, self.revision = token, revision
         self._loaded: dict[str, _Loaded] = {}  # at most one model (see _ensure)
-        self._latents: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._latents: OrderedDict[tuple, TrackLatents] = OrderedDict()  # (model, hash, shape) -> latents
         self._jobs = JobQueue()
         self._costs = Costs()
         self._lora_files = LoraFiles(token)
@@ -131,8 +131,9 @@ class RealEngine:
     def estimate(self, model: str, track_seconds: float, spans, steps: int | None = None,
                  context_seconds: Optional[float] = None) -> Estimate:
         """What an edit of ``spans`` (Regions, on the take's axis) in a ``track_seconds`` take will
-        cost: the audio the model hears and, once this machine has run a take, about how long one
-        takes (the latents not yet encoded included). ValueError as the edit itself would raise."""
+        cost: the audio the model hears and, once this machine has run a take, about how long its
+        steps and decode take (encoding, usually done ahead, is not counted). ValueError as the
+        edit itself would raise."""
         info = self.describe(model)
         total = edit.to_samples(track_seconds)
         w0, w1 = edit.window(spans, total, info.max_seconds - HEADROOM_SECONDS, context_seconds)
@@ -306,8 +307,11 @@ class RealEngine:
         return np.clip(audio, -1, 1)
 
     def _encode(self, audio: np.ndarray, model: StableAudio3) -> torch.Tensor:
+        """(1, C, ceil(N / hop)) latents of (2, N) audio: the whole-track encoding, computed in
+        bounded windows (``Same.encode_span``)."""
         x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None]
-        return model.encode(x, x.shape[-1] > CODEC_WINDOW * LATENT_HOP, window=CODEC_WINDOW).float().cpu()
+        frames = -(-x.shape[-1] // LATENT_HOP)
+        return model.same.encode_span(x, 0, frames, window=CODEC_WINDOW).float().cpu()
 
     def _track_latents(self, audio: np.ndarray, model: StableAudio3, name: str, frames: tuple[int, int],
                        progress, yield_to_waiting: bool = False) -> "TrackLatents":
