@@ -405,7 +405,7 @@ class _Handlers:
             done = self.engine.encode_ahead(model, session.audio(s, "current"))
         except PROBLEMS:  # the next Generate says what is wrong, as a sentence
             return ""
-        return "Track encoded ahead: edits start at the steps." if done else ""
+        return f"Encoded ahead ({s.current.label}): edits start at the steps." if done else ""
 
     def load_file(self, sid, painter, path):
         s = self.latest(sid)
@@ -503,11 +503,11 @@ class _Handlers:
     def _takes(self, s, reqs, settings, progress, flag: Path):
         """Run the edit requests (made from s.current) and store each take as it finishes.
         Returns (take ids, message if cancelled, error if one failed, the takes' notes)."""
-        made, notes, n = [], [], len(reqs)
+        made, notes, n, encoded = [], [], len(reqs), []
         flag.unlink(missing_ok=True)
         for k, req in enumerate(reqs):
             try:
-                take = self.engine.edit(req, _progress(progress, flag, k, n))
+                take = self.engine.edit(req, _progress(progress, flag, k, n, encoded))
             except Cancelled:
                 flag.unlink(missing_ok=True)
                 return made, f"Cancelled after {len(made)} of {n} takes; finished takes are kept.", None, notes
@@ -516,6 +516,8 @@ class _Handlers:
             _, rec = session.add_take(s, take, req.prompt, settings)  # s: the version it was made from
             made.append(rec.id)
             notes += [note for note in take.notes if note not in notes]
+            if k == 0 and not encoded:
+                notes.append("The track was already encoded, so the take went straight to the steps.")
         flag.unlink(missing_ok=True)
         return made, "", None, notes
 
@@ -609,8 +611,9 @@ def _guidance(cfg, apg, negative) -> Guidance:
     return Guidance(cfg_scale=None if cfg is None else float(cfg), apg_scale=float(apg), negative_prompt=negative or "")
 
 
-def _progress(progress, flag: Path, k: int, n: int):
-    """An engine Progress that drives gr.Progress and raises Cancelled once the flag file exists."""
+def _progress(progress, flag: Path, k: int, n: int, encoded: list | None = None):
+    """An engine Progress that drives gr.Progress and raises Cancelled once the flag file exists;
+    ``encoded`` collects the frames of encoding work the engine reports (none: already encoded)."""
     weights = {"load": 0.0, "encode": 0.05, "steps": 0.1, "decode": 0.95}
 
     def report(stage: str, done: int, total: int) -> None:
@@ -619,6 +622,8 @@ def _progress(progress, flag: Path, k: int, n: int):
         if stage == "queue":
             progress(0.0, desc=f"Waiting for the engine: {done} job{'s' if done > 1 else ''} ahead")
             return
+        if stage == "encode" and done < total and encoded is not None:
+            encoded.append(total)
         span = 0.85 if stage == "steps" else 0.05
         frac = (k + weights.get(stage, 0) + span * done / max(total, 1)) / n
         progress(min(frac, 1.0), desc=f"Take {k + 1}/{n} · {stage} {done}/{total}")

@@ -103,7 +103,7 @@ def test_lora_panel_stacks_two_adapters_and_equals_the_engine(studio, browser, t
 
 def test_encode_ahead_after_loading(studio, browser, tiny_checkpoint, tmp_path):
     """Loading a clip encodes it ahead for the picked model; a Generate right after loading
-    works (it waits its turn or takes over), and so does one after the encode finished."""
+    works (it waits its turn or takes over), and one after the encode finished skips the encode."""
     from .test_studio_controls import _setup
     url, _ = studio
     page = open_page(browser, url)
@@ -112,8 +112,10 @@ def test_encode_ahead_after_loading(studio, browser, tiny_checkpoint, tmp_path):
     drag_region(page, 0.5, 1.0)
     page.click("#generate")  # right after loading, possibly while encoding ahead
     wait_status(page, "take ready")
-    wait_text(page, "#ahead", "encoded ahead")
+    upload(page, write_clip(tmp_path / "second.wav", 3.0, seed=5))  # a clip no edit has touched
+    wait_text(page, "#ahead", "Encoded ahead (source: second.wav)")
     drag_region(page, 1.8, 2.4)
     page.click("#generate")
     wait_status(page, "take ready")
+    assert "already encoded, so the take went straight to the steps" in page.inner_text("#status")
     page.close()
