@@ -98,6 +98,7 @@ def preload(engine, name: str) -> None:
 def main(argv=None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own requests, one line each
     from studio.ui import StudioConfig, build_ui
     engine, note = make_engine(args.fake_engine, args.model, args.precision)
     cuda, hardware = detect_hardware()
