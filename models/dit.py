@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.config import DiTConfig
-from models.transformer import Attention, FeedForward, RMSNorm, RotaryEmbedding, rotary_cos_sin
+from models.transformer import Attention, FeedForward, Padding, RMSNorm, RotaryEmbedding
 
 
 def mlp(dim_in: int, dim: int, dim_out: int, bias: bool) -> nn.Sequential:
@@ -76,6 +76,8 @@ class DiTContext:
     global_embed: (B, D) ``to_global_embed(global_cond)``.
     local_embeds: per layer, (B, T, D) inpainting embedding (maybe a broadcast view), or None.
     padding_mask: (B, T) bool, True = valid frame, or None.
+    self_padding: the same over the memory tokens and frames (B, M+T), as self-attention
+        takes it (prepared once: no host syncs per call), or None.
     """
 
     cross_kv: tuple
@@ -83,6 +85,7 @@ class DiTContext:
     global_embed: Tensor
     local_embeds: Optional[tuple[Tensor, ...]]
     padding_mask: Optional[Tensor]
+    self_padding: Optional[Padding]
 
     @property
     def batch_size(self) -> int:
@@ -110,13 +113,13 @@ class DiTBlock(nn.Module):
         self.to_local_embed = mlp(cfg.local_add_cond_dim, dim, dim, bias=True)
 
     def forward(self, x: Tensor, cond: Tensor, freqs: Tensor, cross_kv, cross_bias: Optional[Tensor],
-                local_embed: Optional[Tensor], padding_mask: Optional[Tensor]) -> Tensor:
+                local_embed: Optional[Tensor], padding: Optional[Padding]) -> Tensor:
         """x (B, M+T, D); cond (B, 6D) AdaLN condition; freqs (M+T, r) rotary angles or their (cos, sin);
-        local_embed (B, T, D) added to the T frames; padding_mask (B, M+T)."""
+        local_embed (B, T, D) added to the T frames; padding: the real ones of the M+T tokens."""
         scale_sa, shift_sa, gate_sa, scale_ff, shift_ff, gate_ff = \
             (self.to_scale_shift_gate + cond).unsqueeze(1).chunk(6, dim=-1)  # each (B, 1, D)
         h = torch.addcmul(shift_sa, self.pre_norm(x), 1 + scale_sa)  # norm(x) * (1 + scale) + shift
-        x = torch.addcmul(x, self.self_attn(h, freqs=freqs, padding_mask=padding_mask), torch.sigmoid(1 - gate_sa))
+        x = torch.addcmul(x, self.self_attn(h, freqs=freqs, padding=padding), torch.sigmoid(1 - gate_sa))
         x = x + self.cross_attn(self.cross_attend_norm(x), kv=cross_kv, mask=cross_bias)
         if local_embed is not None:  # the T frames only: memory tokens get nothing (official zero-padding)
             x[:, x.shape[1] - local_embed.shape[1]:] += local_embed  # x is this block's own tensor
@@ -142,14 +145,11 @@ class Transformer(nn.Module):
         """x (B, T, C_in), global_embed (B, D) -> (B, T, C_out)."""
         B, M = x.shape[0], self.memory_tokens.shape[0]
         x = torch.cat([self.memory_tokens.expand(B, -1, -1), self.project_in(x)], dim=1)  # (B, M+T, D)
-        freqs = rotary_cos_sin(self.rotary_pos_emb(x.shape[1], device=x.device))  # once for all layers
+        freqs = self.rotary_pos_emb(x.shape[1], device=x.device)  # (cos, sin), cached per length
         cond = self.global_cond_embedder(global_embed)  # (B, 6D)
-        mask = None
-        if ctx.padding_mask is not None:  # memory tokens are always valid
-            mask = F.pad(ctx.padding_mask, (M, 0), value=True)
         locals_ = ctx.local_embeds or (None,) * len(self.layers)
         for layer, kv, local in zip(self.layers, ctx.cross_kv, locals_):
-            x = layer(x, cond, freqs, kv, ctx.cross_bias, local, mask)
+            x = layer(x, cond, freqs, kv, ctx.cross_bias, local, ctx.self_padding)
         return self.project_out(x[:, M:])
 
 
@@ -201,8 +201,12 @@ class DiT(nn.Module):
         local_embeds = None
         if local_add_cond is not None:
             local_embeds = self._local_embeds(local_add_cond.to(dtype).transpose(1, 2))
-        pad = None if padding_mask is None else padding_mask.bool()
-        return DiTContext(cross_kv, bias, self.to_global_embed(global_cond), local_embeds, pad)
+        pad = self_padding = None
+        if padding_mask is not None:
+            pad = padding_mask.bool()
+            memory = self.transformer.memory_tokens.shape[0]
+            self_padding = Padding.of(F.pad(pad, (memory, 0), value=True))  # memory tokens are real
+        return DiTContext(cross_kv, bias, self.to_global_embed(global_cond), local_embeds, pad, self_padding)
 
     def _local_embeds(self, local: Tensor) -> tuple[Tensor, ...]:
         """Per-layer inpainting embeddings of local (B, T, 1 + C). A cond constant over time

@@ -72,7 +72,7 @@ class SameLayer(nn.Module):
         self.rope = RotaryEmbedding(dim_heads // 2)  # rotates half of each head
 
     def forward(self, x: torch.Tensor, window: Optional[tuple[int, int]] = None) -> torch.Tensor:
-        freqs = self.rope(x.shape[1], x.device)  # positions restart in every chunk
+        freqs = self.rope(x.shape[1], x.device)  # (cos, sin), cached; positions restart in every chunk
         x = x + self.self_attn(self.pre_norm(x), freqs=freqs, window=window)
         return x + self.ff(self.ff_norm(x))
 

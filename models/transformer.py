@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+from dataclasses import dataclass
 from typing import Literal, Optional, Union
 
 import torch
@@ -75,12 +76,30 @@ class RotaryEmbedding(nn.Module):
         self.dim = dim
         self.register_buffer("inv_freq", rotary_inv_freq(dim))
 
-    def forward(self, n: int, device: torch.device | None = None) -> torch.Tensor:
-        """Angles (n, dim) in fp32 for positions 0..n-1."""
+    def forward(self, n: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cos, sin) of the angles (n, dim) in fp32 for positions 0..n-1, on ``device``."""
         device = self.inv_freq.device if device is None else device
-        inv_freq = rotary_inv_freq(self.dim).to(device)
-        freqs = torch.outer(torch.arange(n, device=device, dtype=torch.float32), inv_freq)
-        return torch.cat((freqs, freqs), dim=-1)
+        return rotary_table(self.dim, n, torch.device(device))
+
+    def angles(self, n: int, device: torch.device | None = None) -> torch.Tensor:
+        """The angles (n, dim) themselves, fp32 (formulas and tests; layers take ``forward``)."""
+        return rotary_angles(self.dim, n, self.inv_freq.device if device is None else device)
+
+
+def rotary_angles(dim: int, n: int, device) -> torch.Tensor:
+    """(n, dim) fp32 angles of positions 0..n-1 on ``device`` (the frequencies computed on the CPU,
+    so every device rotates by the same angles)."""
+    freqs = torch.outer(torch.arange(n, device=device, dtype=torch.float32), rotary_inv_freq(dim).to(device))
+    return torch.cat((freqs, freqs), dim=-1)
+
+
+@functools.lru_cache(maxsize=16)
+def rotary_table(dim: int, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos, sin), each (n, dim) fp32 on ``device``, built once per (dim, n, device) and shared by
+    every layer and step that rotates n positions: a generation's steps build none and copy
+    nothing to the device (a few frames x 32 floats each; 16 tables at most)."""
+    with torch.inference_mode(False):  # a plain tensor, usable inside and outside inference mode
+        return rotary_cos_sin(rotary_angles(dim, n, device))
 
 
 Rotary = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]  # angles (n, r), or their (cos, sin)
@@ -172,9 +191,36 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask: Optional[
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
-def attend_padded(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, padding_mask: torch.Tensor, *,
+@dataclass(frozen=True)
+class Padding:
+    """Which frames of a padded batch are real, worked out once (``Padding.of``) and shared by
+    every self-attention call of every step: computed per call it would cost host syncs on a
+    GPU, 2 x depth x steps of them.
+
+    valid: (B, N) bool, True = real frame. all_valid: no frame is padding (nothing to mask).
+    packed: flash-attn varlen's (index of the real frames in the flattened batch, cu_seqlens
+        (B + 1,) int32, longest sequence); made where that kernel can run (``varlen``: by
+        default for CUDA tensors), else None.
+    """
+
+    valid: torch.Tensor
+    all_valid: bool
+    packed: Optional[tuple[torch.Tensor, torch.Tensor, int]] = None
+
+    @classmethod
+    def of(cls, valid: torch.Tensor, varlen: Optional[bool] = None) -> "Padding":
+        valid = valid.bool()
+        packed = None
+        if valid.is_cuda if varlen is None else varlen:
+            lengths = valid.sum(1, dtype=torch.int32)
+            cu_seqlens = F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))
+            packed = (valid.flatten().nonzero().squeeze(1), cu_seqlens, int(lengths.max()))
+        return cls(valid, bool(valid.all()), packed)
+
+
+def attend_padded(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, padding: Padding, *,
                   mask: Optional[torch.Tensor] = None, window: Optional[tuple[int, int]] = None) -> torch.Tensor:
-    """Self-attention over a padded batch (B, H, N, D); padding_mask (B, N) bool, True = valid.
+    """Self-attention over a padded batch (B, H, N, D) whose real frames ``padding`` says.
 
     Does what the official ``Attention.apply_attn`` does on each device (the DiT's variable
     length; the two differ on the valid frames too):
@@ -185,17 +231,14 @@ def attend_padded(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, padding_mas
       frames; their keys still take softmax weight, so the valid frames see them.
     """
     kernel = flash_kernel(q, "flash_attn_varlen_func") if mask is None and window is None else None
-    if kernel is None:
-        if not bool(padding_mask.all()):  # nothing to zero: skip a pass over v (exact)
-            v = v * padding_mask[:, None, :, None].to(v.dtype)
+    if kernel is None or padding.packed is None:
+        if not padding.all_valid:  # nothing to zero: skip a pass over v (exact)
+            v = v * padding.valid[:, None, :, None]
         return attend(q, k, v, mask=mask, window=window)
     B, H, N, D = q.shape
-    index = padding_mask.flatten().nonzero().squeeze(1)  # packed position -> b * N + n
-    lengths = padding_mask.sum(1, dtype=torch.int32)
-    cu_seqlens = F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))
+    index, cu_seqlens, longest = padding.packed  # packed position -> b * N + n
     half = q.dtype if q.dtype in (torch.float16, torch.bfloat16) else torch.float16
     pack = lambda t: t.transpose(1, 2).reshape(B * N, H, D)[index].to(half)  # (N_valid, H, D)
-    longest = int(lengths.max())
     packed = kernel(pack(q), pack(k), pack(v), cu_seqlens, cu_seqlens, longest, longest)
     out = packed.new_zeros(B * N, H, D).index_copy_(0, index, packed)
     return out.view(B, N, H, D).transpose(1, 2).to(q.dtype)
@@ -220,7 +263,10 @@ def _windowed_sdpa(q, k, v, window: tuple[int, int], block: int) -> torch.Tensor
     valid = (key_pos >= 0) & (key_pos < N)  # (nb, span): keys that exist
     band = band_mask(block, span, window, q_offset=left, device=q.device)  # (block, span), same in every block
     mask = band[None] & valid[:, None, :]  # (nb, block, span)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    # 4-D for sdpa's fused kernels (5-D falls back to the math path with an fp32 upcast): the
+    # batch and heads fold into one dimension, the blocks stand as heads, the mask broadcasts.
+    fold = lambda t: t.reshape(B * H, nb, t.shape[-2], D)  # noqa: E731 (q: a view; k, v: a copy)
+    out = F.scaled_dot_product_attention(fold(q), fold(k), fold(v), attn_mask=mask)
     return out.reshape(B, H, nb * block, D)[:, :, :N]
 
 
@@ -292,16 +338,16 @@ class Attention(nn.Module):
         return tuple(k.transpose(1, 2).contiguous() for k in ks), v.transpose(1, 2).contiguous()
 
     def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None, *,
-                freqs: Optional[Rotary] = None, padding_mask: Optional[torch.Tensor] = None,
+                freqs: Optional[Rotary] = None, padding: Optional[Padding] = None,
                 mask: Optional[torch.Tensor] = None, window: Optional[tuple[int, int]] = None,
                 kv: Optional[tuple[tuple[torch.Tensor, ...], torch.Tensor]] = None) -> torch.Tensor:
         """x (B, N, dim), context (B, Nk, dim_context) -> (B, N, dim).
 
         freqs: rotary angles (N, r), or ``rotary_cos_sin`` of them, applied to queries and keys
             (self-attention).
-        padding_mask: (B, N) bool, True = valid frame, for self-attention over a padded batch:
-            see ``attend_padded`` (official semantics per device). For true masking on every
-            device pass ``mask`` instead.
+        padding: the real frames of a padded batch, for self-attention over it: see
+            ``attend_padded`` (official semantics per device). For true masking on every device
+            pass ``mask`` instead.
         mask / window: passed to ``attend``.
         kv: cross-attention only, ``context_kv(context)`` computed earlier, instead of ``context``.
 
@@ -325,8 +371,8 @@ class Attention(nn.Module):
             freqs = rotary_cos_sin(freqs)
             qs = [apply_rotary(q, freqs).to(v.dtype) for q in qs]
             ks = [apply_rotary(k, freqs).to(v.dtype) for k in ks]
-        if padding_mask is not None:
-            run = lambda q, k: attend_padded(q, k, v, padding_mask, mask=mask, window=window)
+        if padding is not None:
+            run = lambda q, k: attend_padded(q, k, v, padding, mask=mask, window=window)
         else:
             run = lambda q, k: attend(q, k, v, mask=mask, window=window)
         out = run(qs[0], ks[0])

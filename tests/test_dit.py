@@ -9,7 +9,7 @@ from models.guidance import apg_project, guide, guided, null_context, prepare_gu
 from models.parity.core import Fixture
 from models.parity.dit import assemble_context, load_dit, run_cases
 from models import transformer
-from models.transformer import attend, attend_padded
+from models.transformer import Padding, attend, attend_padded
 from tests.conftest import GOLDEN
 
 DIT_FIXTURES = sorted(p.parent.name for p in GOLDEN.glob("dit_*/forward.json"))
@@ -153,7 +153,7 @@ def _padded_qkv():
 def test_attend_padded_fallback_zeroes_padded_values():
     """CPU / no flash-attn: the official fallback (what the golden fixtures ran)."""
     q, k, v, pad = _padded_qkv()
-    torch.testing.assert_close(attend_padded(q, k, v, pad), attend(q, k, v * pad[:, None, :, None]))
+    torch.testing.assert_close(attend_padded(q, k, v, Padding.of(pad)), attend(q, k, v * pad[:, None, :, None]))
 
 
 def _fake_varlen(q, k, v, cu_q, cu_k, max_q, max_k):
@@ -171,7 +171,7 @@ def test_attend_padded_varlen_packing(monkeypatch):
     monkeypatch.setattr(transformer, "flash_kernel",
                         lambda q, name: _fake_varlen if name == "flash_attn_varlen_func" else None)
     q, k, v, pad = _padded_qkv()
-    out = attend_padded(q, k, v, pad)
+    out = attend_padded(q, k, v, Padding.of(pad, varlen=True))
     masked = attend(q, k, v, mask=pad[:, None, None, :])
     valid = pad[:, None, :, None].expand_as(out)
     torch.testing.assert_close(out[valid], masked[valid], rtol=0, atol=5e-3)
@@ -279,15 +279,45 @@ def test_block_with_fused_modulation_equals_the_official_formulas(tiny):
     gen = torch.Generator().manual_seed(7)
     x = torch.randn(B, M + T, dit.cfg.embed_dim, generator=gen)
     cond = tr.global_cond_embedder(ctx.global_embed + torch.randn(B, dit.cfg.embed_dim, generator=gen))
-    freqs, mask = tr.rotary_pos_emb(M + T), F.pad(ctx.padding_mask, (M, 0), value=True)
+    freqs, mask = tr.rotary_pos_emb(M + T), ctx.self_padding
     x_before = x.clone()
     ours = block(x, cond, freqs, ctx.cross_kv[0], ctx.cross_bias, ctx.local_embeds[0], mask)
     assert torch.equal(x, x_before)
 
     s_sa, b_sa, g_sa, s_ff, b_ff, g_ff = (block.to_scale_shift_gate + cond).unsqueeze(1).chunk(6, dim=-1)
     h = block.pre_norm(x) * (1 + s_sa) + b_sa
-    ref = x + block.self_attn(h, freqs=freqs, padding_mask=mask) * torch.sigmoid(1 - g_sa)
+    ref = x + block.self_attn(h, freqs=freqs, padding=mask) * torch.sigmoid(1 - g_sa)
     ref = ref + block.cross_attn(block.cross_attend_norm(ref), kv=ctx.cross_kv[0], mask=ctx.cross_bias)
     ref = ref + F.pad(ctx.local_embeds[0], (0, 0, M, 0))
     ref = ref + block.ff(block.ff_norm(ref) * (1 + s_ff) + b_ff) * torch.sigmoid(1 - g_ff)
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+
+
+class _HostSyncs(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the ops that make the host wait for the device: reading a value back
+    (``.item()``, ``bool(t)``, ``int(t)``) and ops whose output size depends on the data."""
+
+    SYNCING = {"_local_scalar_dense", "nonzero", "masked_select", "unique_dim", "_unique2"}
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket.__name__ in self.SYNCING:
+            self.calls.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_step_makes_no_host_syncs(tiny):
+    """Everything data-dependent (validity, packing, the context's row counts) is worked out once in
+    ``prepare``: a step (2 x depth self-attention calls) never waits for the device."""
+    dit, cross, global_cond, local, padding = tiny
+    padding = padding.clone()
+    padding[0, -2:] = False  # some padded frames: the masked path runs
+    x = torch.randn(cross.shape[0], dit.cfg.io_channels, local.shape[2], generator=torch.Generator().manual_seed(1))
+    with _HostSyncs() as prepared:
+        ctx = dit.prepare(cross, global_cond, local, padding)
+    with _HostSyncs() as step:
+        dit(x, torch.full((x.shape[0],), 0.5), ctx)
+    assert prepared.calls and step.calls == []

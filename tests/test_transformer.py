@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.transformer import (Attention, FeedForward, RotaryEmbedding, apply_rotary, attend, band_mask,
+from models.transformer import (Attention, FeedForward, Padding, RotaryEmbedding, apply_rotary, attend, band_mask,
                                 rotary_cos_sin)
 
 
@@ -20,6 +20,24 @@ def test_windowed_attention_equals_band_masked_sdpa(n, window, block):
     plain = F.scaled_dot_product_attention(q, k, v, attn_mask=band_mask(n, n, window))
     fast = attend(q, k, v, window=window, window_block=block)
     torch.testing.assert_close(fast, plain, rtol=0, atol=1e-6)
+
+
+def test_windowed_attention_hands_sdpa_4d_tensors_and_keeps_bf16(monkeypatch):
+    """Fused sdpa kernels take 4-D tensors only; 5-D ones fall back to the math path with an fp32
+    upcast (the SAME-L path on a GPU). The band runs as one 4-D call, in bf16, near fp32's result."""
+    shapes = []
+    sdpa = F.scaled_dot_product_attention
+
+    def spy(q, k, v, **kw):
+        shapes.append((q.dim(), k.dim(), v.dim(), q.dtype))
+        return sdpa(q, k, v, **kw)
+
+    q, k, v = _qkv(300)
+    reference = F.scaled_dot_product_attention(q, k, v, attn_mask=band_mask(300, 300, (34, 34)))
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    fast = attend(*(t.bfloat16() for t in (q, k, v)), window=(34, 34), window_block=64)
+    assert shapes == [(4, 4, 4, torch.bfloat16)]
+    torch.testing.assert_close(fast.float(), reference, rtol=0, atol=3e-2)
 
 
 def test_band_mask_semantics():
@@ -57,7 +75,7 @@ def test_padding_mask_zeroes_values_as_the_official_cpu_path():
     keep = torch.tensor([[True, True, True, True, False, False]])
     q, k, v = [t.unflatten(-1, (2, 8)).transpose(1, 2) for t in attn.to_qkv(x).chunk(3, dim=-1)]
     out = F.scaled_dot_product_attention(q, k, v * keep[:, None, :, None])
-    torch.testing.assert_close(attn(x, padding_mask=keep), attn.to_out(out.transpose(1, 2).flatten(2)))
+    torch.testing.assert_close(attn(x, padding=Padding.of(keep)), attn.to_out(out.transpose(1, 2).flatten(2)))
 
 
 def test_cross_attention_shapes():
@@ -76,7 +94,7 @@ def _rotate_half_reference(t, freqs):
 
 def test_rotary_halves_equal_rotate_half_in_both_layouts():
     g = torch.Generator().manual_seed(3)
-    freqs = RotaryEmbedding(16)(40) * 37.0  # large angles, as at late positions
+    freqs = RotaryEmbedding(16).angles(40) * 37.0  # large angles, as at late positions
     t = torch.randn(2, 4, 40, 24, generator=g)  # (B, H, N, D), 16 of 24 channels rotated
     plain = _rotate_half_reference(t, freqs)
     torch.testing.assert_close(apply_rotary(t, freqs), plain, rtol=0, atol=1e-6)
@@ -93,13 +111,13 @@ def test_self_attention_with_norms_rotary_and_padding_equals_the_head_major_form
     attn = Attention(32, 8, qk_norm="rms")
     with torch.no_grad():
         attn.q_norm.gamma.uniform_(0.5, 1.5), attn.k_norm.gamma.uniform_(0.5, 1.5)
-    x, freqs = torch.randn(2, 6, 32), RotaryEmbedding(8)(6)
+    x, freqs = torch.randn(2, 6, 32), RotaryEmbedding(8).angles(6)
     keep = torch.arange(6)[None].expand(2, -1) < valid
     q, k, v = [t.unflatten(-1, (4, 8)).transpose(1, 2) for t in attn.to_qkv(x).chunk(3, dim=-1)]
     q, k = _rotate_half_reference(attn.q_norm(q), freqs), _rotate_half_reference(attn.k_norm(k), freqs)
     out = F.scaled_dot_product_attention(q, k, v * keep[:, None, :, None])
     plain = attn.to_out(out.transpose(1, 2).flatten(2))
-    torch.testing.assert_close(attn(x, freqs=freqs, padding_mask=keep), plain, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(attn(x, freqs=freqs, padding=Padding.of(keep)), plain, rtol=1e-5, atol=1e-6)
 
 
 def test_cached_context_kv_with_grouped_heads_equals_projecting_every_call():
