@@ -7,6 +7,7 @@ import os
 import threading
 
 import torch
+import torch.utils._python_dispatch
 
 from models.precision import native_bf16 as bf16_support  # noqa: F401  (the one place that knows which devices run bf16)
 
@@ -46,3 +47,19 @@ def snr_db(ours: torch.Tensor, ref: torch.Tensor) -> float:
 def load_average() -> list[float]:
     """1, 5 and 15 minute load averages: other work sharing the cores skews timings."""
     return [round(x, 2) for x in os.getloadavg()]
+
+
+class HostSyncs(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts, inside ``with``, the ops that make the host wait for the device: reading a value
+    back (``.item()``, ``bool(t)``, ``int(t)``) and ops whose output size depends on the data."""
+
+    SYNCING = frozenset({"_local_scalar_dense", "nonzero", "masked_select", "unique_dim", "_unique2"})
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket.__name__ in self.SYNCING:
+            self.calls.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))

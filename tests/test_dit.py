@@ -9,6 +9,7 @@ from models.guidance import apg_project, guide, guided, null_context, prepare_gu
 from models.parity.core import Fixture
 from models.parity.dit import assemble_context, load_dit, run_cases
 from models import transformer
+from bench._common import HostSyncs
 from models.transformer import Padding, attend, attend_padded
 from tests.conftest import GOLDEN
 
@@ -293,22 +294,6 @@ def test_block_with_fused_modulation_equals_the_official_formulas(tiny):
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
 
 
-class _HostSyncs(torch.utils._python_dispatch.TorchDispatchMode):
-    """Counts the ops that make the host wait for the device: reading a value back
-    (``.item()``, ``bool(t)``, ``int(t)``) and ops whose output size depends on the data."""
-
-    SYNCING = {"_local_scalar_dense", "nonzero", "masked_select", "unique_dim", "_unique2"}
-
-    def __init__(self):
-        super().__init__()
-        self.calls = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func.overloadpacket.__name__ in self.SYNCING:
-            self.calls.append(func.overloadpacket.__name__)
-        return func(*args, **(kwargs or {}))
-
-
 def test_a_step_makes_no_host_syncs(tiny):
     """Everything data-dependent (validity, packing, the context's row counts) is worked out once in
     ``prepare``: a step (2 x depth self-attention calls) never waits for the device."""
@@ -316,8 +301,8 @@ def test_a_step_makes_no_host_syncs(tiny):
     padding = padding.clone()
     padding[0, -2:] = False  # some padded frames: the masked path runs
     x = torch.randn(cross.shape[0], dit.cfg.io_channels, local.shape[2], generator=torch.Generator().manual_seed(1))
-    with _HostSyncs() as prepared:
+    with HostSyncs() as prepared:
         ctx = dit.prepare(cross, global_cond, local, padding)
-    with _HostSyncs() as step:
+    with HostSyncs() as step:
         dit(x, torch.full((x.shape[0],), 0.5), ctx)
     assert prepared.calls and step.calls == []

@@ -24,10 +24,11 @@ def test_the_tiny_section_runs_on_the_cpu():
     done = subprocess.run([*SCRIPT, "--device", "cpu", "--only", "tiny"], capture_output=True, text=True, timeout=600)
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     assert done.returncode == 0 and len(rows) >= 10
-    assert all(r["section"] == "tiny" and r["max_abs_err"] == 0.0 for r in rows)
+    # a second copy of the model on the same CPU: equal up to the kernels' summation order
+    assert all(r["section"] == "tiny" and r["max_abs_err"] < 1e-4 and r["snr_db"] > 100 for r in rows)
 
 
 def test_help_documents_every_section():
     text = subprocess.run([*SCRIPT, "--help"], capture_output=True, text=True, timeout=120).stdout
-    for section in ("tiny", "full", "edit", "kernels", "profile"):
+    for section in ("env", "tiny", "full", "edit", "switch", "kernels", "profile"):
         assert f"\n  {section} " in text
