@@ -2,6 +2,8 @@
 sample for sample from the current version (A) and the take (B), read back from a session."""
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 
@@ -92,3 +94,32 @@ def test_after_an_intro_a_is_the_current_version_shifted_to_the_take(tmp_path):
     assert not heard.a[:, :k].any() and heard.b[:, :k].any()  # nothing of the current version before the join
     assert np.array_equal(heard.a[:, k:], source[:, :2 * SR])
     assert np.array_equal(heard.a[:, k:], heard.b[:, k:])  # the track after the intro is exact
+
+
+def test_the_studio_answers_every_pick_with_loops_or_one_sentence(tmp_path):
+    pytest.importorskip("gradio")
+    import soundfile as sf
+
+    from studio.ui import StudioConfig, _Handlers
+    engine = FakeEngine()
+    h = _Handlers(engine, StudioConfig(sessions=tmp_path, default_model="small-music"),
+                  {m.name: m for m in engine.models()})
+    for out in (h.seam_borders(None, None), h.seam_loop(None, None, None, 2.0, 2.0)):
+        assert out[-3:-1] == (None, None) and "Make a take first" in out[-1]["value"]
+    s, rec, source, take = _session_with_take(tmp_path, regions=(Region(2.0, 3.0),))
+    assert "Pick a take" in h.seam_borders(s.id, None)[-1]["value"]
+    pick, *_, note = h.seam_borders(s.id, rec.id)
+    assert [value for _, value in pick["choices"]] == [b.sample for b in seams.take_borders(s, rec.id)]
+    assert note["value"] == "2 borders in take 1: pick one to loop it."
+    for border, words in ((None, "Pick a border"), (take.shape[1] + 1, "outside the take")):
+        assert h.seam_loop(s.id, rec.id, border, 2.0, 2.0)[:2] == (None, None)
+        assert words in h.seam_loop(s.id, rec.id, border, 2.0, 2.0)[2]["value"]
+    assert "no take 't009'" in h.seam_loop(s.id, "t009", SR, 2.0, 2.0)[2]["value"]
+    a, b, note = h.seam_loop(s.id, rec.id, pick["choices"][1][1], 0.5, 1.0)
+    start, end = seams.loop_span(pick["choices"][1][1], take.shape[1], 0.5, 1.0)
+    assert np.array_equal(sf.read(io.BytesIO(b), dtype="float32")[0].T, take[:, start:end])
+    assert np.array_equal(sf.read(io.BytesIO(a), dtype="float32")[0].T, source[:, start:end])
+    assert note["value"].startswith(f"Looping {start / SR:.2f}–{end / SR:.2f} s of take 1:")
+    session.set_source(s, _noise(8.0, seed=2), "source: other")  # A is now not the take's own source
+    note = h.seam_loop(s.id, rec.id, pick["choices"][1][1], 0.5, 1.0)[2]["value"]
+    assert "A is the current version, not the one" in note
