@@ -93,7 +93,12 @@ def take_borders(s: session.Session, take_id: str) -> tuple[Border, ...]:
     """The borders of take ``take_id`` of session ``s`` (KeyError naming it if there is none)."""
     t = s.take(take_id)
     continued = to_samples(float(t.settings.get("continue_seconds", 0) or 0))
-    return borders(t.regions, t.frames, t.shift, continued)
+    return borders(t.regions, _frames(s, take_id), t.shift, continued)
+
+
+def _frames(s: session.Session, take_id: str) -> int:
+    """Samples of the take (read from its file for a take stored before records held its length)."""
+    return s.take(take_id).frames or audio_io.read_track(session.track_file(s, take_id)).shape[1]
 
 
 def audition(s: session.Session, take_id: str, border: int, pre: float = PRE_SECONDS,
@@ -101,7 +106,7 @@ def audition(s: session.Session, take_id: str, border: int, pre: float = PRE_SEC
     """The loop around ``border`` (samples on the take's axis) of A (s.current, placed after the
     take's intro) and B (the take), read from their WAVs: only the loop's frames are read."""
     t = s.take(take_id)
-    start, end = loop_span(border, t.frames, pre, post)
+    start, end = loop_span(border, _frames(s, take_id), pre, post)
     b = audio_io.read_track(session.track_file(s, take_id), start, end)
     first = max(0, start - t.shift)  # the current version's frames the loop reaches
     a = audio_io.read_track(session.track_file(s, "current"), first, max(first, end - t.shift))

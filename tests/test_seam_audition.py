@@ -3,6 +3,7 @@ sample for sample from the current version (A) and the take (B), read back from 
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -94,6 +95,16 @@ def test_after_an_intro_a_is_the_current_version_shifted_to_the_take(tmp_path):
     assert not heard.a[:, :k].any() and heard.b[:, :k].any()  # nothing of the current version before the join
     assert np.array_equal(heard.a[:, k:], source[:, :2 * SR])
     assert np.array_equal(heard.a[:, k:], heard.b[:, k:])  # the track after the intro is exact
+
+
+def test_a_take_stored_without_its_length_is_measured_from_its_file(tmp_path):
+    s, rec, source, take = _session_with_take(tmp_path, regions=(Region(2.0, 3.0),))
+    whole = session.track_file(s, rec.id).relative_to(s.folder).as_posix()  # as takes were first stored
+    old = replace(s, takes=(replace(rec, frames=0, spans=None, file=whole),))
+    assert seams.take_borders(old, rec.id) == seams.take_borders(s, rec.id)
+    end = seams.take_borders(old, rec.id)[-1].sample
+    heard = seams.audition(old, rec.id, end, post=8.0)
+    assert heard.end == take.shape[1] and np.array_equal(heard.b, take[:, heard.start:])
 
 
 def test_the_studio_answers_every_pick_with_loops_or_one_sentence(tmp_path):
