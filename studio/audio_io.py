@@ -5,6 +5,7 @@ and refuses, with a sentence a musician understands, what it cannot use.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import struct
@@ -225,6 +226,21 @@ def check_writable(fmt: str) -> None:
 
 def write_audio(path: str | os.PathLike, audio: np.ndarray, fmt: str = "wav32f", exclusive: bool = False) -> Path:
     """Write (2, N) float32 audio atomically as 'wav24', 'wav32f', 'flac' or 'mp3' (see atomic_write)."""
+    frames, kind, subtype = _encodable(audio, fmt)
+    return atomic_write(path, lambda tmp: sf.write(tmp, frames, SAMPLE_RATE, subtype=subtype,
+                                                   format=kind), exclusive)
+
+
+def wav_bytes(audio: np.ndarray) -> bytes:
+    """(2, N) float32 audio as the bytes of a 32-bit float WAV (a short clip handed to a player)."""
+    frames, kind, subtype = _encodable(audio, "wav32f")
+    buffer = io.BytesIO()
+    sf.write(buffer, frames, SAMPLE_RATE, subtype=subtype, format=kind)
+    return buffer.getvalue()
+
+
+def _encodable(audio: np.ndarray, fmt: str) -> tuple[np.ndarray, str, str]:
+    """(frames (N, 2) float32, soundfile format, subtype) of (2, N) audio, checked for ``fmt``."""
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {sorted(FORMATS)}, got {fmt!r}")
     if audio.ndim != 2 or audio.shape[0] != 2:
@@ -234,9 +250,7 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, fmt: str = "wav32f",
                          "was not written: try another seed, or check the model's weights.")
     check_writable(fmt)
     kind, subtype, _ = FORMATS[fmt]
-    frames = np.ascontiguousarray(audio.T, dtype=np.float32)
-    return atomic_write(path, lambda tmp: sf.write(tmp, frames, SAMPLE_RATE, subtype=subtype,
-                                                   format=kind), exclusive)
+    return np.ascontiguousarray(audio.T, dtype=np.float32), kind, subtype
 
 
 def write_json(path: str | os.PathLike, data) -> Path:
@@ -250,9 +264,10 @@ def export(path: str | os.PathLike, audio: np.ndarray, fmt: str, sidecar: dict) 
     return audio_path, write_json(audio_path.with_suffix(".json"), sidecar)
 
 
-def read_track(path: str | os.PathLike) -> np.ndarray:
-    """A file the studio wrote (44.1 kHz stereo) as (2, N) float32."""
-    data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+def read_track(path: str | os.PathLike, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """A file the studio wrote (44.1 kHz stereo) as (2, N) float32; with ``start``/``stop``
+    (samples) only those frames are read (fewer where the file ends first)."""
+    data, sr = sf.read(str(path), dtype="float32", always_2d=True, start=start, stop=stop)
     if sr != SAMPLE_RATE or data.shape[1] != 2:
         raise AudioError(f"{path} is not a 44.1 kHz stereo studio file ({sr} Hz, {data.shape[1]} ch).")
     return np.ascontiguousarray(data.T)

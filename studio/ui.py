@@ -19,10 +19,10 @@ from typing import Callable
 
 import gradio as gr
 
-from studio import edit, session
+from studio import edit, seams, session
 from studio.api import (MAX_CFG, SAMPLE_RATE, Cancelled, EditRequest, Engine, EngineError, GenerateRequest,
                         Guidance, LoraSpec)
-from studio.audio_io import TEMP_PREFIX, AudioError, Limits, load_audio
+from studio.audio_io import TEMP_PREFIX, AudioError, Limits, load_audio, wav_bytes
 from studio.catalog import prompt_for_model
 from studio.painter import Painted, Painter
 from studio.ui_view import ensure_view, read_view
@@ -129,6 +129,7 @@ def build_ui(engine: Engine, cfg: StudioConfig) -> gr.Blocks:
                 _edit_panel(c, models, cfg.default_model)
             with gr.Column(scale=4, min_width=280):
                 _takes_panel(c)
+                _seams_panel(c)
         c.session_md = gr.Markdown(elem_id="session-info")
         c.sid_box = gr.Textbox(visible=False)
         c.seen = gr.State("")   # session_signature of what this tab shows
@@ -245,6 +246,48 @@ def _takes_panel(c) -> None:
     c.exported = gr.File(label="Exported file", elem_id="exported", interactive=False)
 
 
+NO_TAKE_SEAMS = "Make a take first: the borders of its regions are listed here to loop, A against B."
+
+
+def _seams_panel(c) -> None:
+    """The seam audition: pick a border of the take heard as B, loop a few seconds around it as A and B."""
+    with gr.Accordion("Seams: loop a border", open=False, elem_id="seams"):
+        c.seam_pick = gr.Dropdown([], value=None, label="Border of the take", elem_id="seam-pick")
+        with gr.Row():
+            c.seam_pre = gr.Slider(0, seams.MAX_SIDE_SECONDS, value=seams.PRE_SECONDS, step=0.5,
+                                   label="Pre-roll (s)", elem_id="seam-pre")
+            c.seam_post = gr.Slider(0, seams.MAX_SIDE_SECONDS, value=seams.POST_SECONDS, step=0.5,
+                                    label="After (s)", elem_id="seam-post")
+        # the browser's own players: their <audio> elements loop, and the swap reaches them
+        plain = gr.WaveformOptions(show_recording_waveform=False)
+        c.seam_a = gr.Audio(label="A · current", loop=True, interactive=False, waveform_options=plain,
+                            elem_id="seam-a")
+        c.seam_b = gr.Audio(label="B · take", loop=True, interactive=False, waveform_options=plain, elem_id="seam-b")
+        c.seam_swap = gr.Button("A ⇄ B at the same spot", size="sm", elem_id="seam-swap")
+        c.seam_note = gr.Markdown(NO_TAKE_SEAMS, elem_id="seam-note")
+
+
+def _wire_seams(c, h: "_Handlers") -> None:
+    loops = [c.seam_a, c.seam_b, c.seam_note]
+    c.takes.change(h.seam_borders, [c.sess, c.takes], [c.seam_pick] + loops, show_progress="hidden")
+    heard = dict(fn=h.seam_loop, inputs=[c.sess, c.takes, c.seam_pick, c.seam_pre, c.seam_post], outputs=loops,
+                 trigger_mode="always_last")  # while a slider is dragged, only its latest value is cut
+    for trigger in (c.seam_pick.input, c.seam_pre.input, c.seam_post.input):
+        trigger(**heard).then(None, None, None, js=_SEAM_LOOP_JS)
+    c.seam_swap.click(None, None, None, js=_SEAM_SWAP_JS)
+
+
+# Gradio loops its waveform player itself, not the browser's: the <audio> elements are told to loop.
+_SEAM_LOOP_JS = """() => { document.querySelectorAll('#seam-a audio, #seam-b audio').forEach((x) => { x.loop = true; });
+  return []; }"""
+# Whichever of A and B plays stops, and the other plays on from the same time (B first when neither plays).
+_SEAM_SWAP_JS = """() => {
+  const a = document.querySelector('#seam-a audio'), b = document.querySelector('#seam-b audio');
+  if (!a || !b || !a.src || !b.src) return [];
+  const [from, to] = !a.paused ? [a, b] : !b.paused ? [b, a] : [a, b];
+  to.loop = from.loop = true; to.currentTime = from.currentTime; from.pause(); to.play(); return []; }"""
+
+
 def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
     view = [c.sess, c.painter, c.status, c.takes, c.versions, c.sid_box, c.session_md, c.seen]  # what most return
     on_take = [c.sess, c.painter, c.takes]
@@ -282,6 +325,7 @@ def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
     c.beats.change(h.snap_beats, on_take + [c.beats], view)
     c.export_cur.click(h.export, [c.sess, c.fmt, gr.State("current")], [c.exported, c.status])
     c.export_take.click(h.export, [c.sess, c.fmt, c.takes], [c.exported, c.status])
+    _wire_seams(c, h)
 
 
 _SET_URL_JS = """(sid) => { const u = new URL(window.location.href);
@@ -558,6 +602,40 @@ class _Handlers:
         shown = take_id.replace('t', 'take ', 1) if take_id else '—'
         return self.view(self.latest(sid), painter, f"Comparing with {shown}: press A / B (or the B key) "
                          "to switch at the same playhead.", take_id)
+
+    def seam_borders(self, sid, take_id):
+        """The borders of the take heard as B, to pick one to loop; the loops emptied."""
+        s = self.latest(sid)
+        none = gr.update(choices=[], value=None)
+        if s is None or not s.live_takes:
+            return none, None, None, status(NO_TAKE_SEAMS)
+        if not take_id:
+            return none, None, None, status("Pick a take to hear its seams.")
+        try:
+            found = seams.take_borders(s, take_id)
+        except PROBLEMS as e:
+            return none, None, None, status(e)
+        label = session.take_label(s.take(take_id))
+        return (gr.update(choices=[(b.choice(), b.sample) for b in found], value=None), None, None,
+                status(f"{len(found)} border{'s' * (len(found) != 1)} in {label}: pick one to loop it."))
+
+    def seam_loop(self, sid, take_id, border, pre, post):
+        """A and B looped around ``border`` (samples on the take's axis), cut from the files."""
+        s = self.latest(sid)
+        try:
+            if s is None or s.current is None or not take_id:
+                raise ValueError(NO_TAKE_SEAMS if s is None or not s.live_takes else "Pick a take to hear its seams.")
+            if border is None:
+                raise ValueError("Pick a border to loop.")
+            heard = seams.audition(s, take_id, int(border), float(pre), float(post))
+            a, b = wav_bytes(heard.a), wav_bytes(heard.b)
+        except PROBLEMS as e:
+            return None, None, status(e)
+        t = s.take(take_id)
+        made_from = "" if t.base == s.current.id else " (A is the current version, not the one this take was made from)"
+        return (a, b,
+                status(f"Looping {heard.start / SAMPLE_RATE:.2f}–{heard.end / SAMPLE_RATE:.2f} s of "
+                       f"{session.take_label(t)}{made_from}: both loop; A ⇄ B switches at the same spot."))
 
     def accept(self, sid, painter, take_id):
         s = self.latest(sid)
