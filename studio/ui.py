@@ -21,6 +21,7 @@ from types import SimpleNamespace
 from typing import Callable
 
 import gradio as gr
+import numpy as np
 
 from studio import edit, session
 from studio.api import (MAX_CFG, SAMPLE_RATE, Cancelled, EditRequest, Engine, EngineError, GenerateRequest,
@@ -675,11 +676,17 @@ def _reporting(work: Callable, events: queue.Queue) -> Callable:
     return run
 
 
+PREVIEW_COLUMNS = 800  # a preview's image width: a short region is stretched to it, as the painter stretches
+
+
 def preview_image(p: Preview):
-    """The image update for a step preview: its spectrogram as the painter draws one (magma mel)."""
+    """The image update for a step preview: its spectrogram as the painter draws one (magma mel),
+    PREVIEW_COLUMNS wide whatever the span's length."""
+    rgb = spectrogram_rgb(p.audio)
+    rgb = rgb[:, np.linspace(0, rgb.shape[1] - 1, PREVIEW_COLUMNS).round().astype(int)]
     end = p.start + p.audio.shape[1] / SAMPLE_RATE
-    return gr.update(value=spectrogram_rgb(p.audio), label=f"Step preview · step {p.step}/{p.steps} · "
-                                                           f"{p.start:.1f}–{end:.1f} s", visible=True)
+    return gr.update(value=rgb, label=f"Step preview · step {p.step}/{p.steps} · {p.start:.1f}–{end:.1f} s",
+                     visible=True)
 
 
 def _progress(progress, flag: Path, k: int, n: int, encoded: list | None = None):
