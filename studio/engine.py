@@ -317,7 +317,7 @@ class RealEngine:
         """The job's latents; ``show(x0, step)`` hears the denoised estimate (B, C, L) after each of
         ``preview_steps`` but the last (the take itself shows that one); its time is not a step's."""
         report(progress, "steps", 0, job.steps)
-        previewed = set(preview_steps(job.steps)[:-1]) if show else set()
+        previewed = set(preview_steps(job.steps)[:-1]) if show is not None else set()
         spent = []
 
         def step(s) -> None:

@@ -74,3 +74,22 @@ def test_cancel_stops_a_previewed_take(studio, browser, tmp_path):
     wait_status(page, "Cancelled after 0 of 1 takes")
     assert page.locator("#takes input[type=radio]").count() == 0
     page.close()
+
+
+def test_a_prompt_source_is_previewed_too(studio, browser):
+    url, _ = studio
+    page = open_page(browser, url)
+    page.get_by_role("tab", name="Prompt").click()
+    page.fill("#src-prompt textarea", "[slow] warm pads")
+    box = page.locator("#steps input[type=number]")
+    box.fill("16")
+    box.press("Enter")
+    page.check("#show-previews input")
+    page.evaluate(WATCH.replace("'ready'", "'Generated'"))
+    page.click("#src-generate")
+    wait_status(page, "Generated a")
+    page.wait_for_function("() => window.shown.some((s) => s.label.includes('step 16/16'))")
+    shown = page.evaluate("window.shown")
+    assert len({s["src"] for s in shown if not s["ready"]}) >= 2, shown
+    assert shown[-1]["label"].endswith("0.0–10.0 s")  # the whole source (the Seconds slider's default)
+    page.close()
