@@ -10,7 +10,8 @@ One JSON line per (precision, track, takes):
   cached_edit_s  a second edit of the same version
   each *_edit_s is for all ``takes`` takes (run one after another, as the studio does)
   with --previews: previewed_edit_s  the cached edit again with step previews asked for;
-  preview_s  the engine's extra time per decoded preview (the last preview is the take: free);
+  preview_s  the engine's extra time per decoded preview (the last preview is the take: free),
+  preview_decode_s  the median time of one preview's decode (the same, measured directly);
   render_s  the studio's spectrogram of one preview (drawn beside the engine, not in its time)
   heard_s        audio the model hears (the window); peak_rss_gib: the child process's peak
 Each precision runs in its own process; compare timings only within one run.
@@ -34,7 +35,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 from bench._common import PeakRSS, load_average  # noqa: E402
 from bench.generate import PROMPT, build_model  # noqa: E402
 from models.precision import choose_precision  # noqa: E402
-from studio.api import SAMPLE_RATE, EditRequest, Region, preview_steps  # noqa: E402
+from studio.api import SAMPLE_RATE, EditRequest, Region  # noqa: E402
 from studio.engine import RealEngine  # noqa: E402
 from studio.ui_view import spectrogram_rgb  # noqa: E402
 
@@ -51,11 +52,21 @@ def timed_takes(engine: RealEngine, source: np.ndarray, region: Region, takes: i
 
 
 def preview_costs(engine: RealEngine, source: np.ndarray, region: Region, takes: int, cached_s: float) -> dict:
-    """The cached edit again with previews: the extra seconds per decoded preview, and one's drawing."""
-    shown: list = []
+    """The cached edit again with previews: the extra seconds per decoded preview (from the two
+    edits' times, and measured around each preview's decode), and one preview's drawing."""
+    shown, decodes = [], []
+    original = engine._preview_audio
+
+    def timed(model, x0):
+        t0 = time.perf_counter()
+        out = original(model, x0)
+        decodes.append(time.perf_counter() - t0)
+        return out
+    engine._preview_audio = timed
     row = {"previewed_edit_s": timed_takes(engine, source, region, takes, shown)}
-    decoded = takes * (len(preview_steps(8)) - 1)
-    row["preview_s"] = round((row["previewed_edit_s"] - cached_s) / decoded, 3)
+    engine._preview_audio = original
+    row["preview_s"] = round((row["previewed_edit_s"] - cached_s) / len(decodes), 3)
+    row["preview_decode_s"] = round(float(np.median(decodes)), 3)
     t0 = time.perf_counter()
     spectrogram_rgb(shown[0].audio)
     row["render_s"] = round(time.perf_counter() - t0, 3)

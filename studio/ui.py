@@ -270,18 +270,17 @@ def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
     c.record.stop_recording(h.load_file, [c.sess, c.painter, c.record], view).then(**ahead)
     c.demo_btn.click(h.load_demo, [c.sess, c.painter, c.demo_pick], view).then(**ahead)
     source = with_previews(h.generate_source, len(view) + 1)
-    c.src_btn.click(gpu(source, h.gpu_seconds(source)), [c.show_previews, c.sess, c.painter, c.src_prompt, c.src_seconds,
-                                                        c.seed, c.random_seed, c.model, c.steps, c.cfg, c.apg,
-                                                        c.negative, *c.loras], view + [c.seed, c.preview])
+    c.src_btn.click(gpu(source, h.gpu_seconds(source)), [c.show_previews, c.sess, c.painter, c.src_prompt, c.src_seconds, c.seed,
+                                             c.random_seed, c.model, c.steps, c.cfg, c.apg, c.negative,
+                                             *c.loras], view + [c.seed, c.preview])
     c.model.change(h.pick_model, [c.model], [c.model, c.steps, c.status, c.guidance, c.cfg, c.src_seconds])
     for trigger in (c.prompt.change, c.model.change):
         trigger(h.sent_text, [c.model, c.prompt], [c.sent])
     # progress on the status line only, so the takes stay usable (pick, accept, discard) during a run
     takes = with_previews(h.generate, len(view) + 1)
-    c.gen_btn.click(gpu(takes, h.gpu_seconds(takes)), [c.show_previews, c.sess, c.painter, c.model, c.prompt, c.seed,
-                                                      c.random_seed, c.n_takes, c.steps, c.strength, c.crossfade, c.cfg,
-                                                      c.apg, c.negative, c.extend_start, c.guide, c.context, c.match,
-                                                      *c.loras],
+    c.gen_btn.click(gpu(takes, h.gpu_seconds(takes)), [c.show_previews, c.sess, c.painter, c.model, c.prompt, c.seed, c.random_seed, c.n_takes,
+                                      c.steps, c.strength, c.crossfade, c.cfg, c.apg, c.negative, c.extend_start,
+                                      c.guide, c.context, c.match, *c.loras],
                     view + [c.seed, c.preview], show_progress_on=[c.status]).then(**cost)
     c.show_previews.change(lambda on: gr.update(visible=bool(on)), [c.show_previews], [c.preview],
                            show_progress="hidden")

@@ -16,6 +16,17 @@ WATCH = """() => { window.shown = [];
   new MutationObserver(note).observe(document.body, {subtree: true, childList: true, attributes: true}); }"""
 
 
+def _painted(browser, url, tmp_path, prompt: str):
+    """A page with a 4 s clip loaded, 1–2 s painted and ``prompt`` typed."""
+    page = open_page(browser, url)
+    upload(page, write_clip(tmp_path / "clip.wav", 4.0))
+    wait_status(page, "Loaded")
+    wait_attr(page, "ready", "1")
+    drag_region(page, 1.0, 2.0)
+    page.fill("#prompt textarea", prompt)
+    return page
+
+
 def _start(page, steps: int) -> None:
     box = page.locator("#steps input[type=number]")
     box.fill(str(steps))
@@ -24,13 +35,7 @@ def _start(page, steps: int) -> None:
 
 
 def test_previews_appear_while_a_take_is_made_only_when_asked(studio, browser, tmp_path):
-    url, _ = studio
-    page = open_page(browser, url)
-    upload(page, write_clip(tmp_path / "clip.wav", 4.0))
-    wait_status(page, "Loaded")
-    wait_attr(page, "ready", "1")
-    drag_region(page, 1.0, 2.0)
-    page.fill("#prompt textarea", "[slow] glassy bells")
+    page = _painted(browser, studio[0], tmp_path, "[slow] glassy bells")
     assert not page.locator("#step-preview").is_visible()  # off by default
 
     page.check("#show-previews input")
@@ -59,13 +64,7 @@ def test_previews_appear_while_a_take_is_made_only_when_asked(studio, browser, t
 
 
 def test_cancel_stops_a_previewed_take(studio, browser, tmp_path):
-    url, _ = studio
-    page = open_page(browser, url)
-    upload(page, write_clip(tmp_path / "clip.wav", 4.0))
-    wait_status(page, "Loaded")
-    wait_attr(page, "ready", "1")
-    drag_region(page, 1.0, 2.0)
-    page.fill("#prompt textarea", "[slow] long drone")
+    page = _painted(browser, studio[0], tmp_path, "[slow] long drone")
     page.check("#show-previews input")
     page.evaluate(WATCH)
     _start(page, 100)  # 15 s: the first preview comes after step 15 (about 2 s)
