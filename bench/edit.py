@@ -67,6 +67,7 @@ def preview_costs(engine: RealEngine, source: np.ndarray, region: Region, takes:
     engine._preview_audio = original
     row["preview_s"] = round((row["previewed_edit_s"] - cached_s) / len(decodes), 3)
     row["preview_decode_s"] = round(float(np.median(decodes)), 3)
+    spectrogram_rgb(shown[0].audio)  # the first drawing imports librosa and builds the mel filters
     t0 = time.perf_counter()
     spectrogram_rgb(shown[0].audio)
     row["render_s"] = round(time.perf_counter() - t0, 3)
