@@ -9,6 +9,10 @@ One JSON line per (precision, track, takes):
   ahead_edit_s   the first edit of that track after encode-ahead finished
   cached_edit_s  a second edit of the same version
   each *_edit_s is for all ``takes`` takes (run one after another, as the studio does)
+  with --previews: previewed_edit_s  the cached edit again with step previews asked for;
+  preview_s  the engine's extra time per decoded preview (the last preview is the take: free),
+  preview_decode_s  the median time of one preview's decode (the same, measured directly);
+  render_s  the studio's spectrogram of one preview (drawn beside the engine, not in its time)
   heard_s        audio the model hears (the window); peak_rss_gib: the child process's peak
 Each precision runs in its own process; compare timings only within one run.
 """
@@ -33,15 +37,41 @@ from bench.generate import PROMPT, build_model  # noqa: E402
 from models.precision import choose_precision  # noqa: E402
 from studio.api import SAMPLE_RATE, EditRequest, Region  # noqa: E402
 from studio.engine import RealEngine  # noqa: E402
+from studio.ui_view import spectrogram_rgb  # noqa: E402
 
 GIB = 2**30
 
 
-def timed_takes(engine: RealEngine, source: np.ndarray, region: Region, takes: int) -> float:
+def timed_takes(engine: RealEngine, source: np.ndarray, region: Region, takes: int, previews=None) -> float:
+    """Seconds for ``takes`` edits; ``previews``: a list the step previews are collected in."""
     t0 = time.perf_counter()
     for k in range(takes):
-        engine.edit(EditRequest(model="small-music", source=source, regions=(region,), prompt=PROMPT, seed=k))
+        engine.edit(EditRequest(model="small-music", source=source, regions=(region,), prompt=PROMPT, seed=k),
+                    preview=None if previews is None else previews.append)
     return round(time.perf_counter() - t0, 3)
+
+
+def preview_costs(engine: RealEngine, source: np.ndarray, region: Region, takes: int, cached_s: float) -> dict:
+    """The cached edit again with previews: the extra seconds per decoded preview (from the two
+    edits' times, and measured around each preview's decode), and one preview's drawing."""
+    shown, decodes = [], []
+    original = engine._preview_audio
+
+    def timed(model, x0):
+        t0 = time.perf_counter()
+        out = original(model, x0)
+        decodes.append(time.perf_counter() - t0)
+        return out
+    engine._preview_audio = timed
+    row = {"previewed_edit_s": timed_takes(engine, source, region, takes, shown)}
+    engine._preview_audio = original
+    row["preview_s"] = round((row["previewed_edit_s"] - cached_s) / len(decodes), 3)
+    row["preview_decode_s"] = round(float(np.median(decodes)), 3)
+    spectrogram_rgb(shown[0].audio)  # the first drawing imports librosa and builds the mel filters
+    t0 = time.perf_counter()
+    spectrogram_rgb(shown[0].audio)
+    row["render_s"] = round(time.perf_counter() - t0, 3)
+    return row
 
 
 def track(seconds: float, seed: int) -> np.ndarray:
@@ -49,7 +79,7 @@ def track(seconds: float, seed: int) -> np.ndarray:
     return (0.1 * rng.standard_normal((2, int(seconds * SAMPLE_RATE)))).astype(np.float32)
 
 
-def case(engine: RealEngine, track_s: float, region_s: float, takes: int) -> dict:
+def case(engine: RealEngine, track_s: float, region_s: float, takes: int, previews: bool = False) -> dict:
     start = (track_s - region_s) / 2
     region = Region(start, start + region_s)
     row = {"track_s": track_s, "region_s": region_s, "takes": takes,
@@ -61,6 +91,8 @@ def case(engine: RealEngine, track_s: float, region_s: float, takes: int) -> dic
     row["ahead_encode_s"] = round(time.perf_counter() - t0, 3)
     row["ahead_edit_s"] = timed_takes(engine, ahead, region, takes)
     row["cached_edit_s"] = timed_takes(engine, ahead, region, takes)
+    if previews:
+        row.update(preview_costs(engine, ahead, region, takes, row["cached_edit_s"]))
     return row
 
 
@@ -74,7 +106,7 @@ def child(args) -> None:
     for track_s in args.tracks:
         for takes in args.takes:
             with PeakRSS() as mem:
-                row = case(engine, track_s, args.region, takes)
+                row = case(engine, track_s, args.region, takes, args.previews)
             print(json.dumps({"config": args.config.name, "precision": precision.describe(), **row,
                               "peak_rss_gib": round(mem.peak / GIB, 3), "threads": torch.get_num_threads(),
                               "loadavg": load_average()}), flush=True)
@@ -88,6 +120,7 @@ def main(argv=None) -> int:
     p.add_argument("--takes", type=int, nargs="+", default=[1, 3])
     p.add_argument("--precision", nargs="+", choices=["auto", "fp32", "bf16"], default=["auto", "fp32"])
     p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--previews", action="store_true", help="also time an edit with step previews")
     p.add_argument("--child", help=argparse.SUPPRESS)  # one precision, in this process
     args = p.parse_args(argv)
     if args.child:

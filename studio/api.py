@@ -25,6 +25,27 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total); raise Cancel
 # stages: "queue" (done = jobs ahead), "load", "encode", "steps", "decode"
 
 
+@dataclass(frozen=True)
+class Preview:
+    """What a take would be if sampling stopped now: the sampler's denoised estimate after ``step``
+    of ``steps`` steps, decoded and put in place as the take will be, over the take's regenerated
+    span (the hull of its regions). The last preview (``step == steps``) is the take's own audio."""
+    step: int           # steps done, 1..steps; previews arrive in increasing step order
+    steps: int          # all the steps of the take (every batch of an edit with many prompts)
+    start: float        # seconds on the take's axis where ``audio`` begins
+    audio: np.ndarray   # (2, N) float32
+
+
+PreviewSink = Callable[[Preview], None]  # asked for per call (Engine.generate/edit ``preview=``)
+
+
+def preview_steps(steps: int) -> tuple[int, ...]:
+    """The steps (1-based) after which a take is previewed, evenly spaced and ending with the
+    last: three at 8 steps, one more each time the steps double (6 at 50), at least one."""
+    count = min(steps, max(1, round(3 + math.log2(steps / 8))))
+    return tuple(math.ceil(k * steps / count) for k in range(1, count + 1))
+
+
 class Cancelled(Exception):
     """Raised from a Progress callback to stop the work; the engine lets it propagate."""
 
@@ -174,9 +195,14 @@ class Engine(Protocol):
     def prepare(self, name: str, progress: Progress | None = None) -> ModelInfo:
         """Load ``name`` ahead of its first request (downloads report "load"); optional to call."""
 
-    def generate(self, req: GenerateRequest, progress: Progress | None = None) -> Take: ...
+    def generate(self, req: GenerateRequest, progress: Progress | None = None,
+                 preview: PreviewSink | None = None) -> Take:
+        """The take ``req`` asks for; ``preview`` (if given) hears a Preview at each of
+        ``preview_steps`` (the take is the same with or without it; without, previews cost nothing)."""
 
-    def edit(self, req: EditRequest, progress: Progress | None = None) -> Take: ...
+    def edit(self, req: EditRequest, progress: Progress | None = None,
+             preview: PreviewSink | None = None) -> Take:
+        """The edit ``req`` asks for; ``preview`` as for ``generate``."""
 
     def estimate(self, model: str, track_seconds: float, spans, steps: int | None = None,
                  context_seconds: float | None = None) -> Estimate:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from studio.api import LATENT_HOP, SAMPLE_RATE, Region, check_region_count
+from studio.api import LATENT_HOP, SAMPLE_RATE, Preview, Region, check_region_count
 
 GRID_SECONDS = LATENT_HOP / SAMPLE_RATE  # ~92.9 ms: regions are regenerated in whole latent frames
 SNAP_TOLERANCE = 1e-3  # s: an edge this close to a grid line is on it (absorbs display rounding)
@@ -266,6 +266,13 @@ def assemble(plan: Layout, generated: np.ndarray, crossfade_ms: float, match: bo
     out = splice(plan.source, generated, plan.regions, crossfade_ms, sr)
     out[:, :plan.intro] = generated[:, :plan.intro]
     return out
+
+
+def preview(take: np.ndarray, spans, step: int, steps: int, sr: int = SAMPLE_RATE) -> Preview:
+    """The Preview of ``take`` (2, total), the whole take's audio as it stands after ``step`` of
+    ``steps`` steps: its samples over the hull of ``spans`` (everything regenerated)."""
+    a, b = to_samples(min(r.start for r in spans), sr), to_samples(max(r.end for r in spans), sr)
+    return Preview(step, steps, a / sr, np.ascontiguousarray(take[:, a:b], dtype=np.float32))
 
 
 # --------------------------------------------------------------------------- what the model runs on

@@ -38,8 +38,8 @@ from models.noise import generator_noise
 from studio import edit
 from studio.catalog import BASE_CFG, BASE_STEPS, CATALOG, MUSIC, SFX, model_info, prompt_for_model
 from studio.api import (LATENT_HOP, SAMPLE_RATE, Cancelled, EditRequest, EngineError, GenerateRequest,
-                        Estimate, ModelInfo, Progress, Region, Take, check_finite, check_length,
-                        report)
+                        Estimate, ModelInfo, Progress, PreviewSink, Region, Take, check_finite, check_length,
+                        preview_steps, report)
 from studio.jobs import JobQueue
 
 log = logging.getLogger(__name__)
@@ -189,16 +189,17 @@ class RealEngine:
 
     # ----------------------------------------------------------------- text-to-audio, audio-to-audio
 
-    def generate(self, req: GenerateRequest, progress: Optional[Progress] = None) -> Take:
-        return self._job(self._generate, req, progress)
+    def generate(self, req: GenerateRequest, progress: Optional[Progress] = None,
+                 preview: Optional[PreviewSink] = None) -> Take:
+        return self._job(self._generate, req, progress, preview)
 
-    def _job(self, work, req, progress) -> Take:
-        """``work(model, info, req, progress)`` in this request's turn, on the model it names."""
+    def _job(self, work, req, progress, preview) -> Take:
+        """``work(model, info, req, progress, preview)`` in this request's turn, on the model it names."""
         with self._jobs.turn(progress):
             loaded = self._ensure(req.model, progress)
-            return work(loaded.model, loaded.info, req, progress)
+            return work(loaded.model, loaded.info, req, progress, preview)
 
-    def _generate(self, model: StableAudio3, info: ModelInfo, req: GenerateRequest, progress) -> Take:
+    def _generate(self, model: StableAudio3, info: ModelInfo, req: GenerateRequest, progress, preview) -> Take:
         t0 = time.perf_counter()
         check_length(req.seconds, info)
         L = model.latent_length(req.seconds, HEADROOM_SECONDS)
@@ -213,19 +214,25 @@ class RealEngine:
                          req.steps or info.default_steps, init=init,
                          init_noise_level=float(req.init_strength), headroom_seconds=HEADROOM_SECONDS,
                          monotonic_init=True, loras=self._lora_files.uses(req.loras), **_guidance(req.guidance, info, 1))
-        latents = self._sample(model, job, torch.Generator().manual_seed(int(req.seed)), progress)
         n = edit.to_samples(req.seconds)
+        spans = (Region(0.0, n / SAMPLE_RATE),)
+        show = None if preview is None else (lambda x0, step: preview(edit.preview(
+            self._preview_audio(model, x0[..., : -(-n // LATENT_HOP)])[0], spans, step, job.steps)))
+        latents = self._sample(model, job, torch.Generator().manual_seed(int(req.seed)), progress, show)
         audio = self._decode(model, latents[..., : -(-n // LATENT_HOP)], progress)[0, :, :n]
-        return Take(audio, req, req.seed, info.name, (Region(0.0, n / SAMPLE_RATE),), time.perf_counter() - t0,
+        if preview is not None:
+            preview(edit.preview(audio, spans, job.steps, job.steps))
+        return Take(audio, req, req.seed, info.name, spans, time.perf_counter() - t0,
                     _prompt_notes(model, (prompt,)))
 
     # ----------------------------------------------------------------- inpainting, continuation
 
-    def edit(self, req: EditRequest, progress: Optional[Progress] = None) -> Take:
+    def edit(self, req: EditRequest, progress: Optional[Progress] = None,
+             preview: Optional[PreviewSink] = None) -> Take:
         _check_audio(req.source, "source")
-        return self._job(self._edit, req, progress)
+        return self._job(self._edit, req, progress, preview)
 
-    def _edit(self, model: StableAudio3, info: ModelInfo, req: EditRequest, progress) -> Take:
+    def _edit(self, model: StableAudio3, info: ModelInfo, req: EditRequest, progress, preview) -> Take:
         t0 = time.perf_counter()
         plan = edit.layout(req.source, req.regions, req.continue_seconds, req.extend_start_seconds)
         window = edit.window(plan.spans, plan.total, info.max_seconds - HEADROOM_SECONDS, req.context_seconds)
@@ -239,24 +246,35 @@ class RealEngine:
         prompts = tuple(self._prompt(prompt, info) for prompt, _ in groups)
         generator = torch.Generator().manual_seed(int(req.seed))
         generated = np.zeros((2, plan.total), dtype=np.float32)
-        for first in range(0, len(groups), MAX_BATCH):  # bounded batches, one generator for all
+        firsts = range(0, len(groups), MAX_BATCH)  # bounded batches, one generator for all
+        steps = req.steps or info.default_steps
+        total = len(firsts) * steps  # a preview's steps count every batch's
+
+        def take_now(batch, made):  # the take if this batch's items stopped at ``made``
+            return edit.assemble(plan, _place(generated.copy(), batch, made, window[0]), req.crossfade_ms,
+                                 req.match_loudness)
+        for k, first in enumerate(firsts):
             batch = groups[first:first + MAX_BATCH]
+            show = None if preview is None else (lambda made, step, batch=batch, done=k * steps: preview(
+                edit.preview(take_now(batch, made), plan.spans, done + step, total)))
             made = self._edit_window(model, info, req, batch, prompts[first:first + MAX_BATCH], window,
-                                     (source_latents, init_latents), generator, progress)
-            for (_, group), new in zip(batch, made):  # each region from the item that made it
-                for r in group:
-                    a, b = edit.to_samples(r.start), min(edit.to_samples(r.end), plan.total)
-                    generated[:, a:b] = new[:, a - window[0]:b - window[0]]
+                                     (source_latents, init_latents), generator, progress, show)
+            if preview is not None:  # the batch's last step, decoded already: the take so far
+                preview(edit.preview(take_now(batch, made), plan.spans, (k + 1) * steps, total))
+            _place(generated, batch, made, window[0])
         audio = edit.assemble(plan, generated, req.crossfade_ms, req.match_loudness)
         return Take(audio, req, req.seed, info.name, plan.spans, time.perf_counter() - t0,
                     _prompt_notes(model, prompts))
 
     def _edit_window(self, model: StableAudio3, info: ModelInfo, req: EditRequest, groups, prompts, window,
-                     latents: tuple["TrackLatents", "TrackLatents"], generator: torch.Generator, progress) -> np.ndarray:
+                     latents: tuple["TrackLatents", "TrackLatents"], generator: torch.Generator, progress,
+                     show=None) -> np.ndarray:
         """Regenerate each group's regions inside ``window`` (samples, latent-aligned), one batch
         item per group (its prompt; the other groups' audio kept). ``latents``: the whole track's
         (kept outside the regions) and what strength < 1 starts from (the track or a guide).
-        Returns (G, 2, window) audio, decoded only around the regions (zeros elsewhere)."""
+        Returns (G, 2, window) audio, decoded only around the regions (zeros elsewhere).
+        ``show(audio, step)``: hears the same for the denoised estimate at each previewed step
+        but the last (decoded the same way, at the cost of one more decode of the span each)."""
         w0, w1 = window
         f0, f1 = w0 // LATENT_HOP, -(-w1 // LATENT_HOP)
         seconds = (w1 - w0) / SAMPLE_RATE
@@ -268,16 +286,20 @@ class RealEngine:
                          reference=reference, keep=keep, init=start if strength < 1 else None,
                          init_noise_level=strength, headroom_seconds=HEADROOM_SECONDS, monotonic_init=True,
                          loras=self._lora_files.uses(req.loras), **_guidance(req.guidance, info, len(groups)))
-        latents = self._sample(model, job, generator, progress)
         # Decode only the edited span (plus margin): the rest of the window is the source anyway.
         regions = [r for _, group in groups for r in group]
         first = max(0, edit.to_samples(min(r.start for r in regions)) // LATENT_HOP - f0 - DECODE_MARGIN)
         last = min(f1 - f0, -(-edit.to_samples(max(r.end for r in regions)) // LATENT_HOP) - f0 + DECODE_MARGIN)
-        audio = self._decode(model, latents[..., first:last], progress)  # (G, 2, span)
-        out = np.zeros((len(groups), 2, w1 - w0), dtype=np.float32)
-        span = out[..., first * LATENT_HOP: last * LATENT_HOP]
-        span[:] = audio[..., : span.shape[-1]]
-        return out
+
+        def placed(audio: np.ndarray) -> np.ndarray:  # (G, 2, span) -> (G, 2, window)
+            out = np.zeros((len(groups), 2, w1 - w0), dtype=np.float32)
+            span = out[..., first * LATENT_HOP: last * LATENT_HOP]
+            span[:] = audio[..., : span.shape[-1]]
+            return out
+        estimate = None if show is None else (
+            lambda x0, step: show(placed(self._preview_audio(model, x0[..., first:last])), step))
+        latents = self._sample(model, job, generator, progress, estimate)
+        return placed(self._decode(model, latents[..., first:last], progress))
 
     @staticmethod
     def _keep(regions, w0: int, L: int, seconds: float) -> torch.Tensor:
@@ -290,21 +312,42 @@ class RealEngine:
     def _prompt(self, prompt: str, info: ModelInfo) -> str:
         return prompt_for_model(prompt, info)
 
-    def _sample(self, model: StableAudio3, job: Generation, generator: torch.Generator, progress) -> torch.Tensor:
+    def _sample(self, model: StableAudio3, job: Generation, generator: torch.Generator, progress,
+                show=None) -> torch.Tensor:
+        """The job's latents; ``show(x0, step)`` hears the denoised estimate (B, C, L) after each of
+        ``preview_steps`` but the last (the take itself shows that one); its time is not a step's."""
         report(progress, "steps", 0, job.steps)
-        steps = lambda s: report(progress, "steps", s.i + 1, s.steps)
-        with self._costs.timing("step", job.batch_size * job.latent_length * job.steps):
-            return model.sample(job, generator_noise(generator), callback=steps)
+        previewed = set(preview_steps(job.steps)[:-1]) if show is not None else set()
+        spent = []
+
+        def step(s) -> None:
+            report(progress, "steps", s.i + 1, s.steps)
+            if s.i + 1 in previewed:
+                t0 = time.perf_counter()
+                show(s.denoised, s.i + 1)
+                spent.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        latents = model.sample(job, generator_noise(generator), callback=step)
+        self._costs.add("step", time.perf_counter() - t0 - sum(spent), job.batch_size * job.latent_length * job.steps)
+        return latents
 
     def _decode(self, model: StableAudio3, latents: torch.Tensor, progress) -> np.ndarray:
         report(progress, "decode", 0, 1)
-        chunked = latents.shape[-1] > CODEC_WINDOW
-        with self._costs.timing("decode", latents.shape[0] * latents.shape[-1]):
-            audio = model.decode(latents, chunked, window=CODEC_WINDOW)[..., : latents.shape[-1] * LATENT_HOP]
-        audio = audio.float().cpu().numpy()
+        audio = self._decoded(model, latents)
         check_finite(audio)
         report(progress, "decode", 1, 1)
         return np.clip(audio, -1, 1)
+
+    def _preview_audio(self, model: StableAudio3, x0: torch.Tensor) -> np.ndarray:
+        """(B, 2, L * hop) audio of a denoised estimate (B, C, L), decoded as the take will be; an
+        early estimate may be far from audio, so it is made finite and clipped, never refused."""
+        return np.clip(np.nan_to_num(self._decoded(model, x0)), -1, 1)
+
+    def _decoded(self, model: StableAudio3, latents: torch.Tensor) -> np.ndarray:
+        chunked = latents.shape[-1] > CODEC_WINDOW
+        with self._costs.timing("decode", latents.shape[0] * latents.shape[-1]):
+            audio = model.decode(latents, chunked, window=CODEC_WINDOW)[..., : latents.shape[-1] * LATENT_HOP]
+        return audio.float().cpu().numpy()
 
     def _encode(self, audio: np.ndarray, model: StableAudio3) -> torch.Tensor:
         """(1, C, ceil(N / hop)) latents of (2, N) audio: the whole-track encoding, computed in
@@ -428,8 +471,12 @@ class Costs:
     def timing(self, kind: str, units: int):
         t0 = time.perf_counter()
         yield
+        self.add(kind, time.perf_counter() - t0, units)
+
+    def add(self, kind: str, seconds: float, units: int) -> None:
+        """Learn from ``units`` of ``kind`` that took ``seconds``."""
         if units > 0:
-            rate = (time.perf_counter() - t0) / units
+            rate = seconds / units
             old = self._per_unit.get(kind)
             self._per_unit[kind] = rate if old is None else 0.5 * (old + rate)
 
@@ -437,6 +484,16 @@ class Costs:
         if not all(kind in self._per_unit for kind in work):
             return None
         return sum(self._per_unit[kind] * units for kind, units in work.items())
+
+
+def _place(generated: np.ndarray, groups, made: np.ndarray, w0: int) -> np.ndarray:
+    """``generated`` (2, total) with each group's regions taken from the batch item that made
+    them (``made``: (G, 2, window) starting at sample ``w0``); returns ``generated``."""
+    for (_, group), new in zip(groups, made):
+        for r in group:
+            a, b = edit.to_samples(r.start), min(edit.to_samples(r.end), generated.shape[1])
+            generated[:, a:b] = new[:, a - w0:b - w0]
+    return generated
 
 
 def _guidance(guidance, info: ModelInfo, batch: int) -> dict:

@@ -7,6 +7,8 @@ every error path through the UI:
   [fail:missing-weights] [fail:no-network] [fail:gated]  -> EngineError with the real messages
   [fail:nan]                                             -> the "model" outputs NaN (refused)
   [slow]                                                 -> 0.15 s per step (to test cancel)
+Previews (``preview=``) show the take converging: at step k of n, the final audio mixed with
+seeded noise as k/n : 1 - k/n, placed as the take is; the last preview is the take.
 """
 from __future__ import annotations
 
@@ -19,8 +21,8 @@ import numpy as np
 from models.config import HEADROOM_SECONDS
 from studio import edit
 from studio.api import (SAMPLE_RATE, EditRequest, EngineError, GenerateRequest, ModelInfo,
-                        Estimate, Progress, Region, Take, check_finite,
-                        check_length, report)
+                        Estimate, Progress, PreviewSink, Region, Take, check_finite,
+                        check_length, preview_steps, report)
 from studio.catalog import CATALOG
 from studio.jobs import JobQueue
 
@@ -58,37 +60,45 @@ class FakeEngine:
             self._loaded = name
         return info
 
-    def generate(self, req: GenerateRequest, progress: Progress | None = None) -> Take:
-        return self._job(self._generate, req, progress)
+    def generate(self, req: GenerateRequest, progress: Progress | None = None,
+                 preview: PreviewSink | None = None) -> Take:
+        return self._job(self._generate, req, progress, preview)
 
-    def edit(self, req: EditRequest, progress: Progress | None = None) -> Take:
-        return self._job(self._edit, req, progress)
+    def edit(self, req: EditRequest, progress: Progress | None = None,
+             preview: PreviewSink | None = None) -> Take:
+        return self._job(self._edit, req, progress, preview)
 
-    def _job(self, work, req, progress: Progress | None) -> Take:
-        """``work(info, req, progress) -> (audio, regions)`` in this request's turn, as a Take."""
+    def _job(self, work, req, progress: Progress | None, preview: PreviewSink | None) -> Take:
+        """``work(info, req, progress) -> (finish, n, regions)`` in this request's turn, as a Take:
+        ``finish`` makes the take from n samples of new audio (see ``_run``)."""
         with self._jobs.turn(progress):
             info = self._ready(req.model, req.prompt, progress)
             t0 = time.perf_counter()
-            audio, regions = work(info, req, progress)
+            finish, n, regions = work(info, req, progress)
+            audio = self._run(req, n, progress, finish, regions, preview).astype(np.float32)
             self._last_seconds = time.perf_counter() - t0
-            return Take(audio.astype(np.float32), req, req.seed, info.name, regions, self._last_seconds)
+            return Take(audio, req, req.seed, info.name, regions, self._last_seconds)
 
     def _generate(self, info: ModelInfo, req: GenerateRequest, progress: Progress | None):
         check_length(req.seconds, info)
         n = edit.to_samples(req.seconds)
-        audio = self._run(req, n, progress)
-        if req.init_audio is not None and req.init_strength < 1.0:
-            audio = req.init_strength * audio + (1 - req.init_strength) * edit.fit(req.init_audio, n)
-        return audio, (Region(0.0, n / SAMPLE_RATE),)
+
+        def finish(audio):
+            if req.init_audio is not None and req.init_strength < 1.0:
+                return req.init_strength * audio + (1 - req.init_strength) * edit.fit(req.init_audio, n)
+            return audio
+        return finish, n, (Region(0.0, n / SAMPLE_RATE),)
 
     def _edit(self, info: ModelInfo, req: EditRequest, progress: Progress | None):
         plan = edit.layout(req.source, req.regions, req.continue_seconds, req.extend_start_seconds)
         report(progress, "encode", 1, 1)
-        new = self._run(req, plan.total, progress)
-        if req.strength < 1.0:
-            start = edit.fit(plan.source, plan.total) if req.guide is None else edit.place_guide(plan, req.guide)
-            new = req.strength * new + (1 - req.strength) * start
-        return edit.assemble(plan, new, req.crossfade_ms, req.match_loudness), plan.spans
+
+        def finish(new):
+            if req.strength < 1.0:
+                start = edit.fit(plan.source, plan.total) if req.guide is None else edit.place_guide(plan, req.guide)
+                new = req.strength * new + (1 - req.strength) * start
+            return edit.assemble(plan, new, req.crossfade_ms, req.match_loudness)
+        return finish, plan.total, plan.spans
 
     def encode_ahead(self, model: str, audio: np.ndarray, progress: Progress | None = None) -> bool:
         """The contract's encode-ahead: nothing to encode here, so it is ready at once."""
@@ -116,20 +126,28 @@ class FakeEngine:
                 raise EngineError(message)
         return self._ensure(model, progress)
 
-    def _run(self, req, n: int, progress: Progress | None) -> np.ndarray:
+    def _run(self, req, n: int, progress: Progress | None, finish, spans, preview: PreviewSink | None) -> np.ndarray:
+        """The take: ``finish`` of n samples of new audio, after the steps (previewed when asked)."""
         steps = req.steps or 8
         delay = 0.15 if "[slow]" in req.prompt else self.step_delay
+        seed = zlib.crc32(_recipe(req).encode()) ^ req.seed
+        new = _texture(seed, n)
+        if "[fail:nan]" in req.prompt:
+            new[:, n // 2:] = np.nan
+        previewed = preview_steps(steps)[:-1] if preview is not None else ()
         for i in range(steps):
             report(progress, "steps", i, steps)
             if delay:
                 time.sleep(delay)
+            if i + 1 in previewed:
+                preview(edit.preview(finish(_converging(new, seed, (i + 1) / steps)), spans, i + 1, steps))
         report(progress, "steps", steps, steps)
-        audio = _texture(zlib.crc32(_recipe(req).encode()) ^ req.seed, n)
-        if "[fail:nan]" in req.prompt:
-            audio[:, n // 2:] = np.nan
-        check_finite(audio)
+        check_finite(new)
         report(progress, "decode", 1, 1)
-        return audio
+        take = finish(new)
+        if preview is not None:
+            preview(edit.preview(take, spans, steps, steps))
+        return take
 
 
 def _recipe(req) -> str:
@@ -144,6 +162,13 @@ def _recipe(req) -> str:
                              "as safetensors (pickled .ckpt/.pt files are never loaded).")
         recipe += f"|{path.name}*{spec.strength}"
     return recipe
+
+
+def _converging(audio: np.ndarray, seed: int, done: float) -> np.ndarray:
+    """``audio`` as the fake's estimate after ``done`` (0..1) of the steps: mixed with noise as
+    done : 1 - done (deterministic per seed)."""
+    noise = 0.25 * np.random.default_rng(seed + 1).standard_normal(audio.shape).astype(np.float32)
+    return np.nan_to_num(done * audio + (1 - done) * noise)
 
 
 def _texture(seed: int, n: int) -> np.ndarray:

@@ -9,23 +9,27 @@ the whole visible state through `view`. No session folder exists until the user 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import inspect
+import queue
 import secrets
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
 
 import gradio as gr
+import numpy as np
 
 from studio import edit, seams, session
 from studio.api import (MAX_CFG, SAMPLE_RATE, Cancelled, EditRequest, Engine, EngineError, GenerateRequest,
-                        Guidance, LoraSpec)
+                        Guidance, LoraSpec, Preview)
 from studio.audio_io import TEMP_PREFIX, AudioError, Limits, load_audio, wav_bytes
 from studio.catalog import prompt_for_model
 from studio.painter import Painted, Painter
-from studio.ui_view import ensure_view, read_view
+from studio.ui_view import ensure_view, read_view, spectrogram_rgb
 
 SYNC_SECONDS = 2.0  # how often a tab looks for changes other tabs (or a run it was reloaded during) made
 EXPORT_FORMATS = [("WAV · 24-bit", "wav24"), ("WAV · 32-bit float", "wav32f"), ("FLAC · 24-bit", "flac"),
@@ -195,6 +199,10 @@ def _edit_panel(c, models: dict, default: str) -> None:
     with gr.Row():
         c.gen_btn = gr.Button("Generate takes", variant="primary", elem_id="generate")
         c.cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
+    c.show_previews = gr.Checkbox(label="Show step previews", value=False, elem_id="show-previews",
+                                  info="the take's spectrogram every few steps while it is made (each costs a decode)")
+    c.preview = gr.Image(label="Step preview", type="numpy", interactive=False, visible=False, height=160,
+                         elem_id="step-preview")
     c.cost = gr.Markdown("", elem_id="cost")
     c.ahead = gr.Markdown("", elem_id="ahead")
 
@@ -304,17 +312,21 @@ def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
     c.upload.upload(h.load_upload, [c.sess, c.painter, c.upload], view + [c.upload]).then(**ahead)
     c.record.stop_recording(h.load_file, [c.sess, c.painter, c.record], view).then(**ahead)
     c.demo_btn.click(h.load_demo, [c.sess, c.painter, c.demo_pick], view).then(**ahead)
-    c.src_btn.click(gpu(h.generate_source, h.gpu_seconds(h.generate_source)), [c.sess, c.painter, c.src_prompt, c.src_seconds, c.seed,
+    source = with_previews(h.generate_source, len(view) + 1)
+    c.src_btn.click(gpu(source, h.gpu_seconds(source)), [c.show_previews, c.sess, c.painter, c.src_prompt, c.src_seconds, c.seed,
                                              c.random_seed, c.model, c.steps, c.cfg, c.apg, c.negative,
-                                             *c.loras], view + [c.seed])
+                                             *c.loras], view + [c.seed, c.preview])
     c.model.change(h.pick_model, [c.model], [c.model, c.steps, c.status, c.guidance, c.cfg, c.src_seconds])
     for trigger in (c.prompt.change, c.model.change):
         trigger(h.sent_text, [c.model, c.prompt], [c.sent])
     # progress on the status line only, so the takes stay usable (pick, accept, discard) during a run
-    c.gen_btn.click(gpu(h.generate, h.gpu_seconds(h.generate)), [c.sess, c.painter, c.model, c.prompt, c.seed, c.random_seed, c.n_takes,
+    takes = with_previews(h.generate, len(view) + 1)
+    c.gen_btn.click(gpu(takes, h.gpu_seconds(takes)), [c.show_previews, c.sess, c.painter, c.model, c.prompt, c.seed, c.random_seed, c.n_takes,
                                       c.steps, c.strength, c.crossfade, c.cfg, c.apg, c.negative, c.extend_start,
                                       c.guide, c.context, c.match, *c.loras],
-                    view + [c.seed], show_progress_on=[c.status]).then(**cost)
+                    view + [c.seed, c.preview], show_progress_on=[c.status]).then(**cost)
+    c.show_previews.change(lambda on: gr.update(visible=bool(on)), [c.show_previews], [c.preview],
+                           show_progress="hidden")
     # runs beside generate; no output, so it cannot overwrite the "Cancelled" that generate reports
     c.cancel_btn.click(h.cancel, None, None, concurrency_limit=None)
     c.takes.select(h.pick_take, on_take, view)
@@ -506,7 +518,7 @@ class _Handlers:
     def generate(self, sid, painter, model, prompt, seed, random_seed, n_takes, steps, strength, crossfade,
                  cfg=None, apg=1.0, negative="", extend_start=0.0, guide=None, context="auto", match=False,
                  lora1=None, lora1_hub="", lora1_strength=1.0, lora2=None, lora2_hub="", lora2_strength=1.0,
-                 request: gr.Request = None, progress=gr.Progress()):
+                 request: gr.Request = None, progress=gr.Progress(), on_preview=None):
         loras = (lora1, lora1_hub, lora1_strength, lora2, lora2_hub, lora2_strength)  # LORA_SLOTS = 2
         seed = secrets.randbelow(2**31) if random_seed else int(seed or 0)
         s = self.latest(sid)
@@ -536,7 +548,7 @@ class _Handlers:
         settings = {"steps": int(steps), "strength": float(strength), "crossfade_ms": float(crossfade),
                     "continue_seconds": cont, "extend_start_seconds": intro, "prefix": info.prompt_prefix,
                     "loras": [{"file": Path(lo.path).name, "strength": lo.strength} for lo in reqs[0].loras]}
-        made, msg, err, notes = self._takes(s, reqs, settings, progress, self.cancel_flag(request))
+        made, msg, err, notes = self._takes(s, reqs, settings, progress, self.cancel_flag(request), on_preview)
         if err is not None:
             return self.failed(session.reload(s), painter, made[-1] if made else None, err) + [seed]
         if made and not msg:
@@ -544,14 +556,15 @@ class _Handlers:
         msg = " ".join(filter(None, [msg, *notes]))
         return self.view(session.reload(s), painter, msg, made[0] if made else None) + [seed]
 
-    def _takes(self, s, reqs, settings, progress, flag: Path):
-        """Run the edit requests (made from s.current) and store each take as it finishes.
+    def _takes(self, s, reqs, settings, progress, flag: Path, on_preview=None):
+        """Run the edit requests (made from s.current) and store each take as it finishes;
+        ``on_preview`` hears each take's step previews (see ``with_previews``).
         Returns (take ids, message if cancelled, error if one failed, the takes' notes)."""
         made, notes, n, encoded = [], [], len(reqs), []
         flag.unlink(missing_ok=True)
         for k, req in enumerate(reqs):
             try:
-                take = self.engine.edit(req, _progress(progress, flag, k, n, encoded))
+                take = self.engine.edit(req, _progress(progress, flag, k, n, encoded), preview=on_preview)
             except Cancelled:
                 flag.unlink(missing_ok=True)
                 return made, f"Cancelled after {len(made)} of {n} takes; finished takes are kept.", None, notes
@@ -567,7 +580,7 @@ class _Handlers:
 
     def generate_source(self, sid, painter, prompt, seconds, seed, random_seed, model, steps, cfg, apg, negative,
                         lora1=None, lora1_hub="", lora1_strength=1.0, lora2=None, lora2_hub="", lora2_strength=1.0,
-                        request: gr.Request = None, progress=gr.Progress()):
+                        request: gr.Request = None, progress=gr.Progress(), on_preview=None):
         loras = (lora1, lora1_hub, lora1_strength, lora2, lora2_hub, lora2_strength)  # LORA_SLOTS = 2
         seed = secrets.randbelow(2**31) if random_seed else int(seed or 0)
         s, flag = self.latest(sid), self.cancel_flag(request)
@@ -577,7 +590,7 @@ class _Handlers:
             flag.unlink(missing_ok=True)
             req = GenerateRequest(model=model, prompt=prompt or "", seconds=float(seconds), seed=seed,
                                   steps=int(steps), guidance=_guidance(cfg, apg, negative), loras=_lora_specs(loras))
-            take = self.engine.generate(req, _progress(progress, flag, 0, 1))
+            take = self.engine.generate(req, _progress(progress, flag, 0, 1), preview=on_preview)
             # stored only now: a failed or cancelled first generation leaves no session folder behind
             s = session.set_source(s or session.create(self.cfg.sessions), take.audio,
                                    f"generated: “{prompt}” (seed {seed})")
@@ -687,6 +700,70 @@ def _path(file) -> Path:
 
 def _guidance(cfg, apg, negative) -> Guidance:
     return Guidance(cfg_scale=None if cfg is None else float(cfg), apg_scale=float(apg), negative_prompt=negative or "")
+
+
+def with_previews(handler: Callable, outputs: int) -> Callable:
+    """A generator handler over ``handler`` (one that passes ``on_preview`` to the engine), for an
+    event whose inputs are the "Show step previews" checkbox and then ``handler``'s, and whose
+    outputs are ``handler``'s (``outputs`` of them) and then the preview image.
+
+    Unticked, it yields ``handler``'s result once (no preview is made). Ticked, ``handler`` runs in
+    a thread (in this event's context, so gr.Progress still reports) and every Preview the engine
+    makes is yielded as a spectrogram when it arrives (the newest, when several wait), then the
+    result. Cancel works as before (the engine's progress callback raises)."""
+    params = [p for p in inspect.signature(handler).parameters.values() if p.name != "on_preview"]
+    checkbox = inspect.Parameter("show_previews", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    keep = [gr.update()] * outputs
+
+    def run(show_previews, *args):
+        if not show_previews:
+            yield [*handler(*args), gr.update()]
+            return
+        yield keep + [gr.update(value=None, label="Step preview", visible=True)]
+        events: queue.Queue = queue.Queue()
+        work = lambda: events.put(("done", handler(*args, on_preview=lambda p: events.put(("preview", p)))))
+        threading.Thread(target=contextvars.copy_context().run, args=(_reporting(work, events),), daemon=True).start()
+        while True:
+            waiting = [events.get()]
+            while not events.empty():
+                waiting.append(events.get())
+            shown = [value for kind, value in waiting if kind == "preview"]
+            if shown:
+                yield keep + [preview_image(shown[-1])]
+            for kind, value in waiting:
+                if kind == "done":
+                    yield [*value, gr.update()]
+                    return
+                if kind == "error":
+                    raise value
+
+    run.__signature__ = inspect.Signature([checkbox, *params])
+    run.__annotations__ = handler.__annotations__  # Gradio finds gr.Request by its annotation
+    run.__name__ = handler.__name__
+    return run
+
+
+def _reporting(work: Callable, events: queue.Queue) -> Callable:
+    """``work`` that puts ("error", e) on ``events`` instead of dying silently in its thread."""
+    def run():
+        try:
+            work()
+        except BaseException as e:  # noqa: BLE001 - re-raised by the generator that waits for it
+            events.put(("error", e))
+    return run
+
+
+PREVIEW_COLUMNS = 800  # a preview's image width: a short region is stretched to it, as the painter stretches
+
+
+def preview_image(p: Preview):
+    """The image update for a step preview: its spectrogram as the painter draws one (magma mel),
+    PREVIEW_COLUMNS wide whatever the span's length."""
+    rgb = spectrogram_rgb(p.audio)
+    rgb = rgb[:, np.linspace(0, rgb.shape[1] - 1, PREVIEW_COLUMNS).round().astype(int)]
+    end = p.start + p.audio.shape[1] / SAMPLE_RATE
+    return gr.update(value=rgb, label=f"Step preview · step {p.step}/{p.steps} · {p.start:.1f}–{end:.1f} s",
+                     visible=True)
 
 
 def _progress(progress, flag: Path, k: int, n: int, encoded: list | None = None):

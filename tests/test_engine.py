@@ -274,3 +274,42 @@ def test_estimate_says_what_the_model_hears_and_learns_the_cost(tiny_checkpoint)
     took = time.perf_counter() - t0
     guess = e.estimate(model, 2.5, (Region(0.5, 1.0),)).seconds
     assert guess is not None and 0 < guess < 10 * took
+
+
+def test_each_preview_costs_one_decode_of_the_span_and_none_unless_asked(engine, track, monkeypatch):
+    """An 8-step take decodes once; with previews, once more for each of the two earlier
+    previews (the last preview is the take itself), each of the same latent frames."""
+    model = engine._ensure(MODEL, None).model
+    original, frames = model.decode, []
+    monkeypatch.setattr(model, "decode", lambda latents, *a, **k: frames.append(latents.shape[-1]) or
+                        original(latents, *a, **k))
+    req = ed(track, (Region(1.0, 1.5),), "bells", seed=4, steps=8)
+    plain = engine.edit(req)
+    assert len(frames) == 1
+    seen = []
+    assert np.array_equal(engine.edit(req, preview=seen.append).audio, plain.audio)
+    assert len(frames) == 4 and len(set(frames)) == 1 and len(seen) == 3
+
+
+def test_previews_of_an_edit_in_two_batches_count_every_step(engine, track):
+    """Five prompts run as two batches (MAX_BATCH = 4): previews number the steps of both."""
+    regions = tuple(Region(0.2 + 0.4 * k, 0.4 + 0.4 * k, f"sound {k}") for k in range(5))
+    seen = []
+    take = engine.edit(ed(track, regions, "x", seed=5, steps=4), preview=seen.append)
+    assert [(p.step, p.steps) for p in seen] == [(2, 8), (4, 8), (6, 8), (8, 8)]
+    a, b = edit.to_samples(take.regions[0].start), edit.to_samples(take.regions[-1].end)
+    assert np.array_equal(seen[-1].audio, take.audio[:, a:b])
+
+
+def test_previews_of_a_base_model_come_from_its_euler_estimate(tmp_path, tiny_checkpoint):
+    """-base models sample with Euler and CFG: their previews decode x - t v and end with the take."""
+    import shutil
+    base = tmp_path / "tiny-base"
+    shutil.copytree(tiny_checkpoint, base)
+    shutil.copy(GOLDEN / "sa3_small_tiny" / "model_config_base.json", base / "model_config.json")
+    e, seen = RealEngine(), []
+    req = GenerateRequest(model=str(base), prompt="rain", seconds=1.0, seed=2, steps=6)
+    take = e.generate(req, preview=seen.append)
+    assert [p.step for p in seen] == [2, 4, 6] and np.array_equal(seen[-1].audio, take.audio)
+    assert not np.allclose(seen[0].audio, take.audio, atol=1e-3)
+    assert np.array_equal(e.generate(req).audio, take.audio)

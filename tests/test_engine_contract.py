@@ -2,7 +2,8 @@
 
 Both must: make every take with the model its request names (also under concurrent users on
 different models), keep audio outside the regions exactly, be deterministic per model and seed,
-report progress and honour Cancelled, refuse a non-finite generation, queue jobs one at a time.
+report progress and honour Cancelled, refuse a non-finite generation, queue jobs one at a time,
+and preview a take while it is made only when asked, without changing it.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from studio import edit
-from studio.api import SAMPLE_RATE, Cancelled, EditRequest, EngineError, GenerateRequest, Region
+from studio.api import SAMPLE_RATE, Cancelled, EditRequest, EngineError, GenerateRequest, Region, preview_steps
 from studio.engine import RealEngine
 from studio.fake_engine import FakeEngine
 from tests.conftest import GOLDEN
@@ -199,3 +200,41 @@ def test_estimate_before_generate(setup):
     engine.edit(edit_req(model, clip()))
     after = engine.estimate(model, 2.5, (Region(0.5, 1.2),))
     assert after.seconds is not None and after.seconds > 0
+
+
+def test_previews_show_the_take_converging_in_step_order(setup):
+    """Asked for, previews arrive after the steps preview_steps names, in order, each over the
+    take's regenerated span and placed as the take is (the source between the regions); the last
+    is the take itself; the take is bit-identical with and without them."""
+    engine, (model, _) = setup
+    src = clip(3.0)
+    req = edit_req(model, src, regions=(Region(0.5, 1.0), Region(2.0, 2.5)), steps=8)
+    seen = []
+    take = engine.edit(req, preview=seen.append)
+    assert np.array_equal(take.audio, engine.edit(req).audio)
+    assert [(p.step, p.steps) for p in seen] == [(3, 8), (6, 8), (8, 8)] and preview_steps(8) == (3, 6, 8)
+    a, b = edit.to_samples(take.regions[0].start), edit.to_samples(take.regions[-1].end)
+    between = ~edit.region_mask(take.audio.shape[1], take.regions)[a:b]
+    for p in seen:
+        assert p.start == a / SR and p.audio.shape == (2, b - a) and p.audio.dtype == np.float32
+        assert np.array_equal(p.audio[:, between], src[:, a:b][:, between])
+    assert np.array_equal(seen[-1].audio, take.audio[:, a:b])
+    assert not np.allclose(seen[0].audio, seen[-1].audio, atol=1e-3)  # an estimate, not yet the take
+
+    seen.clear()
+    gen = GenerateRequest(model=model, prompt="rain", seconds=1.0, seed=2, steps=4)
+    take = engine.generate(gen, preview=seen.append)
+    assert [p.step for p in seen] == [2, 4] and all(p.start == 0 for p in seen)
+    assert np.array_equal(seen[-1].audio, take.audio) and np.array_equal(take.audio, engine.generate(gen).audio)
+
+
+def test_no_preview_is_made_unless_asked(setup, monkeypatch):
+    engine, (model, _) = setup
+    made = []
+    original = edit.preview
+    monkeypatch.setattr(edit, "preview", lambda *a, **k: made.append(1) or original(*a, **k))
+    engine.edit(edit_req(model, clip(), steps=8))
+    engine.generate(GenerateRequest(model=model, prompt="rain", seconds=1.0, seed=2, steps=8))
+    assert made == []
+    engine.edit(edit_req(model, clip(), steps=8), preview=lambda p: None)
+    assert len(made) == 3
