@@ -64,6 +64,7 @@ def painter_value(s: session.Session | None, old: Painted | None, take_id: str |
     if s is not None and take_id:
         t = s.take(take_id)
         value["take"] = _side(s, take_id, f"{session.take_label(t)} · seed {t.seed}")
+        value["take"]["start"] = -t.shift / SAMPLE_RATE  # a take with an intro starts before the track
     return value
 
 

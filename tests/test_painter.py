@@ -121,5 +121,6 @@ def test_the_generate_handler_puts_the_painters_intro_before_the_track(studio):
     assert n == 14 * 4096 and audio.shape == (2, n + source.shape[1])
     np.testing.assert_array_equal(audio[:, n:], source)
     assert np.abs(audio[:, :n]).max() > 0
+    assert out[1]["take"]["start"] == -n / 44100  # B is drawn and played from before the track
     accepted = handlers.accept(s.id, painter.read(json.dumps(out[1])), take.id)
     assert accepted[1]["extend_start_seconds"] == 0 and accepted[1]["track"]["duration"] > 4.0 + intro - 1e-3

@@ -36,14 +36,16 @@
   const duration = () => (state.track ? state.track.duration : 0);
   // the striped areas: room to drag a continuation after the track and an intro before it
   const ghost = (max) => Math.min(max, Math.max(4, 0.25 * duration()));
-  const end = () => Math.max(duration() + ghost(props.max_continue), state.take ? state.take.duration : 0);
+  // where a side's audio starts on the track's axis: a take with an intro starts before the track (start < 0)
+  const offset = (side) => (side === "B" && state.take ? state.take.start || 0 : 0);
+  const end = () => Math.max(duration() + ghost(props.max_continue), state.take ? offset("B") + state.take.duration : 0);
   const extent = () => end() - origin;  // seconds across the lane
   const laneWidth = () => Math.max(200, Math.round(($(".sa3p-scroll").clientWidth - 2) * zoom));
   const tx = (t) => ((t - origin) / extent()) * laneWidth();
   const xt = (x) => origin + (x / laneWidth()) * extent();
   const fmt = (t) => {
     const a = Math.abs(t), m = Math.floor(a / 60), s = a - 60 * m;
-    return `${t < -1e-9 ? "−" : ""}${m}:${s.toFixed(2).padStart(5, "0")}`;
+    return `${t <= -0.005 ? "−" : ""}${m}:${s.toFixed(2).padStart(5, "0")}`;
   };
   // Draws studio.edit's snapping rule (snap_edge / snap_span), which Python applies again: an edge
   // within props.snap_tolerance of a grid line is on it, else a start goes down and an end up; the
@@ -109,7 +111,7 @@
     $(".sa3p-label").textContent = label;
     root.dataset.mode = mode;
     if (!has) { renderList(); return; }
-    if (!gesture) origin = -Math.max(ghost(props.max_intro), state.extend_start_seconds);  // still while dragging
+    if (!gesture) origin = -Math.max(ghost(props.max_intro), state.extend_start_seconds, -offset("B"));  // still while dragging
     const w = laneWidth();
     $(".sa3p-lane").style.width = w + "px";
     root.dataset.start = origin.toFixed(4);
@@ -117,11 +119,10 @@
     root.dataset.duration = duration().toFixed(4);
     drawRuler(w);
     drawWave(w);
-    const view = views[mode] || views.A;
-    const img = $(".sa3p-spec img");
+    const side = views[mode] ? mode : "A", view = views[side], img = $(".sa3p-spec img");
     if (view && img.src !== view.img.src) img.src = view.img.src;
-    img.style.marginLeft = tx(0) + "px";
-    img.style.width = (view ? tx(view.duration) : w) - tx(0) + "px";
+    img.style.marginLeft = tx(offset(side)) + "px";
+    img.style.width = (view ? tx(offset(side) + view.duration) : w) - tx(offset(side)) + "px";
     const paint = $(".sa3p-spec canvas");
     paint.width = w; paint.height = SPEC_H;
     renderOverlay();
@@ -151,9 +152,9 @@
     const c = $(".sa3p-wave"), g = c.getContext("2d");
     c.width = w; c.height = WAVE_H;
     g.fillStyle = "#12151d"; g.fillRect(0, 0, w, WAVE_H);
-    const view = views[mode] || views.A;
+    const side = views[mode] ? mode : "A", view = views[side];
     if (!view) return;
-    const chans = view.peaks.length, laneH = WAVE_H / chans, x0 = tx(0), xEnd = tx(view.duration);
+    const chans = view.peaks.length, laneH = WAVE_H / chans, x0 = tx(offset(side)), xEnd = tx(offset(side) + view.duration);
     const grad = g.createLinearGradient(0, 0, 0, WAVE_H);
     grad.addColorStop(0, "#5eead4"); grad.addColorStop(0.5, "#38bdf8"); grad.addColorStop(1, "#818cf8");
     for (let ch = 0; ch < chans; ch++) {
@@ -263,7 +264,7 @@
     if (e.button !== 0 || !state.track) return;
     const t0 = laneTime(e), onSpec = e.target.closest(".sa3p-spec") || e.target.closest(".sa3p-overlay") &&
       e.clientY > $(".sa3p-spec").getBoundingClientRect().top;
-    if (e.target.closest(".sa3p-ruler")) { seek(Math.max(0, t0)); return; }
+    if (e.target.closest(".sa3p-ruler")) { seek(t0); return; }
     e.preventDefault();
     const kind = t0 > duration() ? "continue" : t0 < 0 ? "intro" : onSpec ? "paint" : "drag";
     gesture = { kind, t0, t1: t0, x0: e.clientX, lo: t0, hi: t0, region: null, moved: false };
@@ -351,10 +352,13 @@
 
   // ---- playback -------------------------------------------------------------------------
   const active = () => audio[mode];
-  function seek(t) {
+  const now = () => (active().src ? active().currentTime + offset(mode) : 0);  // the playhead on the axis, s
+  function seek(t) {  // t on the track's axis; each side plays from its own point
     regionEnd = null;
-    for (const a of Object.values(audio)) if (a.src) a.currentTime = Math.min(t, a.duration || t);
-    root.dataset.time = t.toFixed(3);
+    for (const [side, a] of Object.entries(audio)) {
+      if (a.src) a.currentTime = Math.max(0, Math.min(t - offset(side), a.duration || Infinity));
+    }
+    root.dataset.time = Math.max(t, offset(mode)).toFixed(3);
     movePlayhead();
   }
   function playRange(a, b) {
@@ -369,26 +373,25 @@
   }
   function setMode(m) {  // A/B: the other side continues from the same playhead, no reload
     if (m === mode || (m === "B" && !state.take)) return;
-    const from = active(), t = from.currentTime, playing = !from.paused;
+    const from = active(), t = now(), playing = !from.paused;
     from.pause();
     mode = m;
     const to = active();
-    to.currentTime = t;
+    to.currentTime = Math.max(0, t - offset(m));
     root.dataset.time = t.toFixed(3);
     if (playing) to.play().catch(() => {});
     render();
   }
   function movePlayhead() {
-    const ph = root.querySelector(".sa3p-playhead"), a = active();
-    const t = a && a.src ? a.currentTime : 0;
+    const ph = root.querySelector(".sa3p-playhead"), a = active(), t = now();
     if (ph) ph.style.left = tx(t) - 1 + "px";
     $(".sa3p-time").textContent = `${fmt(t)} / ${fmt(Math.max(duration(), mode === "B" && state.take ? state.take.duration : 0))}`;
     $(".play-btn").textContent = a && !a.paused ? "❚❚ Pause" : "▶ Play";
   }
   function tick() {
     const a = active();
-    if (regionEnd !== null && a.currentTime >= regionEnd) { a.pause(); regionEnd = null; }
-    if (!a.paused) root.dataset.time = a.currentTime.toFixed(3);
+    if (regionEnd !== null && now() >= regionEnd) { a.pause(); regionEnd = null; }
+    if (!a.paused) root.dataset.time = now().toFixed(3);
     movePlayhead();
     if (root.isConnected) requestAnimationFrame(tick);
   }

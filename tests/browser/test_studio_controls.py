@@ -133,6 +133,15 @@ def test_an_intro_dragged_before_the_track_keeps_the_track_after_it(studio, brow
     assert np.abs(audio[:, :n]).max() > 0
     assert side["settings"]["extend_start_seconds"] == pytest.approx(intro)  # the side-car says so
 
+    wait_attr(page, "ready", "1")  # the take is B: it starts before the track, so A/B keep the same playhead
+    page.wait_for_function("() => document.querySelector('#painter audio.b').readyState >= 2")
+    x, y, _ = lane_x(page, ".sa3p-ruler", 1.0)
+    page.mouse.click(x, y)
+    t = float(page.get_attribute("#painter .sa3p", "data-time"))
+    page.click("#painter .b-btn")
+    wait_attr(page, "mode", "B")
+    assert page.evaluate("() => document.querySelector('#painter audio.b').currentTime") == pytest.approx(t + intro, abs=2e-3)
+
     page.click("#accept")
     wait_status(page, "now the current version")
     wait_attr(page, "intro", "0")  # the next edit starts without an intro, and the field says so
