@@ -161,8 +161,8 @@
       const p = view.peaks[ch], cols = p.length / 2, mid = laneH * ch + laneH / 2, amp = laneH * 0.46;
       g.strokeStyle = "#262b38"; g.beginPath(); g.moveTo(0, mid + 0.5); g.lineTo(w, mid + 0.5); g.stroke();
       g.fillStyle = grad;
+      const at = (px) => Math.max(0, Math.floor(((px - x0) / (xEnd - x0)) * cols));  // pixel -> peak column
       for (let x = Math.floor(x0); x < xEnd; x++) {
-        const at = (px) => Math.max(0, Math.floor(((px - x0) / (xEnd - x0)) * cols));
         const i0 = at(x), i1 = Math.max(i0 + 1, at(x + 1));
         let lo = 0, hi = 0;
         for (let i = i0; i < i1 && i < cols; i++) { lo = Math.min(lo, p[2 * i]); hi = Math.max(hi, p[2 * i + 1]); }
