@@ -18,6 +18,7 @@ from studio.api import LATENT_HOP, SAMPLE_RATE, Preview, Region, check_region_co
 GRID_SECONDS = LATENT_HOP / SAMPLE_RATE  # ~92.9 ms: regions are regenerated in whole latent frames
 SNAP_TOLERANCE = 1e-3  # s: an edge this close to a grid line is on it (absorbs display rounding)
 MAX_CONTINUE_SECONDS = 30.0  # the longest continuation the painter's drag asks for
+MAX_INTRO_SECONDS = 30.0     # the longest intro (extend before the start) the painter's drag or typed field asks for
 
 
 def to_samples(t: float, sr: int = SAMPLE_RATE) -> int:

@@ -28,7 +28,7 @@ from studio.api import (MAX_CFG, SAMPLE_RATE, Cancelled, EditRequest, Engine, En
                         Guidance, LoraSpec, Preview)
 from studio.audio_io import TEMP_PREFIX, AudioError, Limits, load_audio, wav_bytes
 from studio.catalog import prompt_for_model
-from studio.painter import Painted, Painter
+from studio.painter import Painted, Painter, bind_field
 from studio.ui_view import ensure_view, read_view, spectrogram_rgb
 
 SYNC_SECONDS = 2.0  # how often a tab looks for changes other tabs (or a run it was reloaded during) made
@@ -59,6 +59,7 @@ def painter_value(s: session.Session | None, old: Painted | None, take_id: str |
     value = {"track": None, "take": None, "highlight": [],
              "regions": prev.get("regions", []) if keep_regions else [],
              "continue_seconds": prev.get("continue_seconds", 0) if keep_regions else 0,
+             "extend_start_seconds": prev.get("extend_start_seconds", 0) if keep_regions else 0,
              "beats": beats if beats is not None else prev.get("beats")}
     if s is not None and s.current is not None:
         v = s.current
@@ -67,6 +68,7 @@ def painter_value(s: session.Session | None, old: Painted | None, take_id: str |
     if s is not None and take_id:
         t = s.take(take_id)
         value["take"] = _side(s, take_id, f"{session.take_label(t)} · seed {t.seed}")
+        value["take"]["start"] = -t.shift / SAMPLE_RATE  # a take with an intro starts before the track
     return value
 
 
@@ -183,8 +185,9 @@ def _edit_panel(c, models: dict, default: str) -> None:
         c.match = gr.Checkbox(label="Match loudness at the seams", value=False, elem_id="match-loudness")
     c.guide = gr.File(label="Guide file (optional): with strength below 1, restyle the regions from it",
                       file_types=["audio"], elem_id="guide", height=90)
-    c.extend_start = gr.Number(label="Extend start by (s)", value=0, minimum=0, elem_id="extend-start",
-                               info="new audio before the track (an intro or a pickup); the track follows unchanged")
+    c.extend_start = gr.Number(label="Extend start by (s)", value=0, minimum=0, maximum=edit.MAX_INTRO_SECONDS,
+                               elem_id="extend-start", info="new audio before the track (an intro or a pickup; or "
+                               "drag into the striped area before it); the track follows unchanged")
     _lora_panel(c)
     info = models[default]
     with gr.Accordion("Guidance · -base models", open=True, visible=info.guided, elem_id="guidance") as c.guidance:
@@ -304,9 +307,9 @@ def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
     c.sid_box.change(None, [c.sid_box], None, js=_SET_URL_JS)  # a session made by the first store
     synced = [x for x in view if x is not c.status]  # never the status line: it shows what this tab did
     c.sync.tick(h.sync, [c.sess, c.seen, c.painter, c.takes], synced, show_progress="hidden", concurrency_limit=None)
-    cost = dict(fn=h.cost, inputs=[c.painter, c.model, c.steps, c.context, c.extend_start], outputs=[c.cost],
-                show_progress="hidden")
-    for trigger in (c.painter.change, c.model.change, c.steps.change, c.context.change, c.extend_start.change):
+    bind_field(c.painter, c.extend_start, "extend_start_seconds")  # the painter's value is the one Generate reads
+    cost = dict(fn=h.cost, inputs=[c.painter, c.model, c.steps, c.context], outputs=[c.cost], show_progress="hidden")
+    for trigger in (c.painter.change, c.model.change, c.steps.change, c.context.change):
         trigger(**cost)
     ahead = dict(fn=h.encode_ahead, inputs=[c.sess, c.model], outputs=[c.ahead], show_progress="hidden")
     c.upload.upload(h.load_upload, [c.sess, c.painter, c.upload], view + [c.upload]).then(**ahead)
@@ -322,7 +325,7 @@ def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
     # progress on the status line only, so the takes stay usable (pick, accept, discard) during a run
     takes = with_previews(h.generate, len(view) + 1)
     c.gen_btn.click(gpu(takes, h.gpu_seconds(takes)), [c.show_previews, c.sess, c.painter, c.model, c.prompt, c.seed, c.random_seed, c.n_takes,
-                                      c.steps, c.strength, c.crossfade, c.cfg, c.apg, c.negative, c.extend_start,
+                                      c.steps, c.strength, c.crossfade, c.cfg, c.apg, c.negative,
                                       c.guide, c.context, c.match, *c.loras],
                     view + [c.seed, c.preview], show_progress_on=[c.status]).then(**cost)
     c.show_previews.change(lambda on: gr.update(visible=bool(on)), [c.show_previews], [c.preview],
@@ -434,14 +437,14 @@ class _Handlers:
         restored = [last.get(k, gr.update()) for k in ("prompt", "n_takes", "strength", "crossfade_ms")]
         return self.view(s, painter, msg, keep=False) + restored
 
-    def cost(self, painter, model, steps, context, extend_start):
+    def cost(self, painter, model, steps, context):
         """Before Generate: how much audio the model will hear, and about how long a take takes
         here (known once this machine has made one)."""
         duration = painter.duration if painter else 0.0
         if not duration or painter.error:
             return ""
         try:
-            intro = float(extend_start or 0)
+            intro = painter.extend_start_seconds
             _, spans = edit.spans(painter.regions, duration, painter.continue_seconds, intro)
             est = self.engine.estimate(model, duration + intro + painter.continue_seconds, spans, int(steps),
                                        CONTEXT_SECONDS[context])
@@ -516,7 +519,7 @@ class _Handlers:
         return self.view(s, painter, msg, take_id, beats=found)
 
     def generate(self, sid, painter, model, prompt, seed, random_seed, n_takes, steps, strength, crossfade,
-                 cfg=None, apg=1.0, negative="", extend_start=0.0, guide=None, context="auto", match=False,
+                 cfg=None, apg=1.0, negative="", guide=None, context="auto", match=False,
                  lora1=None, lora1_hub="", lora1_strength=1.0, lora2=None, lora2_hub="", lora2_strength=1.0,
                  request: gr.Request = None, progress=gr.Progress(), on_preview=None):
         loras = (lora1, lora1_hub, lora1_strength, lora2, lora2_hub, lora2_strength)  # LORA_SLOTS = 2
@@ -532,7 +535,7 @@ class _Handlers:
             regions, cont = painter.regions, painter.continue_seconds
             seconds = source.shape[1] / SAMPLE_RATE
             regions = edit.snap_regions(regions, seconds)
-            intro = float(extend_start or 0)
+            intro = painter.extend_start_seconds
             guide_audio = load_audio(_path(guide), self.cfg.limits)[0] if guide else None
             info = self.models[model]
             reqs = [EditRequest(model=model, source=source, regions=regions, prompt=prompt or "", seed=seed + k,

@@ -41,7 +41,7 @@ class Tab:
     def generate(self, start, end, prompt, seed):
         painter = read_painter({"regions": [{"start": start, "end": end}]})
         out = self.h.generate(self.sid, painter, "small-music", prompt, seed, False, 1, 4, 1.0, 30.0,
-                              1.0, 1.0, "", 0, None, "auto", False, request=self.request, progress=no_progress)
+                              1.0, 1.0, "", None, "auto", False, request=self.request, progress=no_progress)
         return self.show(out)
 
 

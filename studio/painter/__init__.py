@@ -2,8 +2,8 @@
 (painter.html, painter.css, painter.js) and whose value is the JSON contract of README.md.
 
 Python owns the facts the painter draws with: the latent grid and the snapping tolerance
-(studio.edit, from studio.api's sample rate and latent hop) and the longest continuation a drag
-asks for travel as props, so the painter shows exactly the edges studio.edit.snap_regions keeps.
+(studio.edit, from studio.api's sample rate and latent hop) and the longest continuation and intro
+a drag asks for travel as props, so the painter shows exactly the edges studio.edit.snap_regions keeps.
 Handlers receive a typed `Painted`; they return the contract as a dict (or its JSON string).
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from studio import edit
 from studio.api import Region
 
 HERE = Path(__file__).parent
-KEPT = ("regions", "continue_seconds", "beats")  # what the musician made, kept across re-renders
+KEPT = ("regions", "continue_seconds", "extend_start_seconds", "beats")  # what the musician made, kept across re-renders
 UNREADABLE = ("The painter's regions could not be read (the page may be out of date): reload the page "
               "and paint the regions again.")
 
@@ -31,6 +31,7 @@ class Painted:
     could not be read, and then regions are empty."""
     regions: tuple[Region, ...] = ()
     continue_seconds: float = 0.0
+    extend_start_seconds: float = 0.0         # new audio before the track (an intro), seconds
     kept: dict = field(default_factory=dict)  # the contract's KEPT fields as sent, for the next render
     error: str | None = None
     duration: float = 0.0                     # seconds of the track shown (A); 0 before a clip is loaded
@@ -49,7 +50,8 @@ def read(value: str | dict | None) -> Painted:
         regions = tuple(_region(i, item) for i, item in enumerate(data.get("regions") or [], 1))
         track = data.get("track") if isinstance(data.get("track"), dict) else {}
         duration = float(track.get("duration") or 0.0)
-        return Painted(regions, _continue_seconds(data.get("continue_seconds")), kept,
+        return Painted(regions, _seconds("Continue-by", data.get("continue_seconds")),
+                       _seconds("Extend-start-by", data.get("extend_start_seconds"), edit.MAX_INTRO_SECONDS), kept,
                        duration=duration if math.isfinite(duration) and duration > 0 else 0.0)
     except ValueError as e:
         return Painted(kept=kept, error=str(e))
@@ -64,14 +66,17 @@ def _region(i: int, item) -> Region:
     return Region(start, end, prompt)
 
 
-def _continue_seconds(value) -> float:
+def _seconds(name: str, value, maximum: float = math.inf) -> float:
+    """`value` (seconds; None or "" = 0) as a float in [0, maximum], else ValueError naming `name`."""
     try:
-        cont = float(value or 0.0)
+        seconds = float(value or 0.0)
     except (TypeError, ValueError):
-        cont = math.nan
-    if not math.isfinite(cont) or cont < 0:
-        raise ValueError(f"Continue-by must be zero or more seconds, got {value!r}.")
-    return cont
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{name} must be zero or more seconds, got {value!r}.")
+    if seconds > maximum:
+        raise ValueError(f"{name} is at most {maximum:g} s, got {seconds:g} s: ask for a shorter one.")
+    return seconds
 
 
 class Painter(gr.HTML):
@@ -83,10 +88,26 @@ class Painter(gr.HTML):
                          css_template=(HERE / "painter.css").read_text(),
                          js_on_load=(HERE / "painter.js").read_text(), apply_default_css=False,
                          grid=edit.GRID_SECONDS, snap_tolerance=edit.SNAP_TOLERANCE,
-                         max_continue=edit.MAX_CONTINUE_SECONDS, **kwargs)
+                         max_continue=edit.MAX_CONTINUE_SECONDS, max_intro=edit.MAX_INTRO_SECONDS, **kwargs)
 
     def preprocess(self, payload: str | None) -> Painted:
         return read(payload)
 
     def postprocess(self, value: dict | str | None) -> str:
         return json.dumps(value) if isinstance(value, dict) else value or ""
+
+
+# A typed field and the painter hold one value (seconds under `key` in the contract): typing writes it
+# into the painter's JSON, and every change of the painter (a drag, a value from Python) shows it in the
+# field to the millisecond. Both run in the browser, so a Generate pressed right after typing sees it.
+_FIELD_TO_PAINTER = """(value, n) => { let s; try { s = JSON.parse(value || "{}"); } catch (e) { return value; }
+  s[%(key)r] = Math.max(0, Number(n) || 0); return JSON.stringify(s); }"""
+_PAINTER_TO_FIELD = """(value) => { try { return Math.round((JSON.parse(value || "{}")[%(key)r] || 0) * 1000) / 1000; }
+  catch (e) { return 0; } }"""
+
+
+def bind_field(painter: Painter, field: gr.Number, key: str) -> None:
+    """Keep `field` and the painter's `key` in sync both ways (call inside the Blocks). The painter
+    clamps what is typed to its limit (a prop), and the field then shows the clamped value."""
+    field.input(None, [painter, field], [painter], js=_FIELD_TO_PAINTER % {"key": key})
+    painter.change(None, [painter], [field], js=_PAINTER_TO_FIELD % {"key": key})

@@ -1,6 +1,6 @@
 // SA3 Studio region painter: body of gr.HTML's js_on_load (element, trigger, props, watch given).
 // Draws the current track (stereo waveform + mel spectrogram, one time axis), lets the user paint
-// regions and a continuation, plays A (current) or B (a take), and writes the JSON contract of
+// regions, an intro and a continuation, plays A (current) or B (a take), and writes the JSON contract of
 // studio/painter/README.md back into props.value. The grid, the snapping tolerance and the limits
 // are props set by Python (studio/painter/__init__.py), never written here.
 (() => {
@@ -11,36 +11,47 @@
   let state = parse(props.value);
   let views = { A: null, B: null };   // {duration, peaks, img} per side
   let mode = "A", zoom = 1, selected = null, gesture = null, regionEnd = null, nextId = 1;
+  let origin = 0;  // seconds at the lane's left edge (<= 0: the striped area before the track), set by render
 
   function parse(v) {
-    try { return Object.assign(blank(), typeof v === "string" && v ? JSON.parse(v) : v || {}); }
+    let s;
+    try { s = Object.assign(blank(), typeof v === "string" && v ? JSON.parse(v) : v || {}); }
     catch (e) { console.error("painter: bad value", e); return blank(); }
+    s.extend_start_seconds = Math.min(props.max_intro, Math.max(0, Number(s.extend_start_seconds) || 0));
+    return s;  // a typed intro is clamped here, so the typed field shows what Generate uses
   }
   function blank() {
-    return { track: null, take: null, highlight: [], regions: [], continue_seconds: 0, beats: null };
+    return { track: null, take: null, highlight: [], regions: [], continue_seconds: 0, extend_start_seconds: 0,
+             beats: null };
   }
   function publish() {  // the only way regions reach Python
     props.value = JSON.stringify(state);
     root.dataset.regions = String(state.regions.length);
     root.dataset.painted = JSON.stringify(state.regions.map(({ start, end }) => [start, end]));
     root.dataset.cont = String(state.continue_seconds);
+    root.dataset.intro = String(state.extend_start_seconds);
   }
 
   // ---- time axis -------------------------------------------------------------------------
   const duration = () => (state.track ? state.track.duration : 0);
-  const ghost = () => Math.min(props.max_continue, Math.max(4, 0.25 * duration()));
-  const extent = () => Math.max(duration() + ghost(), state.take ? state.take.duration : 0);
+  // the striped areas: room to drag a continuation after the track and an intro before it
+  const ghost = (max) => Math.min(max, Math.max(4, 0.25 * duration()));
+  // where a side's audio starts on the track's axis: a take with an intro starts before the track (start < 0)
+  const offset = (side) => (side === "B" && state.take ? state.take.start || 0 : 0);
+  const end = () => Math.max(duration() + ghost(props.max_continue), state.take ? offset("B") + state.take.duration : 0);
+  const extent = () => end() - origin;  // seconds across the lane
   const laneWidth = () => Math.max(200, Math.round(($(".sa3p-scroll").clientWidth - 2) * zoom));
-  const tx = (t) => (t / extent()) * laneWidth();
-  const xt = (x) => (x / laneWidth()) * extent();
+  const tx = (t) => ((t - origin) / extent()) * laneWidth();
+  const xt = (x) => origin + (x / laneWidth()) * extent();
   const fmt = (t) => {
-    const m = Math.floor(t / 60), s = t - 60 * m;
-    return `${m}:${s.toFixed(2).padStart(5, "0")}`;
+    const a = Math.abs(t), m = Math.floor(a / 60), s = a - 60 * m;
+    return `${t <= -0.005 ? "−" : ""}${m}:${s.toFixed(2).padStart(5, "0")}`;
   };
   // Draws studio.edit's snapping rule (snap_edge / snap_span), which Python applies again: an edge
-  // within props.snap_tolerance of a grid line is on it, else a start goes down and an end up.
-  function snapEdge(t, up) {
-    const g = props.grid, d = duration(), tol = props.snap_tolerance;
+  // within props.snap_tolerance of a grid line is on it, else a start goes down and an end up; the
+  // end `d` (the clip's, or an extension's limit) counts as a line and nothing passes it.
+  function snapEdge(t, up, d = duration()) {
+    const g = props.grid, tol = props.snap_tolerance;
     if (Math.abs(t - d) <= tol) return d;
     let k = Math.round(t / g);
     if (Math.abs(t - k * g) > tol) k = up ? Math.ceil(t / g) : Math.floor(t / g);
@@ -100,17 +111,18 @@
     $(".sa3p-label").textContent = label;
     root.dataset.mode = mode;
     if (!has) { renderList(); return; }
+    if (!gesture) origin = -Math.max(ghost(props.max_intro), state.extend_start_seconds, -offset("B"));  // still while dragging
     const w = laneWidth();
     $(".sa3p-lane").style.width = w + "px";
+    root.dataset.start = origin.toFixed(4);
     root.dataset.extent = extent().toFixed(4);
     root.dataset.duration = duration().toFixed(4);
     drawRuler(w);
     drawWave(w);
-    const view = views[mode] || views.A;
-    const img = $(".sa3p-spec img");
+    const side = views[mode] ? mode : "A", view = views[side], img = $(".sa3p-spec img");
     if (view && img.src !== view.img.src) img.src = view.img.src;
-    const specW = view ? tx(view.duration) : w;
-    img.style.width = specW + "px";
+    img.style.marginLeft = tx(offset(side)) + "px";
+    img.style.width = (view ? tx(offset(side) + view.duration) : w) - tx(offset(side)) + "px";
     const paint = $(".sa3p-spec canvas");
     paint.width = w; paint.height = SPEC_H;
     renderOverlay();
@@ -124,38 +136,41 @@
     const pxPerSec = w / extent();
     const step = [0.1, 0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120].find((s) => s * pxPerSec >= 70) || 300;
     g.font = "11px ui-monospace, monospace"; g.textBaseline = "top";
-    for (let t = 0; t <= extent() + 1e-9; t += step / 5) {
-      const major = Math.abs(t / step - Math.round(t / step)) < 1e-6, x = Math.round(tx(t)) + 0.5;
+    for (let k = Math.ceil(origin / (step / 5) - 1e-9); k * (step / 5) <= end() + 1e-9; k++) {
+      const t = k * (step / 5), major = k % 5 === 0, x = Math.round(tx(t)) + 0.5;
       g.strokeStyle = major ? "#5b6478" : "#30364499";
       g.beginPath(); g.moveTo(x, major ? 10 : 17); g.lineTo(x, RULER_H); g.stroke();
       if (major) { g.fillStyle = "#9aa3b5"; g.fillText(fmt(t).replace(/\.00$/, ""), x + 3, 2); }
     }
-    const xe = Math.round(tx(duration())) + 0.5;
-    g.strokeStyle = "#38bdf8"; g.beginPath(); g.moveTo(xe, 0); g.lineTo(xe, RULER_H); g.stroke();
+    g.strokeStyle = "#38bdf8";
+    for (const xe of [Math.round(tx(0)) + 0.5, Math.round(tx(duration())) + 0.5]) {  // the track's start and end
+      g.beginPath(); g.moveTo(xe, 0); g.lineTo(xe, RULER_H); g.stroke();
+    }
   }
 
   function drawWave(w) {
     const c = $(".sa3p-wave"), g = c.getContext("2d");
     c.width = w; c.height = WAVE_H;
     g.fillStyle = "#12151d"; g.fillRect(0, 0, w, WAVE_H);
-    const view = views[mode] || views.A;
+    const side = views[mode] ? mode : "A", view = views[side];
     if (!view) return;
-    const chans = view.peaks.length, laneH = WAVE_H / chans, xEnd = tx(view.duration);
+    const chans = view.peaks.length, laneH = WAVE_H / chans, x0 = tx(offset(side)), xEnd = tx(offset(side) + view.duration);
     const grad = g.createLinearGradient(0, 0, 0, WAVE_H);
     grad.addColorStop(0, "#5eead4"); grad.addColorStop(0.5, "#38bdf8"); grad.addColorStop(1, "#818cf8");
     for (let ch = 0; ch < chans; ch++) {
       const p = view.peaks[ch], cols = p.length / 2, mid = laneH * ch + laneH / 2, amp = laneH * 0.46;
       g.strokeStyle = "#262b38"; g.beginPath(); g.moveTo(0, mid + 0.5); g.lineTo(w, mid + 0.5); g.stroke();
       g.fillStyle = grad;
-      for (let x = 0; x < xEnd; x++) {
-        const i0 = Math.floor((x / xEnd) * cols), i1 = Math.max(i0 + 1, Math.floor(((x + 1) / xEnd) * cols));
+      const at = (px) => Math.max(0, Math.floor(((px - x0) / (xEnd - x0)) * cols));  // pixel -> peak column
+      for (let x = Math.floor(x0); x < xEnd; x++) {
+        const i0 = at(x), i1 = Math.max(i0 + 1, at(x + 1));
         let lo = 0, hi = 0;
         for (let i = i0; i < i1 && i < cols; i++) { lo = Math.min(lo, p[2 * i]); hi = Math.max(hi, p[2 * i + 1]); }
         const y0 = mid - Math.sqrt(Math.min(1, hi)) * amp, y1 = mid - Math.sqrt(Math.min(1, -lo)) * -amp;
         g.fillRect(x, y0, 1, Math.max(1, y1 - y0));
       }
       g.fillStyle = "#8a93a6"; g.font = "10px ui-sans-serif, system-ui";
-      g.fillText(ch === 0 ? "L" : "R", 6, laneH * ch + 13);
+      g.fillText(ch === 0 ? "L" : "R", x0 + 6, laneH * ch + 13);
     }
   }
 
@@ -170,11 +185,15 @@
       ov.appendChild(d);
       return d;
     };
-    add("sa3p-ghost", duration(), extent(), state.continue_seconds ? "" : "drag here to continue →");
+    add("sa3p-ghost", duration(), end(), state.continue_seconds ? "" : "drag here to continue →");
+    add("sa3p-ghost pre", origin, 0, state.extend_start_seconds ? "" : "← drag here for an intro");
     for (const h of state.highlight || []) add("sa3p-edited", h.start, h.end);
     if (state.continue_seconds > 0) {
       add("sa3p-cont", duration(), duration() + state.continue_seconds,
           `+${state.continue_seconds.toFixed(2)} s`);
+    }
+    if (state.extend_start_seconds > 0) {
+      add("sa3p-cont pre", -state.extend_start_seconds, 0, `intro +${state.extend_start_seconds.toFixed(2)} s`);
     }
     const bad = invalid();
     state.regions.forEach((r, i) => {
@@ -239,7 +258,7 @@
   // ---- gestures ---------------------------------------------------------------------------
   function laneTime(e) {
     const box = $(".sa3p-lane").getBoundingClientRect();
-    return Math.max(0, Math.min(extent(), xt(e.clientX - box.left)));
+    return Math.max(origin, Math.min(end(), xt(e.clientX - box.left)));
   }
   function onLaneDown(e) {
     if (e.button !== 0 || !state.track) return;
@@ -247,8 +266,8 @@
       e.clientY > $(".sa3p-spec").getBoundingClientRect().top;
     if (e.target.closest(".sa3p-ruler")) { seek(t0); return; }
     e.preventDefault();
-    gesture = { kind: t0 > duration() ? "continue" : onSpec ? "paint" : "drag", t0, t1: t0, x0: e.clientX,
-                lo: t0, hi: t0, region: null };
+    const kind = t0 > duration() ? "continue" : t0 < 0 ? "intro" : onSpec ? "paint" : "drag";
+    gesture = { kind, t0, t1: t0, x0: e.clientX, lo: t0, hi: t0, region: null, moved: false };
     if (gesture.kind === "paint") brush(e);
     window.addEventListener("pointermove", onMove);
     window.addEventListener("pointerup", onUp, { once: true });
@@ -275,12 +294,16 @@
           g.region = { id: `r${nextId++}`, start: a, end: b, prompt: "" };
           state.regions.push(g.region); selected = g.region.id;
         }
-        g.region.start = Math.min(a, d); g.region.end = Math.min(b, d);
-        if (g.kind === "drag") state.continue_seconds = b > d ? snapContinue(b - d) : state.continue_seconds;
+        g.region.start = Math.max(0, Math.min(a, d)); g.region.end = Math.min(b, d);
+        if (g.kind === "drag" && b > d) state.continue_seconds = snapContinue(b - d);
+        if (g.kind === "drag" && a < 0) state.extend_start_seconds = snapIntro(-a);
         renderOverlay();
       }
-    } else if (g.kind === "continue") {
-      state.continue_seconds = snapContinue(Math.max(0, t - d));
+    } else if (g.kind === "continue" || g.kind === "intro") {
+      g.moved = g.moved || Math.abs(e.clientX - g.x0) >= MIN_DRAG_PX;
+      if (!g.moved) return;
+      if (g.kind === "continue") state.continue_seconds = snapContinue(Math.max(0, t - d));
+      else state.extend_start_seconds = snapIntro(Math.max(0, -t));
       renderOverlay();
     } else {
       const dt = t - g.t0, r = g.region;
@@ -292,7 +315,9 @@
       renderOverlay();
     }
   }
-  const snapContinue = (s) => round(Math.min(props.max_continue, Math.round(s / props.grid) * props.grid));
+  // An extension's far edge snaps by the one rule, outward like a region's edge: at least what was dragged.
+  const snapContinue = (s) => snapEdge(s, true, props.max_continue);
+  const snapIntro = (s) => snapEdge(s, true, props.max_intro);
   function onUp(e) {
     window.removeEventListener("pointermove", onMove);
     const g = gesture;
@@ -300,6 +325,8 @@
     clearBrush();
     if (!g) return;
     if ((g.kind === "drag" || g.kind === "paint") && !g.region) { if (g.kind === "drag") seek(g.t0); render(); return; }
+    if (g.kind === "continue" && !g.moved) state.continue_seconds = 0;  // a click on an extension removes it
+    if (g.kind === "intro" && !g.moved) state.extend_start_seconds = 0;
     if (g.kind === "move") {  // whole grid steps, so a moved region keeps its length
       const k = Math.round((g.region.start - g.start) / props.grid);
       g.region.start = Math.max(0, g.start + k * props.grid); g.region.end = g.end + k * props.grid;
@@ -325,10 +352,13 @@
 
   // ---- playback -------------------------------------------------------------------------
   const active = () => audio[mode];
-  function seek(t) {
+  const now = () => (active().src ? active().currentTime + offset(mode) : 0);  // the playhead on the axis, s
+  function seek(t) {  // t on the track's axis; each side plays from its own point
     regionEnd = null;
-    for (const a of Object.values(audio)) if (a.src) a.currentTime = Math.min(t, a.duration || t);
-    root.dataset.time = t.toFixed(3);
+    for (const [side, a] of Object.entries(audio)) {
+      if (a.src) a.currentTime = Math.max(0, Math.min(t - offset(side), a.duration || Infinity));
+    }
+    root.dataset.time = Math.max(t, offset(mode)).toFixed(3);
     movePlayhead();
   }
   function playRange(a, b) {
@@ -343,26 +373,25 @@
   }
   function setMode(m) {  // A/B: the other side continues from the same playhead, no reload
     if (m === mode || (m === "B" && !state.take)) return;
-    const from = active(), t = from.currentTime, playing = !from.paused;
+    const from = active(), t = now(), playing = !from.paused;
     from.pause();
     mode = m;
     const to = active();
-    to.currentTime = t;
+    to.currentTime = Math.max(0, t - offset(m));
     root.dataset.time = t.toFixed(3);
     if (playing) to.play().catch(() => {});
     render();
   }
   function movePlayhead() {
-    const ph = root.querySelector(".sa3p-playhead"), a = active();
-    const t = a && a.src ? a.currentTime : 0;
+    const ph = root.querySelector(".sa3p-playhead"), a = active(), t = now();
     if (ph) ph.style.left = tx(t) - 1 + "px";
     $(".sa3p-time").textContent = `${fmt(t)} / ${fmt(Math.max(duration(), mode === "B" && state.take ? state.take.duration : 0))}`;
     $(".play-btn").textContent = a && !a.paused ? "❚❚ Pause" : "▶ Play";
   }
   function tick() {
     const a = active();
-    if (regionEnd !== null && a.currentTime >= regionEnd) { a.pause(); regionEnd = null; }
-    if (!a.paused) root.dataset.time = a.currentTime.toFixed(3);
+    if (regionEnd !== null && now() >= regionEnd) { a.pause(); regionEnd = null; }
+    if (!a.paused) root.dataset.time = now().toFixed(3);
     movePlayhead();
     if (root.isConnected) requestAnimationFrame(tick);
   }
@@ -381,7 +410,8 @@
     renderOverlay(); publish(); trigger("change");
   });
   $(".sa3p-foot .clear").addEventListener("click", () => {
-    state.regions = []; state.continue_seconds = 0; selected = null; render(); publish(); trigger("change");
+    state.regions = []; state.continue_seconds = 0; state.extend_start_seconds = 0; selected = null;
+    render(); publish(); trigger("change");
   });
   $(".sa3p-scroll").addEventListener("wheel", (e) => {
     if (!e.ctrlKey && !e.metaKey) return;

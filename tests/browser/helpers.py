@@ -83,13 +83,40 @@ def upload(page, path: Path) -> None:
     page.set_input_files("#upload input[type=file]", str(path))
 
 
+def lane_fraction(page, t: float) -> float:
+    """Where time t (seconds on the track's axis; < 0 is before the track) lies across the lane, 0–1."""
+    start = float(page.get_attribute("#painter .sa3p", "data-start"))
+    return (t - start) / float(page.get_attribute("#painter .sa3p", "data-extent"))
+
+
 def time_to_x(page, selector: str, t: float) -> tuple[float, float, float]:
     """(x, y_mid, height) of time t on the painter lane element `selector`."""
-    extent = float(page.get_attribute("#painter .sa3p", "data-extent"))
     lane = page.locator(f"#painter {selector}")
     lane.scroll_into_view_if_needed()
     box = lane.bounding_box()
-    return box["x"] + t / extent * box["width"], box["y"] + box["height"] / 2, box["height"]
+    return box["x"] + lane_fraction(page, t) * box["width"], box["y"] + box["height"] / 2, box["height"]
+
+
+def set_zoom(page, zoom: int) -> None:
+    """Zoom the painter to `zoom` (1, 2, 4, 8 or 16) with its buttons."""
+    page.click("#painter .zfit")
+    wait_attr(page, "zoom", "1")
+    for z in (2, 4, 8, 16)[: int(np.log2(zoom))]:
+        page.click("#painter .zin")
+        wait_attr(page, "zoom", str(z))
+
+
+def lane_x(page, selector: str, t: float) -> tuple[float, float, float]:
+    """(x, y_mid, height) in the viewport of time t on lane part `selector`, scrolling the painter
+    so that t is in view (at high zoom the lane is many screens wide)."""
+    page.locator(f"#painter {selector}").scroll_into_view_if_needed()  # the page, too, may have scrolled away
+    page.evaluate("""(f) => { const root = document.querySelector('#painter .sa3p');
+        const sc = root.querySelector('.sa3p-scroll'), lane = root.querySelector('.sa3p-lane');
+        const x = f * lane.getBoundingClientRect().width;
+        if (x < sc.scrollLeft + 40 || x > sc.scrollLeft + sc.clientWidth - 40) sc.scrollLeft = x - sc.clientWidth / 3; }""",
+                  lane_fraction(page, t))
+    box = page.locator(f"#painter {selector}").bounding_box()
+    return box["x"] + lane_fraction(page, t) * box["width"], box["y"] + box["height"] / 2, box["height"]
 
 
 def drag_region(page, t0: float, t1: float) -> None:

@@ -11,8 +11,8 @@ import soundfile as sf
 
 from studio import edit
 from studio.api import LATENT_HOP, SAMPLE_RATE
-from .helpers import (export_current, open_page, painted_regions, set_region, take_count, upload,
-                      wait_attr, wait_status, write_clip)
+from .helpers import (export_current, lane_x, open_page, painted_regions, set_region, set_zoom, take_count,
+                      upload, wait_attr, wait_status, write_clip)
 
 TOL = int(round(edit.SNAP_TOLERANCE * SAMPLE_RATE))  # 1 ms in samples
 SECONDS = 8.0
@@ -28,26 +28,6 @@ def loaded(studio, browser, tmp_path):
     wait_attr(page, "ready", "1")
     yield page, sf.read(path, dtype="float32", always_2d=True)[0]
     page.close()
-
-
-def set_zoom(page, zoom: int) -> None:
-    page.click("#painter .zfit")
-    wait_attr(page, "zoom", "1")
-    for z in (2, 4, 8, 16)[: int(np.log2(zoom))]:
-        page.click("#painter .zin")
-        wait_attr(page, "zoom", str(z))
-
-
-def lane_x(page, selector: str, t: float) -> tuple[float, float, float]:
-    """(x, y_mid, height) in the viewport of time t on lane part `selector`, scrolling the painter
-    so that t is in view (at high zoom the lane is many screens wide)."""
-    page.evaluate("""(t) => { const root = document.querySelector('#painter .sa3p');
-        const sc = root.querySelector('.sa3p-scroll'), lane = root.querySelector('.sa3p-lane');
-        const x = t / parseFloat(root.dataset.extent) * lane.getBoundingClientRect().width;
-        if (x < sc.scrollLeft + 40 || x > sc.scrollLeft + sc.clientWidth - 40) sc.scrollLeft = x - sc.clientWidth / 3; }""", t)
-    extent = float(page.get_attribute("#painter .sa3p", "data-extent"))
-    box = page.locator(f"#painter {selector}").bounding_box()
-    return box["x"] + t / extent * box["width"], box["y"] + box["height"] / 2, box["height"]
 
 
 def mouse_region(page, t0: float, t1: float, jitter: tuple[float, float], scribble: bool) -> None:
@@ -98,7 +78,8 @@ def test_changed_samples_lie_within_a_millisecond_of_the_painted_edges(loaded, t
     page, source = loaded
     rng = np.random.default_rng(zoom)
     set_zoom(page, zoom)
-    px = SECONDS / page.locator("#painter .sa3p-lane").bounding_box()["width"] * 2  # 1 px of the lane, with margin
+    extent = float(page.get_attribute("#painter .sa3p", "data-extent"))  # seconds across the lane
+    px = extent / page.locator("#painter .sa3p-lane").bounding_box()["width"] * 2  # 1 px of the lane, with margin
     for t0, t1, scribble in strokes:
         mouse_region(page, t0, t1, tuple(rng.uniform(-0.5, 0.5, 2)), scribble)
     if zoom == 2:  # and one typed off the grid

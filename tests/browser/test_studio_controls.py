@@ -1,17 +1,20 @@
 """The toolkit's controls through the real UI over the fake engine, each checked against the engine
-called directly: -base guidance (CFG, APG, negative prompt), extend before the start, restyle from a
-guide file."""
+called directly: -base guidance (CFG, APG, negative prompt), extend before the start (typed, or dragged
+with the real mouse into the striped area before the track), restyle from a guide file."""
 from __future__ import annotations
 
 import json
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
+import pytest
 import soundfile as sf
 
-from studio.api import EditRequest, Guidance, Region
+from studio import edit
+from studio.api import LATENT_HOP, EditRequest, Guidance, Region
 from studio.fake_engine import FakeEngine
-from .helpers import drag_region, open_page, upload, wait_attr, wait_status, wait_text, write_clip
+from .helpers import (drag_region, export_current, lane_x, open_page, set_zoom, upload, wait_attr, wait_status,
+                      wait_text, write_clip)
 
 
 def _setup(page, tmp_path, seconds=4.0):
@@ -85,6 +88,91 @@ def test_extend_start_keeps_the_track_after_the_intro(studio, browser, tmp_path)
     assert audio.shape == (2, intro + source.shape[1])
     np.testing.assert_array_equal(audio[:, intro:], source)
     assert np.abs(audio[:, :intro]).max() > 0
+    page.close()
+
+
+def _intro(page) -> float:
+    return float(page.get_attribute("#painter .sa3p", "data-intro"))
+
+
+def _wait_field(page, seconds: float) -> None:
+    """The typed field shows `seconds` (to the millisecond, as the painter writes it there)."""
+    page.wait_for_function("v => Math.abs(parseFloat(document.querySelector('#extend-start input').value) - v) < 5e-4",
+                           arg=seconds)
+
+
+def _mouse_drag(page, t0: float, t1: float, jitter: float) -> None:
+    """Press on the waveform lane at t0 and release at t1 (seconds; < 0 is before the track), with a
+    sub-pixel `jitter`, moving the real mouse in small steps."""
+    x0, y, _ = lane_x(page, ".sa3p-wave", t0)
+    x1 = x0 + lane_x(page, ".sa3p-wave", t1)[0] - lane_x(page, ".sa3p-wave", t0)[0]
+    page.mouse.move(x0 + jitter, y)
+    page.mouse.down()
+    page.mouse.move(x1 + jitter, y, steps=8)
+    page.mouse.up()
+
+
+@pytest.mark.parametrize("zoom, to", [(1, -1.237), (4, -0.6213)])
+def test_an_intro_dragged_before_the_track_keeps_the_track_after_it(studio, browser, tmp_path, zoom, to):
+    page = open_page(browser, studio[0])
+    source = _setup(page, tmp_path, 3.0)
+    set_zoom(page, zoom)
+    _mouse_drag(page, -0.043, to, jitter=0.37)  # from just before the track's start, leftwards
+    page.wait_for_function("() => parseFloat(document.querySelector('#painter .sa3p').dataset.intro) > 0")
+    intro, n = _intro(page), edit.to_samples(_intro(page))
+    extent = float(page.get_attribute("#painter .sa3p", "data-extent"))
+    px = extent / page.locator("#painter .sa3p-lane").bounding_box()["width"]  # seconds in 1 px of the lane
+    assert n % LATENT_HOP == 0  # on the latent grid: the one snapping rule, outward
+    assert -to - 2 * px <= intro < -to + edit.GRID_SECONDS + 2 * px
+    _wait_field(page, intro)  # the drag wrote the typed field
+    assert page.locator("#painter .sa3p-cont.pre").inner_text() == f"intro +{intro:.2f} s"
+
+    audio, side = _take(page, tmp_path, studio[1], f"dragged-intro-{zoom}")
+    assert audio.shape == (2, n + source.shape[1])  # longer by the snapped intro
+    np.testing.assert_array_equal(audio[:, n:], source)  # and the track after it bit for bit
+    assert np.abs(audio[:, :n]).max() > 0
+    assert side["settings"]["extend_start_seconds"] == pytest.approx(intro)  # the side-car says so
+
+    wait_attr(page, "ready", "1")  # the take is B: it starts before the track, so A/B keep the same playhead
+    page.wait_for_function("() => document.querySelector('#painter audio.b').readyState >= 2")
+    x, y, _ = lane_x(page, ".sa3p-ruler", 1.0)
+    page.mouse.click(x, y)
+    t = float(page.get_attribute("#painter .sa3p", "data-time"))
+    page.click("#painter .b-btn")
+    wait_attr(page, "mode", "B")
+    assert page.evaluate("() => document.querySelector('#painter audio.b').currentTime") == pytest.approx(t + intro, abs=2e-3)
+
+    page.click("#accept")
+    wait_status(page, "now the current version")
+    wait_attr(page, "intro", "0")  # the next edit starts without an intro, and the field says so
+    _wait_field(page, 0.0)
+    current, sr = sf.read(export_current(page, tmp_path / f"current-{zoom}.wav"), dtype="float32", always_2d=True)
+    np.testing.assert_array_equal(current.T, audio)
+    page.close()
+
+
+def test_the_typed_intro_is_drawn_and_can_be_removed(studio, browser, tmp_path):
+    page = open_page(browser, studio[0])
+    _setup(page, tmp_path, 3.0)
+    box = page.locator("#extend-start input")
+    box.fill("2.5")
+    wait_attr(page, "intro", "2.5")  # typing draws it in the painter
+    assert page.locator("#painter .sa3p-cont.pre").inner_text() == "intro +2.50 s"
+    x, y, _ = lane_x(page, ".sa3p-wave", -1.0)
+    page.mouse.click(x, y)  # a click on it removes it
+    wait_attr(page, "intro", "0")
+    _wait_field(page, 0.0)
+    assert page.locator("#painter .sa3p-cont.pre").count() == 0
+    box.fill("45")  # more than the studio allows: clamped, and the field shows what is used
+    wait_attr(page, "intro", str(int(edit.MAX_INTRO_SECONDS)))
+    _wait_field(page, edit.MAX_INTRO_SECONDS)
+    _mouse_drag(page, -0.5, 0.8, jitter=0.21)  # dragged back over the track: no intro
+    wait_attr(page, "intro", "0")
+    _wait_field(page, 0.0)
+    box.fill("1.5")
+    wait_attr(page, "intro", "1.5")
+    box.fill("")  # a cleared field asks for none
+    wait_attr(page, "intro", "0")
     page.close()
 
 
