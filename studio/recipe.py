@@ -32,6 +32,15 @@ def audio_hash(audio: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(audio, dtype=np.float32).tobytes()).hexdigest()
 
 
+def file_hash(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (a LoRA adapter), read in 1 MB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def to_recipe(take: Take, files: dict[str, str | Path | None], **extra) -> dict:
     """The take's recipe; ``files`` names the file each audio field of its request came from
     (None: the output of the previous step of a chain); ``extra`` (e.g. precision, device and model
@@ -49,6 +58,9 @@ def to_recipe(take: Take, files: dict[str, str | Path | None], **extra) -> dict:
                                 "seconds": value.shape[1] / SAMPLE_RATE}
             continue
         data[f.name] = _plain(value)
+    for spec in data["loras"]:
+        if Path(spec["path"]).is_file():  # a local adapter, pinned by its bytes (a hub one by its repo path)
+            spec.update(path=str(Path(spec["path"]).resolve()), sha256=file_hash(spec["path"]))
     data.update(sample_rate=SAMPLE_RATE, output_sha256=audio_hash(take.audio), made_by=take.model,
                 elapsed_s=round(take.elapsed, 3), regenerated=[asdict(r) for r in take.regions],
                 notes=list(take.notes), **extra)
@@ -78,11 +90,13 @@ def _check(step) -> None:
 
 
 def files(data) -> list[Path]:
-    """The audio files a side-car names, in every step of its chain (of any JSON: what it names)."""
+    """The files a side-car names (audio, local LoRAs) in every step of its chain (of any JSON: what it names)."""
     chain = data.get("chain") if isinstance(data, dict) else None
-    found = [*(chain if isinstance(chain, list) else []), data]
-    return [Path(step[name]["file"]) for step in found if isinstance(step, dict) for name in AUDIO_FIELDS
-            if isinstance(step.get(name), dict) and isinstance(step[name].get("file"), str)]
+    found = [step for step in [*(chain if isinstance(chain, list) else []), data] if isinstance(step, dict)]
+    paths = [step[name].get("file") for step in found for name in AUDIO_FIELDS if isinstance(step.get(name), dict)]
+    paths += [spec.get("path") for step in found if isinstance(step.get("loras"), list) for spec in step["loras"]
+              if isinstance(spec, dict) and "sha256" in spec]
+    return [Path(path) for path in paths if isinstance(path, str)]
 
 
 def replay(data: dict, read: Callable[[Path], np.ndarray],
@@ -128,7 +142,7 @@ def from_recipe(data: dict, read: Callable[[Path], np.ndarray],
         elif f.name == "guidance":
             value = Guidance(**value)
         elif f.name == "loras":
-            value = tuple(LoraSpec(**{**spec, "interval": tuple(spec["interval"])}) for spec in value)
+            value = tuple(_lora(spec) for spec in value)
         kwargs[f.name] = value
     return cls(**kwargs)
 
@@ -147,6 +161,16 @@ def _audio(entry: dict, read, previous: np.ndarray | None) -> np.ndarray:
         raise ValueError(f"{path.name} has changed since the take was made, so the replay would differ: "
                          "use the file the take was made from.")
     return audio
+
+
+def _lora(spec: dict) -> LoraSpec:
+    """The LoraSpec a recipe records; a local adapter's file checked unchanged."""
+    spec = dict(spec)
+    recorded = spec.pop("sha256", None)
+    if recorded is not None and file_hash(_there(Path(spec["path"]))) != recorded:
+        raise ValueError(f"The LoRA {Path(spec['path']).name} has changed since the take was made, so the replay "
+                         "would differ: use the adapter file the take was made with.")
+    return LoraSpec(**{**spec, "interval": tuple(spec["interval"])})
 
 
 def _there(path: Path) -> Path:

@@ -7,6 +7,7 @@ Layout of a session folder (default ./sessions/<id>/, root set by SA3_SESSIONS o
     takes/tNNN.wav        what each take changed: its changed spans (and continuation) back to back
     cache/tNNN.wav        the full audio of recently heard or exported takes, rebuilt exactly
     guides/<hash>.wav     guide files takes were restyled from (float32, named by their samples' hash)
+    loras/<hash>.safetensors  the local LoRA files takes used (uploads are temporary), named by their hash
     views/, exports/      painter views; exported files and their side-car JSON (a recipe: studio/recipe.py)
 
 Safe with many tabs and processes: every change runs under the session's lock (a thread lock
@@ -191,23 +192,38 @@ def add_take(s: Session, take: Take, prompt: str, settings: dict,
     shift = to_samples(getattr(take.request, "extend_start_seconds", 0.0) or 0.0)
     spans = changed_spans(base_audio, full, shift)
     patch = np.concatenate([full[:, a:b] for a, b in spans], axis=1) if spans else full[:, :0]
-    guide = getattr(take.request, "guide", None)
-    guide_file = f"guides/{recipe.audio_hash(guide)[:16]}.wav" if guide is not None else None
+    request, guide = _keep_inputs(s, take.request)
     files = {"source": s.path(base.file) if base and base.file else None,  # None: the accepted take below
-             "guide": guide_file and s.path(guide_file)}
-    made_by = recipe.to_recipe(take, files, **(made_on or {}))
+             "guide": guide}
+    made_by = recipe.to_recipe(replace(take, request=request), files, **(made_on or {}))
 
     def change(latest: Session) -> Session:
         tid = _next_id("t", latest.takes, latest.path("takes"))
         audio_io.write_audio(latest.path(f"takes/{tid}.wav"), patch, "wav32f", exclusive=True)
-        if guide_file and not latest.path(guide_file).exists():  # kept, so the take can be replayed
-            audio_io.write_audio(latest.path(guide_file), guide, "wav32f", exclusive=True)
         rec = TakeRecord(tid, f"takes/{tid}.wav", base.id if base else "", prompt, take.seed, take.model,
                          tuple(take.regions), dict(settings), round(take.elapsed, 3),
                          frames=full.shape[1], spans=spans, shift=shift, recipe=made_by)
         return replace(latest, takes=latest.takes + (rec,))
     new, _ = _change(s, change)
     return new, new.takes[-1]  # appended under the lock: the last one is this take
+
+
+def _keep_inputs(s: Session, req) -> tuple:
+    """Copies in the session of what a take's recipe must name but may not last (its guide's audio,
+    its local LoRA files: in the studio, temporary uploads), each stored once under its hash.
+    Returns (the request with its LoRAs pointing at the copies, the guide's copy or None)."""
+    guide = getattr(req, "guide", None)
+    guide_file = s.path(f"guides/{recipe.audio_hash(guide)[:16]}.wav") if guide is not None else None
+    loras = {spec.path: s.path(f"loras/{recipe.file_hash(spec.path)[:16]}.safetensors")
+             for spec in req.loras if Path(spec.path).is_file()}
+    with _locked(Path(s.folder)):
+        if guide_file is not None and not guide_file.exists():
+            audio_io.write_audio(guide_file, guide, "wav32f", exclusive=True)
+        for source, copy in loras.items():
+            if not copy.exists():
+                audio_io.atomic_write(copy, lambda tmp, source=source: shutil.copyfile(source, tmp), exclusive=True)
+    kept = tuple(replace(spec, path=str(loras.get(spec.path, spec.path))) for spec in req.loras)
+    return replace(req, loras=kept), guide_file
 
 
 def accept(s: Session, take_id: str) -> Session:

@@ -2,11 +2,13 @@
 engine on the tiny checkpoint make two takes, each accepted in turn (the first on the -base variant
 with CFG/APG/negative prompt and a LoRA, the second restyled from a guide file with its own strength,
 context, crossfade and loudness matching); ``python -m studio replay`` in a fresh process remakes the
-exported version sample for sample. A changed or missing source is one sentence, exit status 1."""
+exported version sample for sample. A changed or missing source (or a changed LoRA file) is one
+sentence, exit status 1."""
 from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -74,6 +76,9 @@ def test_the_side_car_holds_the_chain_of_requests(made):
     assert (first["guidance"], first["loras"][0]["strength"], first["seed"], first["steps"]) == (
         {"cfg_scale": 3.0, "apg_scale": 0.5, "negative_prompt": "noise"}, 0.7, 3, 3)
     assert first["model"].endswith("tiny-base") and first["source"]["file"] == str(s.path(s.versions[0].file))
+    lora = Path(first["loras"][0]["path"])  # the session's copy: an upload is temporary
+    assert lora.parent == s.path("loras") and lora.read_bytes() == LORA.read_bytes()
+    assert first["loras"][0]["sha256"] == recipe.file_hash(LORA)
     assert (data["strength"], data["crossfade_ms"], data["context_seconds"], data["match_loudness"]) == (
         0.6, 12.0, 5.0, True)
     assert data["source"] == {"file": None, "sha256": first["output_sha256"], "seconds": 3.0}
@@ -106,8 +111,15 @@ def test_a_changed_or_missing_source_is_one_sentence(made):
     changed = run_cli(["replay", str(copy), "-o", "x.wav"], tmp, tmp / "hf")
     moved.unlink()
     missing = run_cli(["replay", str(copy), "-o", "x.wav"], tmp, tmp / "hf")
+    data = json.loads(side.read_text())
+    adapter = tmp / "adapter.safetensors"
+    adapter.write_bytes(LORA.read_bytes() + b" ")
+    data["chain"][0]["loras"][0]["path"] = str(adapter)
+    copy.write_text(json.dumps(data))
+    lora = run_cli(["replay", str(copy), "-o", "x.wav"], tmp, tmp / "hf")
     for out, says in ((changed, "moved.wav has changed since the take was made"),
-                      (missing, f"The take was made from {moved}, which is no longer there: put it back")):
+                      (missing, f"The take was made from {moved}, which is no longer there: put it back"),
+                      (lora, "The LoRA adapter.safetensors has changed since the take was made")):
         assert out.returncode == 1 and "Traceback" not in out.stderr
         assert out.stderr.count("\n") == 1 and out.stderr.startswith(f"error: {says}"), out.stderr
     assert not (tmp / "x.wav").exists()
