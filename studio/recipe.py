@@ -85,8 +85,8 @@ def steps(data: dict) -> list[dict]:
 
 def _check(step) -> None:
     if not (isinstance(step, dict) and step.get("recipe") == VERSION and step.get("kind") in ("edit", "generate")):
-        raise ValueError("This JSON is not a take's side-car from this version of SA3 Studio "
-                         "(no \"recipe\": 1): replay a side-car written by an export.")
+        raise ValueError("This JSON holds no take's recipe from this version of SA3 Studio (no \"recipe\": 1; "
+                         "the export of a loaded clip has none): replay the side-car of an exported take.")
 
 
 def files(data) -> list[Path]:

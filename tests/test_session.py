@@ -108,6 +108,20 @@ def test_an_accepted_chain_exports_as_a_chain_of_recipes_that_replays(tmp_path):
         recipe.replay(meta, audio_io.read_track, FakeEngine().edit)
 
 
+def test_a_generated_source_exports_its_recipe_and_a_loaded_one_says_it_has_none(tmp_path):
+    from studio import recipe
+    from studio.api import GenerateRequest
+    made = FakeEngine().generate(GenerateRequest(model="small-sfx", prompt="rain", seconds=1.0, seed=3))
+    s = session.set_source(session.create(tmp_path), made.audio, "generated", made_by=recipe.to_recipe(made, {}))
+    meta = json.loads(session.export(s, "current", "wav32f").with_suffix(".json").read_text())
+    assert (meta["kind"], meta["prompt"], meta["seconds"]) == ("generate", "rain", 1.0)
+    assert np.array_equal(recipe.replay(meta, audio_io.read_track, FakeEngine().generate).audio, made.audio)
+    s = session.set_source(s, clip(), "source: a.wav")
+    meta = json.loads(session.export(s, "current", "wav32f").with_suffix(".json").read_text())
+    with pytest.raises(ValueError, match="the export of a loaded clip has none"):
+        recipe.replay(meta, audio_io.read_track, FakeEngine().edit)
+
+
 @pytest.mark.parametrize("sid", ["../etc", "", "ABCDEF012345"])
 def test_open_refuses_malformed_ids(tmp_path, sid):
     with pytest.raises(session.SessionError, match="session id"):
