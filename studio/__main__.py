@@ -217,7 +217,7 @@ def inputs(args) -> list[Path]:
 
 
 def _recorded_files(sidecar: Path) -> list[Path]:
-    """The audio files a side-car names (none if it cannot be read: replaying it says why)."""
+    """The files a side-car names (none if it cannot be read: replaying it says why)."""
     try:
         return recipe.files(_sidecar(sidecar))
     except ValueError:

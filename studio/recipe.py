@@ -111,7 +111,7 @@ def replay(data: dict, read: Callable[[Path], np.ndarray],
         try:
             take = make(from_recipe(step, read, None if take is None else take.audio))
         except _Differs:
-            made = chain[k - 1] if k else step
+            made = chain[k - 1]  # the step whose output differs (a first step's source is a file)
             raise ValueError(
                 f"Take {k} of the {len(chain)} in this side-car came out different from when it was made "
                 f"({made.get('precision', '?')} on {made.get('device', '?')}), so the takes made on it cannot "

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from studio import audio_io, recipe
-from studio.api import SAMPLE_RATE, Region, Take
+from studio.api import SAMPLE_RATE, Region, Request, Take
 from studio.edit import to_samples
 
 try:
@@ -208,7 +208,7 @@ def add_take(s: Session, take: Take, prompt: str, settings: dict,
     return new, new.takes[-1]  # appended under the lock: the last one is this take
 
 
-def _keep_inputs(s: Session, req) -> tuple:
+def _keep_inputs(s: Session, req: Request) -> tuple[Request, Path | None]:
     """Copies in the session of what a take's recipe must name but may not last (its guide's audio,
     its local LoRA files: in the studio, temporary uploads), each stored once under its hash.
     Returns (the request with its LoRAs pointing at the copies, the guide's copy or None)."""
@@ -374,7 +374,7 @@ def locked(s: Session):
 
 def export(s: Session, what: str, fmt: str) -> Path:
     """Export the current version (what='current') or a take id, with a side-car JSON: the recipe
-    of what made it (see `made_by`), else what is known; returns the audio file's path."""
+    of what made it (see `recipe_of`), else what is known; returns the audio file's path."""
     if what == "current":
         v = s.current
         meta = {"version": v.id, "label": v.label, "regions": _plain(v.regions)}
@@ -384,7 +384,7 @@ def export(s: Session, what: str, fmt: str) -> Path:
     else:
         t = s.take(what)
         meta, stem = _take_meta(t), t.id
-    made = made_by(s, what)
+    made = recipe_of(s, what)
     if made:
         meta = {**made, **{k: meta[k] for k in ("version", "label", "take") if k in meta}}
     meta.update(sample_rate=SAMPLE_RATE, session=s.id, format=fmt)
@@ -402,7 +402,7 @@ def export(s: Session, what: str, fmt: str) -> Path:
     return path
 
 
-def made_by(s: Session, what: str) -> dict:
+def recipe_of(s: Session, what: str) -> dict:
     """The recipe (studio/recipe.py) of version id, take id or 'current': the take's, on the chain
     of accepted takes it was made on, down to the version that is a file (a loaded or generated
     source); a generated source's own. {} for a loaded file, or a take older than recipes."""

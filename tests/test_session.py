@@ -102,7 +102,7 @@ def test_an_accepted_chain_exports_as_a_chain_of_recipes_that_replays(tmp_path):
     assert np.array_equal(audio_io.read_track(Path(meta["guide"]["file"])), guide)  # the session keeps the guide
     again = recipe.replay(meta, audio_io.read_track, FakeEngine().edit)
     assert np.array_equal(again.audio, session.audio(s, two.id))
-    assert session.made_by(s, "current") == below[0]  # the current version: take 1's recipe
+    assert session.recipe_of(s, "current") == below[0]  # the current version: take 1's recipe
     below[0]["seed"] += 1  # take 1 made differently: take 2's source is not what it was made from
     with pytest.raises(ValueError, match="Take 1 of the 2 in this side-car came out different"):
         recipe.replay(meta, audio_io.read_track, FakeEngine().edit)
