@@ -83,7 +83,8 @@ def test_the_side_car_holds_the_chain_of_requests(made):
         0.6, 12.0, 5.0, True)
     assert data["source"] == {"file": None, "sha256": first["output_sha256"], "seconds": 3.0}
     assert data["output_sha256"] == recipe.audio_hash(session.audio(s, "current"))
-    assert data["precision"] in ("fp32", "bf16") and data["device"] == "cpu" and data["revision"] is None  # a folder
+    assert (data["precision"], data["device"]) == (h.engine.precision.name, h.engine.device)
+    assert data["revision"] is None  # a local folder (a model from the hub records its commit)
 
 
 def test_replay_in_a_fresh_process_remakes_the_export_bit_for_bit(made):
@@ -123,3 +124,14 @@ def test_a_changed_or_missing_source_is_one_sentence(made):
         assert out.returncode == 1 and "Traceback" not in out.stderr
         assert out.stderr.count("\n") == 1 and out.stderr.startswith(f"error: {says}"), out.stderr
     assert not (tmp / "x.wav").exists()
+
+
+def test_a_model_from_the_hub_cache_records_its_commit(tiny_checkpoint, tmp_path):
+    """huggingface_hub keeps a download under snapshots/<commit>/: that commit is the recipe's revision."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = tmp_path / "models--stabilityai--tiny" / "snapshots" / commit
+    shutil.copytree(tiny_checkpoint, snapshot)
+    engine = RealEngine()
+    engine.prepare(str(snapshot))
+    assert engine.made_on(str(snapshot))["revision"] == commit
+    assert engine.made_on(str(tiny_checkpoint))["revision"] is None
