@@ -259,8 +259,11 @@ def run(args) -> int:
         check_seconds(args)
     fmt = check_output(args.output, inputs(args))
     audio_io.check_writable(fmt)  # MP3 needs libsndfile >= 1.1: said now, not after the compute
-    precision = args.precision or _recorded_precision(data)
-    engine = RealEngine(device=args.device, token=args.token, precision=precision)  # refuses a missing device
+    precision = args.precision or _recorded(data, "precision") or "auto"
+    if precision not in ("auto", "fp32", "bf16"):  # fp16: a dtype given to the engine, not a --precision
+        precision = "auto"
+    engine = RealEngine(device=args.device, token=args.token, precision=precision,  # refuses a missing device
+                        revision=_recorded(data, "revision"))
     if data is None:
         req, files = _request(args)  # audio read before any model
         take = _make(engine, req)
@@ -314,10 +317,14 @@ def _sidecar(path: Path) -> dict:
         raise ValueError(f"{path} is not a readable side-car JSON ({e}).") from None
 
 
-def _recorded_precision(data: dict | None) -> str:
-    """The --precision a side-car's take was made in ("auto" for a new take or an unknown one)."""
-    recorded = data.get("precision") if isinstance(data, dict) else None
-    return recorded if recorded in ("fp32", "bf16") else "auto"
+def _recorded(data: dict | None, key: str):
+    """What every take of a side-car's chain records under ``key`` (its precision, its model's
+    revision); None for a new take, or when they differ (a replay then uses the defaults)."""
+    try:
+        values = {step.get(key) for step in recipe.steps(data)} if data is not None else {None}
+    except ValueError:  # not a recipe: the replay says so
+        return None
+    return values.pop() if len(values) == 1 else None
 
 
 def _replay(engine, data: dict):
