@@ -156,8 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
                                         "machine and precision)")
     rep.add_argument("sidecar", type=Path, help="the .json written beside an export")
     rep.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    rep.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                     help="bit-exact only in the precision the take was made in (its side-car's 'precision')")
+    rep.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
+                     help="default: the precision the take was made in (its side-car's 'precision'), the only "
+                          "one that remakes it bit for bit")
     rep.add_argument("--token", default=None, help="Hugging Face token for gated repos")
     rep.add_argument("-o", "--output", type=Path, required=True, help="output file, .wav (24-bit), .flac or .mp3")
     rep.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
@@ -216,11 +217,10 @@ def inputs(args) -> list[Path]:
 
 
 def _recorded_files(sidecar: Path) -> list[Path]:
-    """The audio files a side-car names (none if it cannot be read: replaying it says why)."""
+    """The files a side-car names (none if it cannot be read: replaying it says why)."""
     try:
-        data = json.loads(sidecar.read_text())
-        return [Path(data[name]["file"]) for name in recipe.AUDIO_FIELDS if data.get(name)]
-    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError):
+        return recipe.files(_sidecar(sidecar))
+    except ValueError:
         return []
 
 
@@ -253,17 +253,25 @@ def run(args) -> int:
     from studio import audio_io
     from studio.engine import RealEngine, default_model
 
-    if args.command != "replay":
+    data = _sidecar(args.sidecar) if args.command == "replay" else None
+    if data is None:
         args.model = args.model or default_model()
         check_seconds(args)
     fmt = check_output(args.output, inputs(args))
     audio_io.check_writable(fmt)  # MP3 needs libsndfile >= 1.1: said now, not after the compute
-    engine = RealEngine(device=args.device, token=args.token, precision=args.precision)  # refuses a missing device
-    req, files = _replayed(args) if args.command == "replay" else _request(args)  # audio read before any model
-    take = (engine.edit if isinstance(req, EditRequest) else engine.generate)(req, progress=_print_progress)
+    precision = args.precision or _recorded(data, "precision") or "auto"
+    if precision not in ("auto", "fp32", "bf16"):  # fp16: a dtype given to the engine, not a --precision
+        precision = "auto"
+    engine = RealEngine(device=args.device, token=args.token, precision=precision,  # refuses a missing device
+                        revision=_recorded(data, "revision"))
+    if data is None:
+        req, files = _request(args)  # audio read before any model
+        take = _make(engine, req)
+        sidecar = recipe.to_recipe(take, files, **engine.made_on(req.model))
+    else:
+        take, sidecar = _replay(engine, data)
     for note in take.notes:
         _say(f"note: {note}")
-    sidecar = recipe.to_recipe(take, files, precision=str(engine.dtype).removeprefix("torch."), device=engine.device)
     audio_path, json_path = audio_io.export(args.output, take.audio, fmt, sidecar)
     _say(f"wrote {audio_path} ({take.audio.shape[1] / SAMPLE_RATE:.2f} s, seed {take.seed}, {take.elapsed:.1f} s) "
          f"and {json_path.name}")
@@ -298,15 +306,40 @@ def _load(path: Path):
     return audio
 
 
-def _replayed(args) -> tuple[GenerateRequest | EditRequest, dict]:
-    """The request a side-car records (its audio files checked unchanged), and those files."""
+def _make(engine, req):
+    return (engine.edit if isinstance(req, EditRequest) else engine.generate)(req, progress=_print_progress)
+
+
+def _sidecar(path: Path) -> dict:
     try:
-        data = json.loads(args.sidecar.read_text())
+        return json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{args.sidecar} is not a readable side-car JSON ({e}).") from None
-    req = recipe.from_recipe(data, _load)
-    files = {name: data[name]["file"] for name in recipe.AUDIO_FIELDS if data.get(name)}
-    return req, files
+        raise ValueError(f"{path} is not a readable side-car JSON ({e}).") from None
+
+
+def _recorded(data: dict | None, key: str):
+    """What every take of a side-car's chain records under ``key`` (its precision, its model's
+    revision); None for a new take, or when they differ (a replay then uses the defaults)."""
+    try:
+        values = {step.get(key) for step in recipe.steps(data)} if data is not None else {None}
+    except ValueError:  # not a recipe: the replay says so
+        return None
+    return values.pop() if len(values) == 1 else None
+
+
+def _replay(engine, data: dict):
+    """(the take a side-car records, made again step by step; the replay's own side-car, the same chain).
+    Says whether the samples equal the recorded take's."""
+    take = recipe.replay(data, _load, lambda req: _make(engine, req))
+    *below, last = recipe.steps(data)
+    files = {name: last[name]["file"] for name in recipe.AUDIO_FIELDS if last.get(name)}
+    again = recipe.to_recipe(take, files, **engine.made_on(take.request.model))
+    if again["output_sha256"] == last.get("output_sha256"):
+        _say("note: the same samples as the take this side-car records.")
+    elif last.get("output_sha256"):
+        _say(f"note: the samples differ from the recorded take (made in {last.get('precision')} on "
+             f"{last.get('device')}); torch kernels differ between machines and precisions.")
+    return take, recipe.chained([*below, again])
 
 
 def _sentence(e: Exception) -> str:

@@ -211,6 +211,9 @@ class Engine(Protocol):
     def encode_ahead(self, model: str, audio: np.ndarray, progress: Progress | None = None) -> bool:
         """Prepare edits of ``audio`` with ``model`` now; gives way to requests; True when done."""
 
+    def made_on(self, model: str) -> dict:
+        """What a replay of a take of ``model`` must match (precision, device, revision), as JSON."""
+
 
 NOT_FINITE = ("The model produced invalid audio (NaN or infinite samples), so the take was not kept; "
               "its weights may be damaged: delete the downloaded model and load it again.")

@@ -103,6 +103,7 @@ class RealEngine:
         self.dtype = self.precision.dit
         self.token, self.revision = token, revision
         self._loaded: dict[str, _Loaded] = {}  # at most one model (see _ensure)
+        self._revisions: dict[str, str] = {}     # model -> the Hugging Face commit its files came from
         self._latents: OrderedDict[tuple, TrackLatents] = OrderedDict()  # (model, hash, shape) -> latents
         self._jobs = JobQueue()
         self._costs = Costs()
@@ -146,6 +147,11 @@ class RealEngine:
         """Names of the models in memory now."""
         return list(self._loaded)
 
+    def made_on(self, model: str) -> dict:
+        """What a replay must match to remake a take of ``model`` bit for bit (every recipe records
+        it): the precision, the device and, for a model from Hugging Face, the commit of its files."""
+        return {"precision": self.precision.name, "device": self.device, "revision": self._revisions.get(model)}
+
     def prepare(self, name: str, progress: Optional[Progress] = None) -> ModelInfo:
         with self._jobs.turn(progress):
             return self._ensure(name, progress).info
@@ -163,6 +169,8 @@ class RealEngine:
             ckpt = resolve(name, revision=self.revision, token=self.token,
                            progress=lambda done, total: report(progress, "load", done, total))
             model = StableAudio3.from_checkpoint(ckpt, self.device, precision=self.precision)
+            if ckpt.folder.parent.name == "snapshots":  # huggingface_hub's cache: snapshots/<commit>/
+                self._revisions[name] = ckpt.folder.name
         except Cancelled:
             raise
         except CheckpointError as e:

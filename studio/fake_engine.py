@@ -49,6 +49,9 @@ class FakeEngine:
     def loaded(self) -> list[str]:
         return [self._loaded] if self._loaded else []
 
+    def made_on(self, model: str) -> dict:
+        return {"engine": "fake"}  # numpy test tones: the same on every machine
+
     def prepare(self, name: str, progress: Progress | None = None) -> ModelInfo:
         with self._jobs.turn(progress):
             return self._ensure(name, progress)

@@ -6,7 +6,9 @@ Layout of a session folder (default ./sessions/<id>/, root set by SA3_SESSIONS o
     versions/vNNN.wav     float32 WAVs of loaded or generated sources, never rewritten
     takes/tNNN.wav        what each take changed: its changed spans (and continuation) back to back
     cache/tNNN.wav        the full audio of recently heard or exported takes, rebuilt exactly
-    views/, exports/      painter views; exported files and their side-car JSON
+    guides/<hash>.wav     guide files takes were restyled from (float32, named by their samples' hash)
+    loras/<hash>.safetensors  the local LoRA files takes used (uploads are temporary), named by their hash
+    views/, exports/      painter views; exported files and their side-car JSON (a recipe: studio/recipe.py)
 
 Safe with many tabs and processes: every change runs under the session's lock (a thread lock
 plus fcntl.flock on .lock) on the LATEST session.json, never on a caller's copy, so a Session
@@ -35,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from studio import audio_io
-from studio.api import SAMPLE_RATE, Region, Take
+from studio import audio_io, recipe
+from studio.api import SAMPLE_RATE, Region, Request, Take
 from studio.edit import to_samples
 
 try:
@@ -64,6 +66,7 @@ class Version:
     regions: tuple[Region, ...] = ()  # edited regions (highlighted in the painter)
     note: str = ""                # what load_audio converted
     take: str = ""                # id of the accepted take whose audio this version is
+    recipe: dict = field(default_factory=dict)  # a generated source's recipe (studio/recipe.py)
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ class TakeRecord:
     frames: int = 0               # length of the take in samples
     spans: tuple[tuple[int, int], ...] | None = None  # [start, end) samples that differ from base
     shift: int = 0                # samples prepended before the base (an intro: extend before the start)
+    recipe: dict = field(default_factory=dict)  # what made it (studio/recipe.py); {} if stored before recipes
 
 
 @dataclass(frozen=True)
@@ -163,19 +167,22 @@ def _take_record(t: dict) -> TakeRecord:
 
 # ---- changes: each under the lock, applied to the latest state --------------------------------
 
-def set_source(s: Session, audio: np.ndarray, label: str, note: str = "") -> Session:
-    """A new current version holding `audio` (the redo tail is dropped from history, not from disk)."""
+def set_source(s: Session, audio: np.ndarray, label: str, note: str = "", made_by: dict | None = None) -> Session:
+    """A new current version holding `audio` (the redo tail is dropped from history, not from disk);
+    ``made_by``: the recipe of a generated source."""
     def change(latest: Session) -> Session:
         vid = _next_id("v", latest.versions, latest.path("versions"))
         rel = f"versions/{vid}.wav"
         audio_io.write_audio(latest.path(rel), audio, "wav32f", exclusive=True)
         latest = replace(latest, last={**latest.last, "source": label})
-        return _push(latest, Version(vid, rel, label, (), note))
+        return _push(latest, Version(vid, rel, label, (), note, recipe=made_by or {}))
     return _change(s, change)[0]
 
 
-def add_take(s: Session, take: Take, prompt: str, settings: dict) -> tuple[Session, TakeRecord]:
-    """Store `take`, made from s.current (the version the caller read), as a new take.
+def add_take(s: Session, take: Take, prompt: str, settings: dict,
+             made_on: dict | None = None) -> tuple[Session, TakeRecord]:
+    """Store `take`, made from s.current (the version the caller read), as a new take with its
+    recipe (``made_on``: the engine's, see Engine.made_on).
 
     Only the samples that differ from that version are written; the take's id is allocated from
     the latest state, so takes from other tabs are kept and never overwritten."""
@@ -185,16 +192,38 @@ def add_take(s: Session, take: Take, prompt: str, settings: dict) -> tuple[Sessi
     shift = to_samples(getattr(take.request, "extend_start_seconds", 0.0) or 0.0)
     spans = changed_spans(base_audio, full, shift)
     patch = np.concatenate([full[:, a:b] for a, b in spans], axis=1) if spans else full[:, :0]
+    request, guide = _keep_inputs(s, take.request)
+    files = {"source": s.path(base.file) if base and base.file else None,  # None: the accepted take below
+             "guide": guide}
+    made_by = recipe.to_recipe(replace(take, request=request), files, **(made_on or {}))
 
     def change(latest: Session) -> Session:
         tid = _next_id("t", latest.takes, latest.path("takes"))
         audio_io.write_audio(latest.path(f"takes/{tid}.wav"), patch, "wav32f", exclusive=True)
         rec = TakeRecord(tid, f"takes/{tid}.wav", base.id if base else "", prompt, take.seed, take.model,
                          tuple(take.regions), dict(settings), round(take.elapsed, 3),
-                         frames=full.shape[1], spans=spans, shift=shift)
+                         frames=full.shape[1], spans=spans, shift=shift, recipe=made_by)
         return replace(latest, takes=latest.takes + (rec,))
     new, _ = _change(s, change)
     return new, new.takes[-1]  # appended under the lock: the last one is this take
+
+
+def _keep_inputs(s: Session, req: Request) -> tuple[Request, Path | None]:
+    """Copies in the session of what a take's recipe must name but may not last (its guide's audio,
+    its local LoRA files: in the studio, temporary uploads), each stored once under its hash.
+    Returns (the request with its LoRAs pointing at the copies, the guide's copy or None)."""
+    guide = getattr(req, "guide", None)
+    guide_file = s.path(f"guides/{recipe.audio_hash(guide)[:16]}.wav") if guide is not None else None
+    loras = {spec.path: s.path(f"loras/{recipe.file_hash(spec.path)[:16]}.safetensors")
+             for spec in req.loras if Path(spec.path).is_file()}
+    with _locked(Path(s.folder)):
+        if guide_file is not None and not guide_file.exists():
+            audio_io.write_audio(guide_file, guide, "wav32f", exclusive=True)
+        for source, copy in loras.items():
+            if not copy.exists():
+                audio_io.atomic_write(copy, lambda tmp, source=source: shutil.copyfile(source, tmp), exclusive=True)
+    kept = tuple(replace(spec, path=str(loras.get(spec.path, spec.path))) for spec in req.loras)
+    return replace(req, loras=kept), guide_file
 
 
 def accept(s: Session, take_id: str) -> Session:
@@ -344,7 +373,8 @@ def locked(s: Session):
 
 
 def export(s: Session, what: str, fmt: str) -> Path:
-    """Export the current version (what='current') or a take id; returns the audio file's path."""
+    """Export the current version (what='current') or a take id, with a side-car JSON: the recipe
+    of what made it (see `recipe_of`), else what is known; returns the audio file's path."""
     if what == "current":
         v = s.current
         meta = {"version": v.id, "label": v.label, "regions": _plain(v.regions)}
@@ -354,6 +384,9 @@ def export(s: Session, what: str, fmt: str) -> Path:
     else:
         t = s.take(what)
         meta, stem = _take_meta(t), t.id
+    made = recipe_of(s, what)
+    if made:
+        meta = {**made, **{k: meta[k] for k in ("version", "label", "take") if k in meta}}
     meta.update(sample_rate=SAMPLE_RATE, session=s.id, format=fmt)
     data, ext = audio(s, what), audio_io.FORMATS[fmt][2]
     name = f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -367,6 +400,23 @@ def export(s: Session, what: str, fmt: str) -> Path:
                 continue
         audio_io.write_json(path.with_suffix(".json"), meta)
     return path
+
+
+def recipe_of(s: Session, what: str) -> dict:
+    """The recipe (studio/recipe.py) of version id, take id or 'current': the take's, on the chain
+    of accepted takes it was made on, down to the version that is a file (a loaded or generated
+    source); a generated source's own. {} for a loaded file, or a take older than recipes."""
+    v = s.current if what == "current" else s.version(what) if what.startswith("v") else None
+    if v is not None and not v.take:
+        return dict(v.recipe)
+    steps, t = [], s.take(v.take if v is not None else what)
+    while True:
+        steps.insert(0, t.recipe)
+        base = s.version(t.base) if t.base else None
+        if base is None or not base.take:
+            break
+        t = s.take(base.take)
+    return recipe.chained(steps) if all(steps) else {}
 
 
 def take_label(t: TakeRecord) -> str:

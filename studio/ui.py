@@ -23,7 +23,7 @@ from typing import Callable
 import gradio as gr
 import numpy as np
 
-from studio import edit, seams, session
+from studio import edit, recipe, seams, session
 from studio.api import (MAX_CFG, SAMPLE_RATE, Cancelled, EditRequest, Engine, EngineError, GenerateRequest,
                         Guidance, LoraSpec, Preview)
 from studio.audio_io import TEMP_PREFIX, AudioError, Limits, load_audio, wav_bytes
@@ -573,7 +573,7 @@ class _Handlers:
                 return made, f"Cancelled after {len(made)} of {n} takes; finished takes are kept.", None, notes
             except PROBLEMS as e:
                 return made, "", e, notes
-            _, rec = session.add_take(s, take, req.prompt, settings)  # s: the version it was made from
+            _, rec = session.add_take(s, take, req.prompt, settings, self.engine.made_on(req.model))  # s: its base
             made.append(rec.id)
             notes += [note for note in take.notes if note not in notes]
             if k == 0 and not encoded:
@@ -596,7 +596,8 @@ class _Handlers:
             take = self.engine.generate(req, _progress(progress, flag, 0, 1), preview=on_preview)
             # stored only now: a failed or cancelled first generation leaves no session folder behind
             s = session.set_source(s or session.create(self.cfg.sessions), take.audio,
-                                   f"generated: “{prompt}” (seed {seed})")
+                                   f"generated: “{prompt}” (seed {seed})",
+                                   made_by=recipe.to_recipe(take, {}, **self.engine.made_on(model)))
         except Cancelled:
             return self.failed(s, painter, None, ValueError("Cancelled.")) + [seed]
         except PROBLEMS as e:

@@ -72,13 +72,54 @@ def test_export_current_and_take_with_sidecar(tmp_path):
     s, rec = session.add_take(s, take, "pads", {"steps": 8})
     path = session.export(s, rec.id, "wav32f")
     meta = json.loads(path.with_suffix(".json").read_text())
-    assert meta["seed"] == 7 and meta["prompt"] == "pads" and meta["regions"][0]["start"] == take.regions[0].start
+    assert meta["seed"] == 7 and meta["prompt"] == "pads" and meta["regenerated"][0]["start"] == take.regions[0].start
+    assert meta["recipe"] == 1 and meta["source"]["file"] == str(s.path(s.current.file)) and "chain" not in meta
     assert np.array_equal(audio_io.read_track(path), take.audio)
     again = session.export(s, rec.id, "wav32f")  # the same second: a new name, the first file kept
     assert again != path and path.exists()
     s = session.accept(s, rec.id)
     meta = json.loads(session.export(s, "current", "flac").with_suffix(".json").read_text())
     assert meta["take"] == rec.id and meta["format"] == "flac"
+
+
+def test_an_accepted_chain_exports_as_a_chain_of_recipes_that_replays(tmp_path):
+    """Take 1 accepted, take 2 (restyled from a guide) made on it: the side-car of take 2 is its
+    recipe with take 1's below it; the first names the session's copy of the source, the second's
+    source is take 1's output (by hash); replaying the chain remakes take 2 sample for sample."""
+    from studio import recipe
+    s = session.set_source(session.create(tmp_path), clip(seed=1), "source: a.wav")
+    first = make_take(clip(seed=1))
+    s, one = session.add_take(s, first, "pads", {}, {"engine": "fake"})
+    s = session.accept(s, one.id)
+    guide = clip(seed=5)
+    second = make_take(first.audio, (Region(1.0, 1.5),), seed=8, strength=0.5, guide=guide)
+    s, two = session.add_take(s, second, "pads", {}, {"engine": "fake"})
+    meta = json.loads(session.export(s, two.id, "wav32f").with_suffix(".json").read_text())
+    below = meta["chain"]
+    assert len(below) == 1 and below[0]["source"]["file"] == str(s.path(s.versions[0].file))
+    assert meta["source"] == {"file": None, "sha256": below[0]["output_sha256"], "seconds": 2.0}
+    assert meta["strength"] == 0.5 and meta["engine"] == "fake" and meta["take"] == two.id
+    assert np.array_equal(audio_io.read_track(Path(meta["guide"]["file"])), guide)  # the session keeps the guide
+    again = recipe.replay(meta, audio_io.read_track, FakeEngine().edit)
+    assert np.array_equal(again.audio, session.audio(s, two.id))
+    assert session.recipe_of(s, "current") == below[0]  # the current version: take 1's recipe
+    below[0]["seed"] += 1  # take 1 made differently: take 2's source is not what it was made from
+    with pytest.raises(ValueError, match="Take 1 of the 2 in this side-car came out different"):
+        recipe.replay(meta, audio_io.read_track, FakeEngine().edit)
+
+
+def test_a_generated_source_exports_its_recipe_and_a_loaded_one_says_it_has_none(tmp_path):
+    from studio import recipe
+    from studio.api import GenerateRequest
+    made = FakeEngine().generate(GenerateRequest(model="small-sfx", prompt="rain", seconds=1.0, seed=3))
+    s = session.set_source(session.create(tmp_path), made.audio, "generated", made_by=recipe.to_recipe(made, {}))
+    meta = json.loads(session.export(s, "current", "wav32f").with_suffix(".json").read_text())
+    assert (meta["kind"], meta["prompt"], meta["seconds"]) == ("generate", "rain", 1.0)
+    assert np.array_equal(recipe.replay(meta, audio_io.read_track, FakeEngine().generate).audio, made.audio)
+    s = session.set_source(s, clip(), "source: a.wav")
+    meta = json.loads(session.export(s, "current", "wav32f").with_suffix(".json").read_text())
+    with pytest.raises(ValueError, match="the export of a loaded clip has none"):
+        recipe.replay(meta, audio_io.read_track, FakeEngine().edit)
 
 
 @pytest.mark.parametrize("sid", ["../etc", "", "ABCDEF012345"])

@@ -1,16 +1,18 @@
 """The toolkit's controls through the real UI over the fake engine, each checked against the engine
 called directly: -base guidance (CFG, APG, negative prompt), extend before the start (typed, or dragged
-with the real mouse into the striped area before the track), restyle from a guide file."""
+with the real mouse into the striped area before the track), restyle from a guide file; the exported
+side-car is the take's recipe (its request fields, the guide kept)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from studio import edit
+from studio import edit, recipe
 from studio.api import LATENT_HOP, EditRequest, Guidance, Region
 from studio.fake_engine import FakeEngine
 from .helpers import (drag_region, export_current, lane_x, open_page, set_zoom, upload, wait_attr, wait_status,
@@ -73,8 +75,13 @@ def test_guidance_section_reaches_the_engine(studio, browser, tmp_path):
     _set_slider(page, "cfg", 3)
     _set_slider(page, "apg", 0.5)
     page.fill("#negative textarea", "distortion")
-    changed, _ = _take(page, tmp_path, studio[1], "changed")
+    changed, side = _take(page, tmp_path, studio[1], "changed")
     np.testing.assert_array_equal(changed, direct(cfg_scale=3.0, apg_scale=0.5, negative_prompt="distortion"))
+    # the exported side-car is the take's recipe: every request field, the source named by file and hash
+    assert side["recipe"] == 1 and side["kind"] == "edit" and (side["model"], side["seed"], side["steps"]) == (
+        "small-music-base", 5, 50)
+    assert side["guidance"] == {"cfg_scale": 3.0, "apg_scale": 0.5, "negative_prompt": "distortion"}
+    assert side["source"]["sha256"] == recipe.audio_hash(source) and Path(side["source"]["file"]).is_file()
     assert not np.array_equal(changed, default)
     page.close()
 
@@ -191,6 +198,8 @@ def test_restyle_from_a_guide_file(studio, browser, tmp_path):
     expected = FakeEngine().edit(EditRequest(model="small-music", source=source, regions=regions, prompt="glassy bells",
                                              seed=5, strength=0.5, guide=guide)).audio
     np.testing.assert_array_equal(audio, expected)
+    assert side["strength"] == 0.5 and side["guide"]["sha256"] == recipe.audio_hash(guide)
+    assert np.array_equal(sf.read(side["guide"]["file"], dtype="float32", always_2d=True)[0].T, guide)  # kept
     page.close()
 
 
