@@ -81,10 +81,15 @@ def _side(s: session.Session, what: str, label: str) -> dict:
             "duration": read_view(view)["duration"]}
 
 
-def takes_update(s: session.Session | None, selected: str | None = None):
+def takes_update(s: session.Session | None, selected: str | None = None, *, leave_selection: bool = False):
+    """The takes list of ``s`` with ``selected`` picked (None if it is gone). ``leave_selection``:
+    update the list only and leave the tab's pick alone, unless the picked take is gone (a
+    timer's view, which may land after this tab picked a newer take)."""
     takes = s.live_takes if s else ()
     choices = [(_take_choice(t), t.id) for t in takes]
     value = selected if selected in {t.id for t in takes} else None
+    if leave_selection and value == selected:
+        return gr.update(choices=choices)
     return gr.update(choices=choices, value=value)
 
 
@@ -401,6 +406,7 @@ class _Handlers:
         if s is None or sig == seen:
             return [gr.update()] * 7
         out = self.view(s, painter, None, take_id)
+        out[3] = takes_update(s, take_id, leave_selection=True)  # Generate may pick its take meanwhile
         if sig.split("|")[0] == (seen or "").split("|")[0]:
             out[1] = gr.update()
         return out[:2] + out[3:]  # all but the status

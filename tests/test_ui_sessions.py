@@ -79,3 +79,19 @@ def test_two_tabs_interleaved_through_the_handlers(h, tmp_path):
         changed = np.flatnonzero(np.any(audio != base, axis=0)) / 44100
         assert t.regions[0].start <= changed.min() and changed.max() < t.regions[0].end
     assert s.last["prompt"] == "one again"
+
+
+def test_the_sync_timer_never_unpicks_the_take_this_tab_just_made(h, tmp_path):
+    """A timer tick that read the tab's pick (none) before Generate answered may land after Generate
+    picked its new take: it updates the list and leaves the pick alone. A take another tab
+    discarded is unpicked."""
+    tab = Tab(h, name="one")
+    tab.show(h.load_file(None, tab.painter, str(write_clip(tmp_path / "a.wav", 3.0))))
+    seen = h.view(h.latest(tab.sid), tab.painter, None)[-1]  # what the tab showed before Generate
+    assert "ready" in tab.generate(0.5, 1.0, "one", 1)
+    takes = h.sync(tab.sid, seen, tab.painter, None)[2]  # the tick: the tab had no take picked when it fired
+    assert [c[1] for c in takes["choices"]] == ["t001"] and "value" not in takes
+    seen = h.view(h.latest(tab.sid), tab.painter, None, "t001")[-1]  # the tab shows its take
+    h.discard(tab.sid, tab.painter, "t001")
+    takes = h.sync(tab.sid, seen, tab.painter, "t001")[2]  # another tab discarded the picked take
+    assert takes["choices"] == [] and takes["value"] is None
