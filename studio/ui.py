@@ -560,36 +560,35 @@ class _Handlers:
                          "to switch at the same playhead.", take_id)
 
     def accept(self, sid, painter, take_id):
-        s = self.latest(sid)
-        try:
-            if not take_id or s is None:
-                raise ValueError("Pick a take to accept first.")
-            s = session.accept(s, take_id)
-        except PROBLEMS as e:
-            return self.failed(s, painter, None, e)
-        return self.view(s, painter, f"Accepted {session.take_label(s.take(take_id))}: it is now the current "
-                                     "version.", keep=False)
+        return self._act_on_take(sid, painter, take_id, "accept", session.accept,
+                                 lambda label: f"Accepted {label}: it is now the current version.", keep=False)
 
     def discard(self, sid, painter, take_id):
+        return self._act_on_take(sid, painter, take_id, "discard", session.discard,
+                                 lambda label: f"Discarded {label} (its file stays in the session folder).")
+
+    def _act_on_take(self, sid, painter, take_id, verb, act, said, **view):
+        """``act(session, take_id)`` (accept or discard), then the view with ``said(the take's label)``."""
         s = self.latest(sid)
         try:
             if not take_id or s is None:
-                raise ValueError("Pick a take to discard first.")
-            s = session.discard(s, take_id)
+                raise ValueError(f"Pick a take to {verb} first.")
+            s = act(s, take_id)
         except PROBLEMS as e:
             return self.failed(s, painter, None, e)
-        return self.view(s, painter, f"Discarded {session.take_label(s.take(take_id))} (its file stays in the "
-                                     "session folder).")
+        return self.view(s, painter, said(session.take_label(s.take(take_id))), **view)
 
     def undo(self, sid, painter, take_id):
-        s = self.latest(sid)
-        s, moved = session.undo(s) if s else (s, False)
-        return self.view(s, painter, "Undone." if moved else "Nothing to undo.", take_id)
+        return self._walk_versions(sid, painter, take_id, session.undo, "Undone.", "Nothing to undo.")
 
     def redo(self, sid, painter, take_id):
+        return self._walk_versions(sid, painter, take_id, session.redo, "Redone.", "Nothing to redo.")
+
+    def _walk_versions(self, sid, painter, take_id, step, moved_msg, stuck_msg):
+        """Undo or redo: ``step(session) -> (session, moved)``, then the view saying which happened."""
         s = self.latest(sid)
-        s, moved = session.redo(s) if s else (s, False)
-        return self.view(s, painter, "Redone." if moved else "Nothing to redo.", take_id)
+        s, moved = step(s) if s else (s, False)
+        return self.view(s, painter, moved_msg if moved else stuck_msg, take_id)
 
     def export(self, sid, fmt, what):
         s = self.latest(sid)
