@@ -95,7 +95,8 @@ def main(argv=None) -> int:
     forward = list(argv if argv is not None else sys.argv[1:])
     failed = 0
     for precision in args.precision:  # one process each: peak RSS and a clean heap per precision
-        failed += subprocess.run([sys.executable, "-m", "bench.edit", *forward, "--child", precision], cwd=ROOT).returncode != 0
+        command = [sys.executable, "-m", "bench.edit", *forward, "--child", precision]
+        failed += subprocess.run(command, cwd=ROOT).returncode != 0
     return 1 if failed else 0
 
 

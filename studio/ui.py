@@ -20,8 +20,8 @@ from typing import Callable
 import gradio as gr
 
 from studio import edit, session
-from studio.api import (MAX_CFG, SAMPLE_RATE, Cancelled, EditRequest, Engine, EngineError, GenerateRequest,
-                        Guidance, LoraSpec)
+from studio.api import (CROSSFADE_MS, MAX_CFG, SAMPLE_RATE, Cancelled, EditRequest, Engine, EngineError,
+                        GenerateRequest, Guidance, LoraSpec)
 from studio.audio_io import TEMP_PREFIX, AudioError, Limits, load_audio
 from studio.catalog import prompt_for_model
 from studio.painter import Painted, Painter
@@ -171,7 +171,7 @@ def _edit_panel(c, models: dict, default: str) -> None:
     with gr.Row():
         c.strength = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Strength", elem_id="strength",
                                info="1 = new audio; lower keeps the region's shape")
-        c.crossfade = gr.Slider(0, 200, value=30, step=5, label="Crossfade (ms)", elem_id="crossfade")
+        c.crossfade = gr.Slider(0, 200, value=CROSSFADE_MS, step=5, label="Crossfade (ms)", elem_id="crossfade")
     with gr.Row():
         c.context = gr.Dropdown(CONTEXT_CHOICES, value="auto", label="Context the model hears", elem_id="context",
                                 info="around the regions; more is slower")

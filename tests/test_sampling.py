@@ -130,7 +130,8 @@ def test_euler_is_exact_for_a_straight_flow():
     gen = torch.Generator().manual_seed(3)
     data, eps = torch.randn(2, 4, 5, generator=gen), torch.randn(2, 4, 5, generator=gen)
     no_draws = recorded_noise([])  # Euler is deterministic: a draw would raise "exhausted"
-    out = sample_euler(lambda x, t: eps - data, eps, build_schedule(7, shift=LogSNRShift(rate=0.0), seq_len=5), no_draws)
+    sigmas = build_schedule(7, shift=LogSNRShift(rate=0.0), seq_len=5)
+    out = sample_euler(lambda x, t: eps - data, eps, sigmas, no_draws)
     torch.testing.assert_close(out, data)
 
 
