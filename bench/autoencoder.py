@@ -1,6 +1,6 @@
 """Speed and memory of SAME at full size (seeded random weights, no download).
 
-    python bench/autoencoder.py --config ../shared/reference/configs/SAME-S.json --seconds 10 30 120
+    python -m bench.autoencoder --config ../shared/reference/configs/SAME-S.json --seconds 10 30 120
 
 Prints one JSON line per (duration, dtype): seconds for encode / decode, plain and chunked,
 and the peak resident memory during each (sampled every 5 ms). bf16 runs only where the CPU
@@ -18,11 +18,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench._common import PeakRSS, bf16_support  # noqa: E402
-from models.config import load_model_config  # noqa: E402
-from models.same import Same  # noqa: E402
+from bench._common import PeakRSS, bf16_support
+from models.config import load_model_config
+from models.same import Same
 
 
 def timed(fn, device):

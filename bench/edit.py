@@ -1,7 +1,7 @@
 """The studio's edit loop on the full-size model (seeded random weights, no download): a region in
 the middle of a track, through RealEngine.edit, as a musician meets it.
 
-    python bench/edit.py --config tests/fixtures/reference/configs/stable-audio-3-small-music.json
+    python -m bench.edit --config tests/fixtures/reference/configs/stable-audio-3-small-music.json
 
 One JSON line per (precision, track, takes):
   first_edit_s   an edit of a track never encoded (it encodes only the window it needs)
@@ -29,15 +29,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run as a script from a checkout
+from bench._common import PeakRSS, load_average
+from bench.generate import PROMPT, build_model
+from models.precision import choose_precision
+from studio.api import SAMPLE_RATE, EditRequest, Region
+from studio.engine import RealEngine
+from studio.ui_view import spectrogram_rgb
 
-from bench._common import PeakRSS, load_average  # noqa: E402
-from bench.generate import PROMPT, build_model  # noqa: E402
-from models.precision import choose_precision  # noqa: E402
-from studio.api import SAMPLE_RATE, EditRequest, Region  # noqa: E402
-from studio.engine import RealEngine  # noqa: E402
-from studio.ui_view import spectrogram_rgb  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent  # the checkout: child runs start there (python -m bench.edit)
 
 GIB = 2**30
 
@@ -129,7 +128,8 @@ def main(argv=None) -> int:
     forward = list(argv if argv is not None else sys.argv[1:])
     failed = 0
     for precision in args.precision:  # one process each: peak RSS and a clean heap per precision
-        failed += subprocess.run([sys.executable, __file__, *forward, "--child", precision], cwd=ROOT).returncode != 0
+        command = [sys.executable, "-m", "bench.edit", *forward, "--child", precision]
+        failed += subprocess.run(command, cwd=ROOT).returncode != 0
     return 1 if failed else 0
 
 

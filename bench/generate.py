@@ -1,6 +1,6 @@
 """Speed and memory of a whole SA3 generation at full size (seeded random weights, no download).
 
-    python bench/generate.py --config tests/fixtures/reference/configs/stable-audio-3-small-music.json \
+    python -m bench.generate --config tests/fixtures/reference/configs/stable-audio-3-small-music.json \
         --seconds 10 30 120 --plain
 
 Builds the released config's DiT + SAME + conditioners and the full-size T5Gemma encoder
@@ -36,16 +36,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench._common import PeakRSS, load_average, rss_bytes, snr_db
+from bench.text import build_encoder
+from models.config import HEADROOM_SECONDS, load_model_config
+from models.noise import generator_noise
+from models.sa3 import Generation, StableAudio3
+from models.precision import FP32, Precision, choose_precision, native_bf16
 
-from bench._common import PeakRSS, load_average, rss_bytes, snr_db  # noqa: E402
-from bench.text import build_encoder  # noqa: E402
-from models.config import load_model_config  # noqa: E402
-from models.sa3 import Generation, StableAudio3  # noqa: E402
-from models.noise import generator_noise  # noqa: E402
-from models.config import HEADROOM_SECONDS  # noqa: E402
-from models.precision import FP32, Precision, choose_precision, native_bf16  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent  # the checkout: its fixtures; child runs start there
 
 MANIFEST = ROOT / "tests" / "fixtures" / "reference" / "manifests" / "t5gemma-b-b-ul2.json"
 TOKENIZER = ROOT / "tests" / "fixtures" / "golden" / "t5gemma-b-b-ul2"
@@ -157,7 +155,7 @@ def main(argv=None) -> int:
     runs = [str(s) for s in args.seconds] + ([] if args.no_inpaint else ["inpaint"])
     failed = 0
     for run in runs:  # one process each: peak RSS per run
-        done = subprocess.run([sys.executable, __file__, *forward, "--child", run], cwd=ROOT)
+        done = subprocess.run([sys.executable, "-m", "bench.generate", *forward, "--child", run], cwd=ROOT)
         failed += done.returncode != 0
     return 1 if failed else 0
 

@@ -1,6 +1,6 @@
 """Fidelity of reduced precision: SNR (dB) of bf16 against fp32 on the full-size model.
 
-    python bench/precision.py --config tests/fixtures/reference/configs/stable-audio-3-small-music.json \
+    python -m bench.precision --config tests/fixtures/reference/configs/stable-audio-3-small-music.json \
         --seconds 10 30 120
 
 Builds the released architecture with seeded random weights (as bench/generate.py does), makes
@@ -28,15 +28,12 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench._common import snr_db  # noqa: E402
-from bench.generate import PROMPT, build_model  # noqa: E402
-from models.noise import generator_noise  # noqa: E402
-from models.config import HEADROOM_SECONDS  # noqa: E402
-from models.precision import choose_precision  # noqa: E402
-from models.sa3 import Generation, StableAudio3  # noqa: E402
+from bench._common import snr_db
+from bench.generate import PROMPT, build_model
+from models.noise import generator_noise
+from models.config import HEADROOM_SECONDS
+from models.precision import choose_precision
+from models.sa3 import Generation, StableAudio3
 
 CODEC_WINDOW = 512  # latents decoded per window, as studio/engine.py does for long spans
 

@@ -1,6 +1,6 @@
 """One DiT step at full size, fp32 official cost vs our fast paths, interleaved (robust on a busy CPU).
 
-    python bench/step.py --config tests/fixtures/reference/configs/stable-audio-3-small-music.json --seconds 10 30
+    python -m bench.step --config tests/fixtures/reference/configs/stable-audio-3-small-music.json --seconds 10 30
 
 Builds the released config's DiT with seeded random weights, and a bf16 copy. For each clip
 length, times three ways to run one step on the same inputs (a text-to-audio step: 20 prompt
@@ -25,12 +25,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from models import plan  # noqa: E402
-from models.config import HEADROOM_SECONDS as HEADROOM  # noqa: E402
-from models.config import load_model_config  # noqa: E402
-from models.dit import DiT  # noqa: E402
+from models import plan
+from models.config import HEADROOM_SECONDS as HEADROOM
+from models.config import load_model_config
+from models.dit import DiT
 
 
 

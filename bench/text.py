@@ -1,6 +1,6 @@
 """Speed of the T5Gemma text encoder at full size (seeded random weights, no download).
 
-    python bench/text.py --tokens 8 32 96 256
+    python -m bench.text --tokens 8 32 96 256
 
 Builds the released encoder (../shared/reference/manifests/t5gemma-b-b-ul2.json,
 ``config_used``) and prints one JSON line per (prompt length, dtype): seconds for the
@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from models import text
+from models.text import TextEncoder
 
-from models import text  # noqa: E402
-from models.text import TextEncoder  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent  # the checkout, where the fixtures are
 
 MANIFEST = ROOT / "tests" / "fixtures" / "reference" / "manifests" / "t5gemma-b-b-ul2.json"
 

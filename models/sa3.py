@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -33,8 +33,8 @@ from models.lora import LoraStack, LoraUse
 from models.loading import (CONDITIONER_PREFIX, DIT_PREFIX, SAME_PREFIX, Checkpoint, load_weights,
                             read_tensors, tensor_names)
 from models.same import Same
-from models.sampling import (NoiseSource, SamplerStep, build_schedule, effective_seq_len, sample_euler,
-                             sample_pingpong, sampling_shift, schedule_from)
+from models.sampling import (Callback, NoiseSource, build_schedule, effective_seq_len, sampler_for, sampling_shift,
+                             schedule_from)
 from models.precision import Precision
 from models.text import TextEncoder, default_dtype, load_text_encoder
 
@@ -88,6 +88,11 @@ class Generation:
     @property
     def batch_size(self) -> int:
         return len(self.prompts)
+
+    @property
+    def sigma_max(self) -> float:
+        """The noise level sampling starts from: ``init_noise_level`` with init audio, else 1."""
+        return self.init_noise_level if self.init is not None else 1.0
 
 
 class StableAudio3(nn.Module):
@@ -207,12 +212,33 @@ class StableAudio3(nn.Module):
             return self.same.decode_chunked(latents, chunk_size=window, noise=noise)
         return self.same.decode(latents, noise=noise, trim=False)
 
+    def padding_mask(self, job: Generation) -> Tensor:
+        """(B, L) bool on the model's device, True = attended: each item's length plus its headroom."""
+        return plan.padding_mask(job.seconds, job.headroom_seconds, self.sample_rate, self.downsampling_ratio,
+                                 job.latent_length).to(self.device)
+
+    def schedule(self, job: Generation) -> Tensor:
+        """(B, steps + 1) float32 timesteps from ``job.sigma_max`` down to 0, shifted at each item's
+        effective length (official ``sample_diffusion``'s ``build_schedule``); with
+        ``monotonic_init`` an audio-to-audio schedule that only goes down (``schedule_from``)."""
+        lengths = effective_seq_len(job.seconds, self.sample_rate, self.downsampling_ratio)
+        shift = sampling_shift(self.cfg.diffusion)
+        if job.init is not None and job.monotonic_init:
+            return schedule_from(job.steps, job.sigma_max, shift, lengths)
+        return build_schedule(job.steps, job.sigma_max, shift, lengths)
+
     @torch.no_grad()
-    def sample(self, job: Generation, noise: NoiseSource,
-               callback: Optional[Callable[[SamplerStep], None]] = None, plain: bool = False) -> Tensor:
-        """Latents (B, C, L) for ``job`` (official ``generate`` up to ``sample_diffusion``'s decode).
+    def sample(self, job: Generation, noise: NoiseSource, callback: Optional[Callback] = None,
+               plain: bool = False) -> Tensor:
+        """Latents (B, C, L) for ``job`` (official ``generate`` up to ``sample_diffusion``'s decode),
+        with the sampler of the checkpoint's diffusion objective (``sampling.SAMPLERS``).
 
         ``plain`` turns off the exact-math savings (benchmarks and equivalence tests)."""
+        return self._sample(job, noise, self.padding_mask(job), callback, plain)
+
+    def _sample(self, job: Generation, noise: NoiseSource, pad: Tensor, callback: Optional[Callback],
+                plain: bool) -> Tensor:
+        """``sample`` with the padding mask ``pad`` (B, L) already built."""
         B, L, C = job.batch_size, job.latent_length, self.cfg.io_channels
         self.set_loras(job.loras)
         # The first draw, as official; the sampler's state (x, sigmas, the update) stays fp32
@@ -221,22 +247,11 @@ class StableAudio3(nn.Module):
         x = noise((B, C, L)).to(self.device, torch.float32)
         cond = self.conditioner(job.prompts, job.seconds)
         local = self._local_add_cond(job, B, C, L)
-        pad = plan.padding_mask(job.seconds, job.headroom_seconds, self.sample_rate, self.downsampling_ratio, L)
-        pad = pad.to(self.device)
-        sigma_max = job.init_noise_level if job.init is not None else 1.0
         if job.init is not None:
-            x = job.init.to(x).expand(B, -1, -1) * (1 - sigma_max) + x * sigma_max
-        lengths = effective_seq_len(job.seconds, self.sample_rate, self.downsampling_ratio)
-        shift = sampling_shift(self.cfg.diffusion)
-        if job.init is not None and job.monotonic_init:
-            sigmas = schedule_from(job.steps, sigma_max, shift, lengths)
-        else:
-            sigmas = build_schedule(job.steps, sigma_max, shift, lengths)
+            x = job.init.to(x).expand(B, -1, -1) * (1 - job.sigma_max) + x * job.sigma_max
+        sigmas = self.schedule(job).to(self.device, torch.float32)
         model = self._model_fn(job, cond, local, pad, plain)
-        sigmas = sigmas.to(self.device, torch.float32)
-        if self.cfg.is_base:
-            return sample_euler(model, x, sigmas, callback)
-        return sample_pingpong(model, x, sigmas, noise, callback)
+        return sampler_for(self.cfg.diffusion)(model, x, sigmas, noise, callback)
 
     def _local_add_cond(self, job: Generation, B: int, C: int, L: int) -> Tensor:
         """(B, 1 + C, L): the keep mask, then the reference latents multiplied by it."""
@@ -279,20 +294,18 @@ class StableAudio3(nn.Module):
 
     @torch.no_grad()
     def generate(self, job: Generation, noise: NoiseSource, *, decode: bool = True, chunked_decode: bool = False,
-                 decoder_noise: bool = False,
-                 callback: Optional[Callable[[SamplerStep], None]] = None) -> Tensor:
+                 decoder_noise: bool = False, callback: Optional[Callback] = None) -> Tensor:
         """Latents, or audio (B, 2, L * 4096) clamped to [-1, 1] and silent past each item's
         attended frames, as the official ``generate`` returns before truncation.
 
         ``decoder_noise``: let the decoder draw its inference-time noise from ``noise`` too
         (the official behaviour; off by default, the decoder is then deterministic).
         """
-        latents = self.sample(job, noise, callback)
+        pad = self.padding_mask(job)
+        latents = self._sample(job, noise, pad, callback, plain=False)
         if not decode:
             return latents
         audio = self.decode(latents, chunked=chunked_decode, noise=noise if decoder_noise else None)
-        pad = plan.padding_mask(job.seconds, job.headroom_seconds, self.sample_rate, self.downsampling_ratio,
-                                job.latent_length).to(audio.device)
         audible = pad.repeat_interleave(self.downsampling_ratio, dim=-1)[:, None, :]
         n = audio.shape[-1]
         audible = torch.nn.functional.pad(audible[..., :n], (0, max(0, n - audible.shape[-1])), value=False)

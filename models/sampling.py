@@ -9,8 +9,10 @@ The pieces compose independently, k-diffusion style:
 - a *shift* warps a uniform grid of timesteps, depending on the sequence length
   (``LogSNRShift``, ``FullShift``, ``FluxShift``; official ``distribution_shift.py``);
 - ``build_schedule`` turns (steps, sigma_max, shift, length) into the timesteps;
-- a *sampler* (``sample_pingpong`` for ``rf_denoiser`` checkpoints, ``sample_euler`` for the
-  ``rectified_flow`` -base ones) integrates a model function over a schedule;
+- a *sampler* integrates a model function over a schedule; all share one signature
+  ``(model, x, sigmas, noise, callback) -> x`` (``Sampler``), and ``SAMPLERS`` keys them by the
+  config's diffusion objective: ``sample_pingpong`` for ``rf_denoiser`` checkpoints,
+  ``sample_euler`` for the ``rectified_flow`` -base ones (guidance lives in the model function);
 - randomness comes from a *noise source*: a callable ``shape -> standard normal tensor``.
   ``generator_noise`` draws from one seeded ``torch.Generator``; ``recorded_noise`` replays
   draws recorded from the official code, in order.
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Optional, Sequence, Union
+from typing import Callable, NamedTuple, Optional, Protocol, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -224,7 +226,25 @@ class SamplerStep(NamedTuple):
     steps: int  # number of steps
     t: Tensor  # (B,) timestep of this call
     x: Tensor  # (B, C, T) the model's input
-    denoised: Tensor  # (B, C, T) the current estimate of the clean latents
+    denoised: Tensor  # (B, C, T) the current estimate of the clean latents x0
+
+
+Callback = Callable[[SamplerStep], None]
+Update = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]  # (x, v, denoised, t, t') -> next x
+
+
+class Sampler(Protocol):
+    """Every sampler's signature (k-diffusion's): integrate ``model`` over ``sigmas`` from the
+    initial state ``x`` (B, C, T) and return the final state (B, C, T).
+
+    sigmas: (N + 1,) or (B, N + 1) timesteps from the start down to 0, in x's dtype (fp32).
+    noise: where a stochastic sampler draws its per-step noise (a deterministic one draws none).
+    callback: called once per model call with a ``SamplerStep``.
+    Guidance (CFG/APG) and LoRA switching belong to ``model``, not to the sampler.
+    """
+
+    def __call__(self, model: ModelFn, x: Tensor, sigmas: Tensor, noise: NoiseSource,
+                 callback: Optional[Callback] = None) -> Tensor: ...
 
 
 def _per_item_schedule(sigmas: Tensor, x: Tensor) -> Tensor:
@@ -234,38 +254,50 @@ def _per_item_schedule(sigmas: Tensor, x: Tensor) -> Tensor:
     return sigmas.expand(x.shape[0], -1) if sigmas.dim() == 1 else sigmas
 
 
-def sample_pingpong(model: ModelFn, x: Tensor, sigmas: Tensor, noise: NoiseSource,
-                    callback: Optional[Callable[[SamplerStep], None]] = None) -> Tensor:
-    """Ping-pong sampling for distilled (``rf_denoiser``) checkpoints.
-
-    Each step denoises fully, then re-noises to the next timestep with a fresh draw:
-    ``x <- (1 - t') * (x - t v) + t' * eps`` (official ``sample_flow_pingpong``).
-    x: (B, C, T) the initial noisy latents; sigmas: (N + 1,) or (B, N + 1). One draw of
-    x's shape per step, the last (t' = 0) included, as the official code does.
-    """
-    t = _per_item_schedule(sigmas, x)
-    steps = t.shape[1] - 1
-    for i in range(steps):
-        t_now, t_next = t[:, i], t[:, i + 1]
-        denoised = x - t_now.view(-1, 1, 1) * model(x, t_now)
-        if callback is not None:
-            callback(SamplerStep(i, steps, t_now, x, denoised))
-        eps = noise(x.shape).to(device=x.device, dtype=x.dtype)
-        x = (1 - t_next.view(-1, 1, 1)) * denoised + t_next.view(-1, 1, 1) * eps
-    return x
-
-
-def sample_euler(model: ModelFn, x: Tensor, sigmas: Tensor,
-                 callback: Optional[Callable[[SamplerStep], None]] = None) -> Tensor:
-    """Euler integration of the flow ODE, for ``rectified_flow`` (-base) checkpoints:
-    ``x <- x + (t' - t) v`` (official ``sample_discrete_euler``). Deterministic; guidance
-    (CFG/APG) belongs to ``model``. x: (B, C, T); sigmas: (N + 1,) or (B, N + 1)."""
+def _integrate(model: ModelFn, x: Tensor, sigmas: Tensor, update: Update,
+               callback: Optional[Callback]) -> Tensor:
+    """The loop every sampler shares: one model call per step, its denoised estimate
+    ``x - t v`` reported to ``callback``, then ``x <- update(x, v, denoised, t, t')``."""
     t = _per_item_schedule(sigmas, x)
     steps = t.shape[1] - 1
     for i in range(steps):
         t_now, t_next = t[:, i], t[:, i + 1]
         v = model(x, t_now)
+        denoised = x - t_now.view(-1, 1, 1) * v
         if callback is not None:
-            callback(SamplerStep(i, steps, t_now, x, x - t_now.view(-1, 1, 1) * v))
-        x = x + (t_next - t_now).view(-1, 1, 1) * v
+            callback(SamplerStep(i, steps, t_now, x, denoised))
+        x = update(x, v, denoised, t_now.view(-1, 1, 1), t_next.view(-1, 1, 1))
     return x
+
+
+def sample_pingpong(model: ModelFn, x: Tensor, sigmas: Tensor, noise: NoiseSource,
+                    callback: Optional[Callback] = None) -> Tensor:
+    """Ping-pong sampling for distilled (``rf_denoiser``) checkpoints.
+
+    Each step denoises fully, then re-noises to the next timestep with a fresh draw:
+    ``x <- (1 - t') * (x - t v) + t' * eps`` (official ``sample_flow_pingpong``).
+    One draw of x's shape per step, the last (t' = 0) included, as the official code does.
+    """
+    def renoise(x: Tensor, v: Tensor, denoised: Tensor, t_now: Tensor, t_next: Tensor) -> Tensor:
+        eps = noise(x.shape).to(device=x.device, dtype=x.dtype)
+        return (1 - t_next) * denoised + t_next * eps
+
+    return _integrate(model, x, sigmas, renoise, callback)
+
+
+def sample_euler(model: ModelFn, x: Tensor, sigmas: Tensor, noise: NoiseSource,
+                 callback: Optional[Callback] = None) -> Tensor:
+    """Euler integration of the flow ODE, for ``rectified_flow`` (-base) checkpoints:
+    ``x <- x + (t' - t) v`` (official ``sample_discrete_euler``). Deterministic: it draws
+    nothing from ``noise``; guidance (CFG/APG) belongs to ``model``."""
+    return _integrate(model, x, sigmas, lambda x, v, denoised, t_now, t_next: x + (t_next - t_now) * v, callback)
+
+
+# The sampler of each diffusion objective a config may declare (``diffusion.diffusion_objective``).
+SAMPLERS: dict[str, Sampler] = {"rf_denoiser": sample_pingpong, "rectified_flow": sample_euler}
+
+
+def sampler_for(diffusion: DiffusionConfig) -> Sampler:
+    """The sampler a checkpoint was trained for: ping-pong for the distilled ``rf_denoiser``
+    models, Euler (with CFG/APG in the model function) for the ``rectified_flow`` -base ones."""
+    return SAMPLERS[diffusion.diffusion_objective]

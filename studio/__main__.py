@@ -23,8 +23,8 @@ import traceback
 from pathlib import Path
 
 from studio import recipe
-from studio.api import (LATENT_HOP, MAX_CFG, MAX_SEED, MAX_STEPS, SAMPLE_RATE, Cancelled, EditRequest, EngineError, LoraSpec,
-                        GenerateRequest, Guidance, Region, check_length)
+from studio.api import (CROSSFADE_MS, LATENT_HOP, MAX_CFG, MAX_SEED, MAX_STEPS, SAMPLE_RATE, Cancelled, EditRequest,
+                        EngineError, LoraSpec, GenerateRequest, Guidance, Region, check_length)
 
 FORMATS = {".wav": "wav24", ".flac": "flac", ".mp3": "mp3"}
 MIN_SECONDS = LATENT_HOP / SAMPLE_RATE  # one latent frame (~0.093 s): the shortest clip a model makes
@@ -144,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--context", type=NON_NEGATIVE, default=None,
                     help="seconds of the track the model hears on each side of the regions "
                          "(default: the whole track while it fits the model)")
-    ed.add_argument("--crossfade-ms", type=NON_NEGATIVE, default=30.0, help="equal-power crossfade at region borders")
+    ed.add_argument("--crossfade-ms", type=NON_NEGATIVE, default=CROSSFADE_MS,
+                    help="equal-power crossfade at region borders")
     ed.add_argument("--match-loudness", action="store_true",
                     help="scale each region to the loudness of the 2 s around it (within ±12 dB)")
     ed.add_argument("--strength", type=STRENGTH, default=1.0,

@@ -20,6 +20,7 @@ MAX_STEPS = 500    # sampling steps a request may ask for (the -base models' off
 MAX_SEED = 2**63 - 1
 MAX_REGIONS = 64   # regions one edit accepts; more is almost surely a slip of the brush
 MAX_CFG = 25.0     # the official UI's CFG slider range
+CROSSFADE_MS = 30.0  # the default equal-power crossfade at each region border
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total); raise Cancelled to stop
 # stages: "queue" (done = jobs ahead), "load", "encode", "steps", "decode"
@@ -149,7 +150,7 @@ class EditRequest(Request):
     continue_seconds: float = 0.0      # > 0 appends that much new audio after the source
     extend_start_seconds: float = 0.0  # > 0 puts that much new audio before it (an intro, a pickup)
     context_seconds: float | None = None  # audio heard each side of the regions; None: the engine's default
-    crossfade_ms: float = 30.0         # equal-power crossfade at each region border
+    crossfade_ms: float = CROSSFADE_MS  # equal-power crossfade at each region border
     match_loudness: bool = False       # scale each region to the loudness of the audio around it
     strength: float = 1.0              # 1 regenerates regions from noise; lower keeps their shape (> 0)
     guide: np.ndarray | None = None    # (2, K) audio from the track's start that strength < 1 restyles

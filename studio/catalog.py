@@ -4,13 +4,13 @@ Plain data, no torch: the UI and both engines (real and fake) read the same cata
 """
 from __future__ import annotations
 
-from studio.api import ModelInfo
+from studio.api import SAMPLE_RATE, ModelInfo
 
 MUSIC = "TrackType: Music, VocalType: Instrumental, "
 SFX = "TrackType: SFX, "
 # Longest clips: the released configs' sample_size at 44.1 kHz (~120 s and ~380 s).
-SMALL_SECONDS = 5292032 / 44100
-MEDIUM_SECONDS = 16777216 / 44100
+SMALL_SECONDS = 5292032 / SAMPLE_RATE
+MEDIUM_SECONDS = 16777216 / SAMPLE_RATE
 
 LAPTOP = "Runs on a laptop CPU (about 6 GB of memory); a GPU makes it faster."
 GPU = "Needs an NVIDIA GPU with 12 GB of memory or more."

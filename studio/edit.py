@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from studio.api import LATENT_HOP, SAMPLE_RATE, Preview, Region, check_region_count
+from studio.api import CROSSFADE_MS, LATENT_HOP, SAMPLE_RATE, Preview, Region, check_region_count
 
 GRID_SECONDS = LATENT_HOP / SAMPLE_RATE  # ~92.9 ms: regions are regenerated in whole latent frames
 SNAP_TOLERANCE = 1e-3  # s: an edge this close to a grid line is on it (absorbs display rounding)
@@ -138,7 +138,7 @@ def equal_power(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.cos(t * np.pi / 2).astype(np.float32), np.sin(t * np.pi / 2).astype(np.float32)
 
 
-def splice(source: np.ndarray, generated: np.ndarray, regions, crossfade_ms: float = 30.0,
+def splice(source: np.ndarray, generated: np.ndarray, regions, crossfade_ms: float = CROSSFADE_MS,
            sr: int = SAMPLE_RATE) -> np.ndarray:
     """The full track: `source` outside `regions`, `generated` inside, continuation appended.
 

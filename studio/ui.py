@@ -24,8 +24,8 @@ import gradio as gr
 import numpy as np
 
 from studio import edit, recipe, seams, session
-from studio.api import (MAX_CFG, SAMPLE_RATE, Cancelled, EditRequest, Engine, EngineError, GenerateRequest,
-                        Guidance, LoraSpec, Preview)
+from studio.api import (CROSSFADE_MS, MAX_CFG, SAMPLE_RATE, Cancelled, EditRequest, Engine, EngineError,
+                        GenerateRequest, Guidance, LoraSpec, Preview)
 from studio.audio_io import TEMP_PREFIX, AudioError, Limits, load_audio, wav_bytes
 from studio.catalog import prompt_for_model
 from studio.painter import Painted, Painter, bind_field
@@ -183,7 +183,7 @@ def _edit_panel(c, models: dict, default: str) -> None:
     with gr.Row():
         c.strength = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Strength", elem_id="strength",
                                info="1 = new audio; lower keeps the region's shape")
-        c.crossfade = gr.Slider(0, 200, value=30, step=5, label="Crossfade (ms)", elem_id="crossfade")
+        c.crossfade = gr.Slider(0, 200, value=CROSSFADE_MS, step=5, label="Crossfade (ms)", elem_id="crossfade")
     with gr.Row():
         c.context = gr.Dropdown(CONTEXT_CHOICES, value="auto", label="Context the model hears", elem_id="context",
                                 info="around the regions; more is slower")
@@ -661,36 +661,35 @@ class _Handlers:
                        f"{session.take_label(t)}{made_from}: both loop; A ⇄ B switches at the same spot."))
 
     def accept(self, sid, painter, take_id):
-        s = self.latest(sid)
-        try:
-            if not take_id or s is None:
-                raise ValueError("Pick a take to accept first.")
-            s = session.accept(s, take_id)
-        except PROBLEMS as e:
-            return self.failed(s, painter, None, e)
-        return self.view(s, painter, f"Accepted {session.take_label(s.take(take_id))}: it is now the current "
-                                     "version.", keep=False)
+        return self._act_on_take(sid, painter, take_id, "accept", session.accept,
+                                 lambda label: f"Accepted {label}: it is now the current version.", keep=False)
 
     def discard(self, sid, painter, take_id):
+        return self._act_on_take(sid, painter, take_id, "discard", session.discard,
+                                 lambda label: f"Discarded {label} (its file stays in the session folder).")
+
+    def _act_on_take(self, sid, painter, take_id, verb, act, said, **view):
+        """``act(session, take_id)`` (accept or discard), then the view with ``said(the take's label)``."""
         s = self.latest(sid)
         try:
             if not take_id or s is None:
-                raise ValueError("Pick a take to discard first.")
-            s = session.discard(s, take_id)
+                raise ValueError(f"Pick a take to {verb} first.")
+            s = act(s, take_id)
         except PROBLEMS as e:
             return self.failed(s, painter, None, e)
-        return self.view(s, painter, f"Discarded {session.take_label(s.take(take_id))} (its file stays in the "
-                                     "session folder).")
+        return self.view(s, painter, said(session.take_label(s.take(take_id))), **view)
 
     def undo(self, sid, painter, take_id):
-        s = self.latest(sid)
-        s, moved = session.undo(s) if s else (s, False)
-        return self.view(s, painter, "Undone." if moved else "Nothing to undo.", take_id)
+        return self._walk_versions(sid, painter, take_id, session.undo, "Undone.", "Nothing to undo.")
 
     def redo(self, sid, painter, take_id):
+        return self._walk_versions(sid, painter, take_id, session.redo, "Redone.", "Nothing to redo.")
+
+    def _walk_versions(self, sid, painter, take_id, step, moved_msg, stuck_msg):
+        """Undo or redo: ``step(session) -> (session, moved)``, then the view saying which happened."""
         s = self.latest(sid)
-        s, moved = session.redo(s) if s else (s, False)
-        return self.view(s, painter, "Redone." if moved else "Nothing to redo.", take_id)
+        s, moved = step(s) if s else (s, False)
+        return self.view(s, painter, moved_msg if moved else stuck_msg, take_id)
 
     def export(self, sid, fmt, what):
         s = self.latest(sid)

@@ -1,16 +1,17 @@
 """models.sampling: schedules at parity; samplers replaying the official runs step by step."""
 
 import dataclasses
+import typing
 
 import pytest
 import torch
 
-from models.config import DistributionShiftConfig, load_model_config
+from models.config import DiffusionConfig, DistributionShiftConfig, load_model_config
 from models.parity.conditioning import run_schedules
 from models.parity.core import Fixture, check
 from models.noise import generator_noise, recorded_noise
-from models.sampling import (FluxShift, FullShift, LogSNRShift, build_schedule, effective_seq_len, sample_euler,
-                             sample_pingpong, sampling_shift, schedule_from)
+from models.sampling import (SAMPLERS, FluxShift, FullShift, LogSNRShift, build_schedule, effective_seq_len,
+                             sample_euler, sample_pingpong, sampler_for, sampling_shift, schedule_from)
 from tests.conftest import GOLDEN
 
 MODELS = ["sa3_small_tiny", "sa3_medium_tiny"]
@@ -71,11 +72,9 @@ def test_sampler_replays_every_generate_run(fx, run):
 
     x0, sigmas = golden[f"{name}_step0_x"], golden[f"{name}_sigmas"]
     pingpong = _draws(fx, run, "sample_flow_pingpong")
-    if pingpong:
-        out = sample_pingpong(model, x0, sigmas, recorded_noise(pingpong))
-    else:
-        out = sample_euler(model, x0, sigmas)
-    assert len(calls) == run["n_model_calls"]
+    noise = recorded_noise(pingpong)
+    out = (sample_pingpong if pingpong else sample_euler)(model, x0, sigmas, noise)
+    assert len(calls) == run["n_model_calls"] and not noise.remaining
     if kw.get("return_latents"):
         assert check(name, out, golden[f"{name}_output"]).status == "pass"
 
@@ -111,7 +110,7 @@ def test_callback_reports_every_step():
     steps = []
     x = torch.randn(1, 2, 3, generator=torch.Generator().manual_seed(0))
     sigmas = torch.linspace(1, 0, 6)
-    sample_euler(lambda x, t: x, x, sigmas, callback=steps.append)
+    sample_euler(lambda x, t: x, x, sigmas, recorded_noise([]), callback=steps.append)
     assert [s.i for s in steps] == list(range(5)) and {s.steps for s in steps} == {5}
     assert torch.equal(steps[0].x, x) and torch.equal(steps[0].denoised, x - 1.0 * x)
 
@@ -121,16 +120,28 @@ def test_shared_and_per_item_schedules_agree():
     x = torch.randn(3, 4, 6, generator=gen)
     sigmas = build_schedule(8, shift=LogSNRShift(rate=0.0), seq_len=6)
     model = lambda x, t: 0.5 * x + t.view(-1, 1, 1)  # noqa: E731
-    for sampler in (sample_euler, lambda m, x, s: sample_pingpong(m, x, s, generator_noise(torch.Generator().manual_seed(2)))):
-        assert torch.equal(sampler(model, x, sigmas), sampler(model, x, sigmas.expand(3, -1)))
+    for sampler in (sample_euler, sample_pingpong):
+        noise = lambda: generator_noise(torch.Generator().manual_seed(2))  # noqa: E731
+        assert torch.equal(sampler(model, x, sigmas, noise()), sampler(model, x, sigmas.expand(3, -1), noise()))
 
 
 def test_euler_is_exact_for_a_straight_flow():
     """With the true velocity of a straight path (noise - data), Euler lands on the data."""
     gen = torch.Generator().manual_seed(3)
     data, eps = torch.randn(2, 4, 5, generator=gen), torch.randn(2, 4, 5, generator=gen)
-    out = sample_euler(lambda x, t: eps - data, eps, build_schedule(7, shift=LogSNRShift(rate=0.0), seq_len=5))
+    no_draws = recorded_noise([])  # Euler is deterministic: a draw would raise "exhausted"
+    sigmas = build_schedule(7, shift=LogSNRShift(rate=0.0), seq_len=5)
+    out = sample_euler(lambda x, t: eps - data, eps, sigmas, no_draws)
     torch.testing.assert_close(out, data)
+
+
+def test_every_objective_a_config_may_declare_has_its_sampler():
+    """The table keyed by ``diffusion_objective``: every value the config accepts, each to the
+    sampler of the official ``sample_diffusion`` for it."""
+    objectives = typing.get_args(typing.get_type_hints(DiffusionConfig)["diffusion_objective"])
+    assert set(SAMPLERS) == set(objectives)
+    for name, sampler in (("model_config.json", sample_pingpong), ("model_config_base.json", sample_euler)):
+        assert sampler_for(load_model_config(GOLDEN / "sa3_small_tiny" / name).diffusion) is sampler
 
 
 def test_sampling_shift_of_the_configs():

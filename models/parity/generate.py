@@ -20,7 +20,7 @@ from models.loading import Checkpoint
 from models.parity.core import GENERATE_REL_TOL, CaseResult, Fixture, check, check_sum
 from models.sa3 import Generation, StableAudio3
 from models.noise import recorded_noise
-from models.sampling import build_schedule, effective_seq_len, sampling_shift
+from models.sampling import effective_seq_len
 
 # The official generate()'s defaults (its sample_size default, not the config's, caps lengths).
 DEFAULTS = dict(batch_size=1, steps=8, cfg_scale=1.0, apg_scale=1.0, duration_padding_sec=HEADROOM_SECONDS,
@@ -168,14 +168,11 @@ def _intermediates(fx: Fixture, model: StableAudio3, name: str, job: Generation,
     local = model._local_add_cond(job, job.batch_size, model.cfg.io_channels, job.latent_length)
     ours = {
         "effective_seq_len": effective_seq_len(job.seconds, model.sample_rate, model.downsampling_ratio),
-        "padding_mask": plan.padding_mask(job.seconds, job.headroom_seconds, model.sample_rate,
-                                          model.downsampling_ratio, job.latent_length),
+        "padding_mask": model.padding_mask(job),
         "local_add_cond": local,
         "global_cond": cond.global_cond,
+        "sigmas": model.schedule(job),
     }
-    sigma_max = job.init_noise_level if job.init is not None else 1.0
-    lengths = effective_seq_len(job.seconds, model.sample_rate, model.downsampling_ratio)
-    ours["sigmas"] = build_schedule(job.steps, sigma_max, sampling_shift(model.cfg.diffusion), lengths)
     for key, value in ours.items():
         if f"{name}_{key}" in T:
             yield check(f"{name}/{key}", value, T[f"{name}_{key}"])

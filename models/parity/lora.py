@@ -106,11 +106,7 @@ def _same_names(name: str, ours: set, golden: set) -> CaseResult:
 
 def _base_weights(fx, model: StableAudio3, checked: set) -> Iterator[CaseResult]:
     model.set_loras(())
-    for module in fx.meta["weight_probe_modules"]:
-        name = f"base_weight_{module}"
-        if name in fx.tensors:
-            checked.add(name)
-            yield check(name, model.dit.get_submodule(module).weight, fx.tensors[name])
+    yield from _probe_weights(fx, model, "base", checked)
 
 
 def _scenarios(fx, model: StableAudio3, files, checked: set) -> Iterator[CaseResult]:
@@ -149,10 +145,14 @@ def _forward(model: StableAudio3, t, x, cross, global_cond, local, pad) -> torch
 
 def _weight_probes(fx, model: StableAudio3, scenario: str, checked: set) -> Iterator[CaseResult]:
     """``<scenario minus _out>_weight_<module>``: the module's effective weight after that forward."""
-    if not scenario.endswith("_out"):
-        return
+    if scenario.endswith("_out"):
+        yield from _probe_weights(fx, model, scenario[:-len("_out")], checked)
+
+
+def _probe_weights(fx, model: StableAudio3, prefix: str, checked: set) -> Iterator[CaseResult]:
+    """``<prefix>_weight_<module>`` for each probed DiT module the fixture holds: its weight now."""
     for module in fx.meta["weight_probe_modules"]:
-        name = f"{scenario[:-len('_out')]}_weight_{module}"
+        name = f"{prefix}_weight_{module}"
         if name in fx.tensors:
             checked.add(name)
             yield check(name, model.dit.get_submodule(module).weight, fx.tensors[name])
