@@ -138,7 +138,7 @@ def test_an_intro_dragged_before_the_track_keeps_the_track_after_it(studio, brow
     assert audio.shape == (2, n + source.shape[1])  # longer by the snapped intro
     np.testing.assert_array_equal(audio[:, n:], source)  # and the track after it bit for bit
     assert np.abs(audio[:, :n]).max() > 0
-    assert side["settings"]["extend_start_seconds"] == pytest.approx(intro)  # the side-car says so
+    assert side["extend_start_seconds"] == pytest.approx(intro)  # the side-car (the recipe) says so
 
     wait_attr(page, "ready", "1")  # the take is B: it starts before the track, so A/B keep the same playhead
     page.wait_for_function("() => document.querySelector('#painter audio.b').readyState >= 2")
