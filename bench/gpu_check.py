@@ -1,9 +1,9 @@
 """The first GPU run of SA3 Studio in one prepared script (no network, under 10 minutes on one GPU).
 
-    python bench/gpu_check.py                                  # everything, on cuda
-    python bench/gpu_check.py --only tiny full                 # some sections
-    python bench/gpu_check.py --device cpu --only tiny         # the script's own check, on a CPU
-    python bench/gpu_check.py --device cpu --seconds 2 --track-seconds 20   # every section, small sizes
+    python -m bench.gpu_check                                  # everything, on cuda
+    python -m bench.gpu_check --only tiny full                 # some sections
+    python -m bench.gpu_check --device cpu --only tiny         # the script's own check, on a CPU
+    python -m bench.gpu_check --device cpu --seconds 2 --track-seconds 20   # every section, small sizes
 
 Prints one JSON line per figure (a failing section prints its error and the others still run).
 Full-size models have seeded random weights (the released configs, tests/fixtures/reference/):
@@ -22,10 +22,11 @@ speed and memory do not depend on the weights' values.
            download) under a 12 GiB memory fraction, a take of the shortest --seconds on each
            (medium-base: 50 steps with CFG): allocated_gib after each take, peak_allocated_gib,
            models_in_memory; running out of the 12 GiB shows as the section's error
-  kernels  a 120 s (the longest --seconds up to 120) medium generation with sdpa choosing its kernel, with sdpa's math kernel only,
-           and with flash-attn (when it can run: sm80+, flash-attn >= 2.3): step_s, decode_s;
-           and SAME-L's windowed attention as one 4-D sdpa call against the former 5-D call:
-           decode_s of each and the max_abs_err between them
+  kernels  a medium generation (the longest --seconds up to 120 s) with sdpa choosing its kernel,
+           with its math kernel only, and with flash-attn (when it can run: sm80+, flash-attn
+           >= 2.3): step_s, decode_s; and SAME-L's windowed attention as one 4-D sdpa call
+           against the same call handed 5-D tensors (as before the 4-D change): decode_s of
+           each and the max_abs_err between them
   profile  a 10 s small-music generation under torch.profiler: host_syncs (cudaStreamSynchronize,
            cudaDeviceSynchronize, cudaEventSynchronize calls), device_to_host and host_to_device
            copies over the whole generation; step_host_syncs: values read back to the host
@@ -38,7 +39,6 @@ import argparse
 import copy
 import gc
 import json
-import math
 import sys
 import time
 import traceback
@@ -49,19 +49,18 @@ from unittest import mock
 import torch
 import torch.nn.functional as F
 
+from bench._common import HostSyncs
+from bench.generate import PROMPT, build_model
+from models import transformer
+from models.config import HEADROOM_SECONDS
+from models.noise import generator_noise
+from models.parity import generate as parity
+from models.parity.core import Fixture
+from models.precision import choose_precision
+from models.sa3 import Generation
+from studio.api import SAMPLE_RATE
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run as a script from a checkout
-
-from bench._common import HostSyncs  # noqa: E402
-from bench.generate import PROMPT, build_model  # noqa: E402
-from models import transformer  # noqa: E402
-from models.config import HEADROOM_SECONDS  # noqa: E402
-from models.noise import generator_noise  # noqa: E402
-from models.parity import generate as parity  # noqa: E402
-from models.parity.core import Fixture  # noqa: E402
-from models.precision import choose_precision  # noqa: E402
-from models.sa3 import Generation  # noqa: E402
-
 GOLDEN = ROOT / "tests" / "fixtures" / "golden"
 CONFIGS = ROOT / "tests" / "fixtures" / "reference" / "configs"
 SMALL, MEDIUM, MEDIUM_BASE = ("stable-audio-3-small-music.json", "stable-audio-3-medium.json",
@@ -201,7 +200,7 @@ def edit(device: str, models: Models, args) -> None:
     from studio.engine import RealEngine
     engine = RealEngine.from_model(models.get(MEDIUM), "medium")
     seconds = args.track_seconds
-    track = (0.1 * np.random.default_rng(0).standard_normal((2, int(seconds * 44100)))).astype(np.float32)
+    track = (0.1 * np.random.default_rng(0).standard_normal((2, int(seconds * SAMPLE_RATE)))).astype(np.float32)
     middle = seconds / 2
     for groups in (1, 4):
         regions = tuple(Region(middle - 12 + 6 * k, middle - 8 + 6 * k, f"part {k}" if groups > 1 else None)
@@ -249,20 +248,12 @@ def switch(device: str, models: Models, args) -> None:
             torch.cuda.set_per_process_memory_fraction(1.0)
 
 
-def _windowed_sdpa_5d(q, k, v, window, block):
-    """SAME-L's band attention as it was before the 4-D change: one 5-D sdpa call (the math path)."""
-    B, H, N, D = q.shape
-    left, right = window
-    block = min(block, N)
-    nb = math.ceil(N / block)
-    pad_q, span = nb * block - N, block + left + right
-    q = F.pad(q, (0, 0, 0, pad_q)).view(B, H, nb, block, D)
-    k = F.pad(k, (0, 0, left, pad_q + right)).unfold(2, span, block).transpose(-1, -2)
-    v = F.pad(v, (0, 0, left, pad_q + right)).unfold(2, span, block).transpose(-1, -2)
-    key_pos = torch.arange(nb, device=q.device)[:, None] * block - left + torch.arange(span, device=q.device)
-    mask = transformer.band_mask(block, span, window, q_offset=left, device=q.device)[None] \
-        & ((key_pos >= 0) & (key_pos < N))[:, None, :]
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask).reshape(B, H, nb * block, D)[:, :, :N]
+def _as_5d(sdpa):
+    """sdpa handed the band's 4-D (B*H, blocks, block, D) tensors as 5-D (1, B*H, blocks, block, D),
+    the rank it had before the 4-D change: fused kernels refuse 5-D, so this runs the math kernel."""
+    def call(q, k, v, attn_mask=None, **kw):
+        return sdpa(q[None], k[None], v[None], attn_mask=attn_mask, **kw)[0]
+    return call
 
 
 def kernels(device: str, models: Models, args) -> None:
@@ -283,8 +274,9 @@ def kernels(device: str, models: Models, args) -> None:
     latents = torch.randn(1, model.cfg.io_channels, model.latent_length(seconds, 0.0),
                           generator=torch.Generator().manual_seed(0)).to(device)
     outs = {}
-    for name, band in (("same_windowed_4d", transformer._windowed_sdpa), ("same_windowed_5d", _windowed_sdpa_5d)):
-        with mock.patch.object(transformer, "_windowed_sdpa", band):
+    sdpa = F.scaled_dot_product_attention
+    for name, call in (("same_windowed_4d", sdpa), ("same_windowed_5d", _as_5d(sdpa))):
+        with mock.patch.object(transformer.F, "scaled_dot_product_attention", call):
             model.decode(latents[..., :64])
             reset_peak(device)
             sync(device)
