@@ -13,7 +13,7 @@ SMALL_SECONDS = 5292032 / SAMPLE_RATE
 MEDIUM_SECONDS = 16777216 / SAMPLE_RATE
 
 LAPTOP = "Runs on a laptop CPU (about 6 GB of memory); a GPU makes it faster."
-GPU = "Needs an NVIDIA GPU with 12 GB of memory or more."
+GPU = "Needs an NVIDIA GPU: about 6 GB of memory in bf16 (RTX 30 series, A100 and newer), 12 GB in fp32."
 BASE = " A -base model: slower (50 guided steps) and more varied, steered by CFG and a negative prompt."
 # Post-trained models: 8 ping-pong steps, no guidance. -base models: the official UI's defaults,
 # 50 Euler steps with CFG 7 (stable_audio_3/interface/diffusion_cond.py).
