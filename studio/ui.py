@@ -188,8 +188,8 @@ def _edit_panel(c, models: dict, default: str) -> None:
         c.context = gr.Dropdown(CONTEXT_CHOICES, value="auto", label="Context the model hears", elem_id="context",
                                 info="around the regions; more is slower")
         c.match = gr.Checkbox(label="Match loudness at the seams", value=False, elem_id="match-loudness")
-    c.guide = gr.File(label="Guide file (optional): with strength below 1, restyle the regions from it",
-                      file_types=["audio"], elem_id="guide", height=90)
+    c.guide = gr.File(label="Guide file (optional; Strength < 1 restyles from it)",
+                      file_types=["audio"], elem_id="guide", height=120)
     c.extend_start = gr.Number(label="Extend start by (s)", value=0, minimum=0, maximum=edit.MAX_INTRO_SECONDS,
                                elem_id="extend-start", info="new audio before the track (an intro or a pickup; or "
                                "drag into the striped area before it); the track follows unchanged")
