@@ -42,14 +42,14 @@ import json
 import sys
 import time
 import traceback
-from contextlib import contextmanager
+from contextlib import nullcontext
 from pathlib import Path
 from unittest import mock
 
 import torch
 import torch.nn.functional as F
 
-from bench._common import HostSyncs
+from bench._common import HostSyncs, snr_db
 from bench.generate import PROMPT, build_model
 from models import transformer
 from models.config import HEADROOM_SECONDS
@@ -72,11 +72,6 @@ SWITCH_BUDGET_GIB = 12
 
 def emit(**row) -> None:
     print(json.dumps(row), flush=True)
-
-
-def snr_db(ours: torch.Tensor, ref: torch.Tensor) -> float:
-    noise = (ours.double() - ref.double()).pow(2).sum()
-    return round(float(10 * torch.log10(ref.double().pow(2).sum() / noise.clamp_min(1e-30))), 2)
 
 
 def cuda(device: str) -> bool:
@@ -269,7 +264,7 @@ def kernels(device: str, models: Models, args) -> None:
             emit(section="kernels", kernel=name, skipped="flash-attn is not installed or cannot run on this card")
             continue
         with mock.patch.object(transformer, "flash_kernel", kernel), \
-             (sdpa_kernel(backend) if backend is not None else _nothing()):
+             (sdpa_kernel(backend) if backend is not None else nullcontext()):
             emit(section="kernels", kernel=name, seconds=seconds, **generation(model, device, seconds))
     latents = torch.randn(1, model.cfg.io_channels, model.latent_length(seconds, 0.0),
                           generator=torch.Generator().manual_seed(0)).to(device)
@@ -288,11 +283,6 @@ def kernels(device: str, models: Models, args) -> None:
     emit(section="kernels", compare="same_windowed_4d vs 5d",
          max_abs_err=float((outs["same_windowed_4d"] - outs["same_windowed_5d"]).abs().max()),
          snr_db=snr_db(outs["same_windowed_4d"], outs["same_windowed_5d"]))
-
-
-@contextmanager
-def _nothing():
-    yield
 
 
 def profile(device: str, models: Models, args) -> None:
