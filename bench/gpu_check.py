@@ -173,7 +173,8 @@ def tiny(device: str, models: Models, args) -> None:
             config = parity.config_name(fx, spec)
             reference = parity.run_output(fx, parity._model(fx.folder, config), spec, audio)[2]
             for name in dtypes:
-                model = copy.deepcopy(parity._model(fx.folder, config)).set_precision(choose_precision(device, name)).to(device)
+                model = copy.deepcopy(parity._model(fx.folder, config))  # the cached one stays the reference
+                model = model.set_precision(choose_precision(device, name)).to(device)
                 out = parity.run_output(fx, model, spec, audio.to(device))[2].float().cpu()
                 emit(section="tiny", model=folder, run=spec["name"], device=device, precision=name,
                      snr_db=snr_db(out, reference), max_abs_err=float((out - reference).abs().max()))
@@ -231,8 +232,8 @@ def switch(device: str, models: Models, args) -> None:
             for name in ("medium", "medium-base"):
                 t0 = time.perf_counter()
                 engine.generate(GenerateRequest(model=name, prompt=PROMPT, seconds=min(args.seconds), seed=0))
-                emit(section="switch", model=name, budget_gib=SWITCH_BUDGET_GIB, load_and_take_s=round(time.perf_counter() - t0, 2),
-                     models_in_memory=engine.loaded(),
+                emit(section="switch", model=name, budget_gib=SWITCH_BUDGET_GIB,
+                     load_and_take_s=round(time.perf_counter() - t0, 2), models_in_memory=engine.loaded(),
                      allocated_gib=round(torch.cuda.memory_allocated() / GIB, 2) if cuda(device) else None,
                      **memory(device, peak_allocated_gib="allocated"))
     finally:

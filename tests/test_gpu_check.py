@@ -21,7 +21,8 @@ def test_without_cuda_it_says_so_and_exits_cleanly():
 
 
 def test_the_tiny_section_runs_on_the_cpu():
-    done = subprocess.run([*SCRIPT, "--device", "cpu", "--only", "tiny"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    done = subprocess.run([*SCRIPT, "--device", "cpu", "--only", "tiny"], capture_output=True, text=True, cwd=ROOT,
+                          timeout=600)
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     assert done.returncode == 0 and len(rows) >= 10
     # a second copy of the model on the same CPU: equal up to the kernels' summation order
