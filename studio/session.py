@@ -40,6 +40,7 @@ import numpy as np
 from studio import audio_io, recipe
 from studio.api import SAMPLE_RATE, Region, Request, Take
 from studio.edit import to_samples
+from studio.meter import Grid
 
 try:
     import fcntl
@@ -67,6 +68,7 @@ class Version:
     note: str = ""                # what load_audio converted
     take: str = ""                # id of the accepted take whose audio this version is
     recipe: dict = field(default_factory=dict)  # a generated source's recipe (studio/recipe.py)
+    grid: dict = field(default_factory=dict)    # its bar grid (studio.meter.Grid's fields); {} if none
 
 
 @dataclass(frozen=True)
@@ -227,10 +229,31 @@ def _keep_inputs(s: Session, req: Request) -> tuple[Request, Path | None]:
 
 
 def accept(s: Session, take_id: str) -> Session:
+    """The take becomes the current version; it keeps its base's bar grid (moved by an intro)."""
     def change(latest: Session) -> Session:
         t = latest.take(take_id)
         vid = _next_id("v", latest.versions, latest.path("versions"))
-        return _push(latest, Version(vid, "", f"{take_label(t)} accepted", t.regions, take=t.id))
+        grid = dict(latest.version(t.base).grid) if t.base else {}
+        if grid:
+            grid["downbeat"] = grid["downbeat"] + t.shift / SAMPLE_RATE
+        return _push(latest, Version(vid, "", f"{take_label(t)} accepted", t.regions, take=t.id, grid=grid))
+    return _change(s, change)[0]
+
+
+def grid_of(s: Session) -> Grid | None:
+    """The current version's bar grid, or None when it has none (no beat found, none set)."""
+    v = s.current
+    return Grid(**v.grid) if v is not None and v.grid else None
+
+
+def set_grid(s: Session, grid: Grid | None) -> Session:
+    """Store ``grid`` (None: no grid) with the current version, so a reload keeps it."""
+    def change(latest: Session) -> Session:
+        v = latest.current
+        if v is None:
+            raise SessionError("Load or generate a clip first, then set its tempo.")
+        new = replace(v, grid=asdict(grid) if grid is not None else {})
+        return replace(latest, versions=tuple(new if x.id == v.id else x for x in latest.versions))
     return _change(s, change)[0]
 
 

@@ -16,6 +16,7 @@ import pytest
 from studio import audio_io, session
 from studio.api import SAMPLE_RATE, EditRequest, Region
 from studio.fake_engine import FakeEngine
+from studio.meter import Grid
 
 SR = SAMPLE_RATE
 ROOT = Path(__file__).resolve().parents[1]
@@ -420,3 +421,26 @@ def test_app_sweeps_sessions_at_start_up(tmp_path):
     kept = session.create(tmp_path)
     app.keep_sessions(tmp_path, args.keep_sessions_days)
     assert [p.name for p in tmp_path.iterdir()] == [kept.id]
+
+
+def test_the_bar_grid_is_kept_with_its_version_and_follows_an_accepted_intro(tmp_path):
+    src = clip(20.0)
+    s = session.set_source(session.create(tmp_path), src, "source")
+    assert session.grid_of(s) is None
+    s = session.set_grid(s, Grid(96, 3, 4, downbeat=0.4))
+    assert session.grid_of(session.open_session(tmp_path, s.id)) == Grid(96, 3, 4, downbeat=0.4)
+    s, plain = session.add_take(s, make_take(src, (Region(5.0, 6.0),)), "pads", {})
+    s, intro = session.add_take(s, make_take(src, (Region(5.0, 6.0),), extend_start_seconds=2.0), "pads", {})
+    s = session.accept(s, plain.id)
+    assert session.grid_of(s) == Grid(96, 3, 4, downbeat=0.4)
+    s, _ = session.undo(s)
+    s = session.accept(s, intro.id)  # the track now starts 2 s later on the take's axis
+    assert session.grid_of(s) == Grid(96, 3, 4, downbeat=2.4)
+    s, _ = session.undo(s)
+    s = session.set_grid(s, None)
+    assert session.grid_of(session.reload(s)) is None
+
+
+def test_setting_a_grid_before_any_clip_is_one_sentence(tmp_path):
+    with pytest.raises(session.SessionError, match="Load or generate a clip first"):
+        session.set_grid(session.create(tmp_path), Grid(120))
