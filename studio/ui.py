@@ -111,7 +111,8 @@ def takes_update(s: session.Session | None, selected: str | None = None, *, leav
 def _take_choice(t: session.TakeRecord, grid=None) -> str:
     """A take's line in the list: its regions in bars when its version has a grid, else in seconds."""
     if grid is not None:
-        where = ", ".join(ui_tempo.bars_label(grid, r.start, r.end, t.frames / SAMPLE_RATE) for r in t.regions[:3])
+        where = "bars " + ", ".join(ui_tempo.bars_label(grid, r.start, r.end, t.frames / SAMPLE_RATE)
+                                    .removeprefix("bars ") for r in t.regions[:3])
     else:
         where = ", ".join(f"{r.start:.1f}–{r.end:.1f}s" for r in t.regions[:3])
     loras = "".join(f" · LoRA {Path(lo['file']).stem} ×{lo['strength']:g}" for lo in t.settings.get("loras", []))

@@ -43,7 +43,7 @@ def studio(tmp_path, monkeypatch):
 
 def fields(out):
     """The tempo outputs by name, and the status update."""
-    named = dict(zip(ui_tempo.TEMPO_OUTPUTS, out))
+    named = dict(zip(ui_tempo.TEMPO_OUTPUTS, out, strict=False))
     named["grid_box"] = json.loads(named["grid_box"])
     return named, out[len(ui_tempo.TEMPO_OUTPUTS)]
 
