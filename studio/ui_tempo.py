@@ -107,10 +107,10 @@ def tempo_view(s: session.Session | None, snap: str | None, duration: float) -> 
     return [box, grid.bpm, grid.meter, round(grid.downbeat, 3), note_text(s)]
 
 
-# The grid's numbers and lines join the painter's value in the browser, so regions painted while the
-# tempo was being found are kept; the painter then snaps its regions to the new lines.
-_GRID_TO_PAINTER = """(value, box) => { let s, g; try { s = JSON.parse(value || "{}"); g = JSON.parse(box || "{}"); }
-  catch (e) { return value; } if (!s.track) return value; return JSON.stringify(Object.assign(s, g)); }"""
+# The grid's numbers and lines go to the painter in the browser, as an event it merges into its live
+# state (see painter.js, "sa3:grid"), so a region being painted while the tempo is found is kept.
+_GRID_TO_PAINTER = """(box) => { const p = document.querySelector('#painter .sa3p');
+  if (p) p.dispatchEvent(new CustomEvent('sa3:grid', { detail: box })); return []; }"""
 # Tap: the tempo of the last taps (up to 8; a pause of 2 s starts again), from Date.now() so a test can set it.
 _TAP_JS = """(bpm) => { const now = Date.now(), taps = (window.sa3Taps || []).filter((t) => now - t < 2000 * 8);
   if (taps.length && now - taps[taps.length - 1] > 2000) taps.length = 0;
@@ -122,7 +122,7 @@ _TAP_JS = """(bpm) => { const now = Date.now(), taps = (window.sa3Taps || []).fi
 def wire_tempo(c: SimpleNamespace, h: "TempoHandlers", loaded: list) -> None:
     """The panel's events; ``loaded``: the events after which a clip is new (find its tempo then)."""
     out = tempo_outputs(c) + [c.status]
-    c.grid_box.change(None, [c.painter, c.grid_box], [c.painter], js=_GRID_TO_PAINTER)
+    c.grid_box.change(None, [c.grid_box], None, js=_GRID_TO_PAINTER)
     typed = dict(fn=h.set_tempo, inputs=[c.sess, c.bpm, c.meter, c.downbeat, c.snap], outputs=out,
                  show_progress="hidden")
     for event in (c.bpm.submit, c.bpm.blur, c.meter.input, c.downbeat.submit, c.downbeat.blur):

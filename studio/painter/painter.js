@@ -165,12 +165,7 @@
       }
     }
     if (!state.take && mode === "B") setMode("A");
-    const lines = JSON.stringify(state.beats || null);
-    if (lines !== snappedTo && state.track) {  // new snap lines (a unit picked, a tempo set): regions follow them
-      snappedTo = lines;
-      for (const r of state.regions) { if (valid(r)) snapRegion(r); }
-    }
-    root.dataset.snap = state.beats && state.beats.length ? state.snap : "grid";  // what regions snap to now
+    resnap();
     if (loop && loop.url !== (loop.side === "B" && state.take ? state.take.audio : state.track && state.track.audio)) stopLoop();
     try { await Promise.all([loadView("A", state.track), loadView("B", state.take)]); }
     catch (e) { console.error("painter: view", e); }
@@ -178,6 +173,34 @@
     publish();
     root.dataset.ready = state.track ? "1" : "empty";
   }
+
+  function resnap() {  // new snap lines (a unit picked, a tempo set): the regions follow them; true if one moved
+    const lines = JSON.stringify(state.beats || null);
+    let moved = false;
+    if (lines !== snappedTo && state.track) {
+      snappedTo = lines;
+      for (const r of state.regions) {
+        if (!valid(r) || (gesture && gesture.region === r)) continue;  // a region being drawn snaps when let go
+        const was = [r.start, r.end];
+        snapRegion(r);
+        moved = moved || r.start !== was[0] || r.end !== was[1];
+      }
+    }
+    root.dataset.snap = state.beats && state.beats.length ? state.snap : "grid";  // what regions snap to now
+    return moved;
+  }
+  // The tempo panel's grid (studio/ui_tempo.py) joins the live state, not a copy of the value: a region
+  // being drawn when the tracker finishes is kept.
+  root.addEventListener("sa3:grid", (e) => {
+    let g;
+    try { g = JSON.parse(e.detail || "{}"); } catch (err) { return; }
+    if (!state.track) return;
+    Object.assign(state, { grid: g.grid || null, snap: g.snap || "grid", beats: g.beats || null });
+    const moved = resnap();
+    if (!(gesture && gesture.kind === "downbeat")) render();
+    publish();
+    if (moved) trigger("change");
+  });
 
   // ---- drawing --------------------------------------------------------------------------
   function render() {
