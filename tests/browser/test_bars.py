@@ -147,3 +147,14 @@ def test_the_loop_player_wraps_a_region_without_a_gap(loaded):
     page.click("#painter .loop-btn")
     wait_attr(page, "loop", "")
     assert page.evaluate("() => window.sa3Nodes[0].stopped")
+
+
+def test_the_upload_icon_sits_clear_of_the_file_fields_labels(studio, browser):
+    """Issue 19, item 7: the drop zone's icon overlapped the label of every file field."""
+    page = open_page(browser, studio[0])
+    page.locator("#lora > button").first.click()
+    for field in ("#upload", "#guide", "#lora1-file", "#lora2-file"):
+        label = page.locator(f"{field} label").first.bounding_box()
+        icon = page.locator(f"{field} .upload-container .icon-wrap").bounding_box()
+        assert icon["y"] >= label["y"] + label["height"] or icon["x"] >= label["x"] + label["width"], field
+    page.close()
