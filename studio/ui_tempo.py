@@ -21,7 +21,7 @@ from studio.meter import MAX_BPM, METERS, MIN_BPM, Grid, prompt_bpm
 # What regions snap to before the latent grid (which they always snap to): a Grid.lines unit or none.
 SNAP_CHOICES = [("latent grid only", "grid"), ("beats", "beat"), ("bars", "bar")]
 SNAP_UNITS = tuple(unit for _, unit in SNAP_CHOICES)
-TRACKERS = {"librosa": "librosa", "beat_this": "Beat This!"}  # tempo.Tempo.tracker -> the name shown
+TRACKERS = {"librosa": "librosa", "beat_this": "Beat This!"}  # tempo.Tempo.tracker -> the name shown on the panel
 SET_BY_HAND = "Set by hand."
 
 
@@ -131,7 +131,7 @@ def wire_tempo(c: SimpleNamespace, h: "TempoHandlers", loaded: list) -> None:
     # the painter's ▼ on the ruler: a dragged first downbeat arrives as the painter's "submit"
     c.painter.submit(h.drag_downbeat, [c.sess, c.painter, c.bpm, c.meter, c.snap], out, show_progress="hidden")
     c.snap.input(h.set_snap, [c.sess, c.snap], out, show_progress="hidden")
-    c.find_tempo.click(h.find_again, [c.sess, c.snap], out)
+    c.find_tempo.click(h.find_again, [c.sess, c.meter, c.snap], out)
     for event in loaded:
         event.then(h.find_tempo, [c.sess, c.snap], out, show_progress="hidden")
 
@@ -155,14 +155,20 @@ class TempoHandlers:
             return self._out(s, snap)
         return self._detect(s, snap)
 
-    def find_again(self, sid, snap):
-        """The Find button: detect again, replacing whatever was set."""
+    def find_again(self, sid, meter, snap):
+        """The Find button: detect again in the meter picked, replacing whatever was set."""
         s = self.latest(sid)
         if s is None or s.current is None:
             return self._out(s, snap, ValueError("Load or generate a clip first, then find its tempo."))
-        return self._detect(s, snap, force=True)
+        try:
+            Grid.parse_meter(meter or "")
+        except ValueError as e:
+            return self._out(s, snap, e)
+        return self._detect(s, snap, meter=meter)
 
-    def _detect(self, s, snap, force=False):
+    def _detect(self, s, snap, meter: str | None = None):
+        """Find and store the grid of the current version (``meter``: the Find button's, forcing it)."""
+        force = meter is not None
         v = s.current
         stated = prompt_bpm(v.recipe.get("prompt", "")) if v.recipe and not force else None
         if stated is not None:
@@ -170,7 +176,7 @@ class TempoHandlers:
         else:
             from studio import tempo  # studio/tempo.py: the one home of beat tracking (loads librosa)
             try:
-                found = tempo.detect(session.audio(s, v.id))
+                found = tempo.detect(session.audio(s, v.id), meter=meter)
             except ValueError as e:
                 return self._out(s, snap, e)
             grid = found.grid

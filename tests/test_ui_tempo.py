@@ -20,8 +20,8 @@ class Detected:
     def __init__(self, grid, reason=""):
         self.grid, self.reason, self.calls = grid, reason, 0
 
-    def __call__(self, audio):
-        self.calls += 1
+    def __call__(self, audio, meter=None):
+        self.calls, self.meter = self.calls + 1, meter
         return tempo.Tempo(grid=self.grid, beats=(), downbeats=(), confidence=0.87, tracker="librosa",
                            reason=self.reason)
 
@@ -58,8 +58,8 @@ def test_a_loaded_clip_gets_the_grid_the_tracker_finds_once_and_a_reload_keeps_i
     assert got["grid_box"]["grid"]["bar_seconds"] == pytest.approx(2.4)
     th.find_tempo(s.id, "bar")  # a page reload: the version has its grid, nothing is detected again
     assert found.calls == 1
-    th.find_again(s.id, "bar")  # the Find button does
-    assert found.calls == 2
+    th.find_again(s.id, "3/4", "bar")  # the Find button does, in the meter picked
+    assert found.calls == 2 and found.meter == "3/4"
 
 
 def test_a_clip_without_a_beat_says_so_and_gets_no_grid(studio, monkeypatch):
