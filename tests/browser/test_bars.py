@@ -26,7 +26,9 @@ def loaded(studio, browser, tmp_path):
     upload(page, path)
     wait_status(page, "Loaded")
     wait_attr(page, "ready", "1")
-    page.wait_for_function("() => !document.querySelector('#tempo-note').innerText.includes('Finding')")
+    # the tracker's first run in a fresh studio compiles librosa's kernels: slow on a busy 2-core machine
+    page.wait_for_function("() => !document.querySelector('#tempo-note').innerText.includes('Finding')",
+                           timeout=180_000)
     yield page, sf.read(path, dtype="float32", always_2d=True)[0]
     page.close()
 
