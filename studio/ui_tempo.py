@@ -52,7 +52,9 @@ def bars_label(grid: Grid, start: float, end: float, duration: float) -> str:
 
     def came_from(t: float, up: bool) -> float:
         line = edit.line_for(lines, t, duration, up)
-        return line if abs(edit.snap_edge(line, duration, up) - t) <= edit.SNAP_TOLERANCE else t
+        if abs(edit.snap_edge(line, duration, up) - t) > edit.SNAP_TOLERANCE:
+            return t
+        return grid.time(*grid.position(line + 1e-3)[:2])  # the line exactly (Grid.lines rounds to the µs)
     return grid.span_label(came_from(start, False), came_from(end, True))
 
 

@@ -118,6 +118,9 @@ def test_regions_typed_as_bars_and_snapped_outward_still_read_as_those_bars():
     start, end = grid.parse_range("2.3–4.2")
     (r,) = edit.snap_regions([Region(start, end)], 20.0, beats=grid.lines(20.0, "beat"))
     assert ui_tempo.bars_label(grid, r.start, r.end, 20.0) == "bars 2.3–4.2"
+    odd = Grid(97.0, 3, 4, downbeat=0.41)  # lines that Grid.lines rounds below the bar line
+    (r,) = edit.snap_regions([Region(*odd.parse_range("1.2–1.3"))], 8.0)
+    assert ui_tempo.bars_label(odd, r.start, r.end, 8.0) == "bars 1.2–1"
 
 
 def test_generate_snaps_to_the_bars_the_painter_snapped_to_and_the_take_says_its_bars(studio):

@@ -89,6 +89,25 @@ def test_regions_dragged_with_bar_snapping_change_exactly_the_bars_and_typed_bar
     assert page.get_attribute("#painter .sa3p", "data-regions") == "2"
 
 
+def test_the_painter_reads_and_names_bars_as_studio_meter_does(loaded):
+    """The painter's mirrors of Grid.parse_range, position, label and span_label (and edit.line_for)
+    against Python's, in 3/4 at an odd tempo with bar 1 off zero, snapping to the latent grid only."""
+    from studio import ui_tempo
+    page, _ = loaded
+    grid = Grid(97.0, 3, 4, downbeat=0.41)
+    set_grid(page, 97, "3/4", 0.41)
+    typed = ["1.2–1.3", "2–2", "3.2–3.3", "4:4"]
+    for text in typed:
+        page.fill("#painter .sa3p-foot input.addbars", text)
+        page.press("#painter .sa3p-foot input.addbars", "Enter")
+    wait_attr(page, "regions", str(len(typed)))
+    want = [edit.snap_span(*grid.parse_range(text), SECONDS) for text in typed]
+    assert np.allclose(painted_regions(page), want, rtol=0, atol=1e-9)
+    rows = [page.locator("#painter .sa3p-row input.bars").nth(i).input_value() for i in range(len(typed))]
+    assert rows == [ui_tempo.bars_label(grid, a, b, SECONDS).removeprefix("bars ") for a, b in want]
+    assert rows[0] == "1.2–1"  # both ends included: up to the end of beat 3 of bar 1
+
+
 def test_the_tempo_tapped_and_bar_one_dragged_on_the_ruler_survive_a_reload(loaded):
     page, _ = loaded
     for at in (10.0, 10.5, 11.0, 11.5):  # four taps half a second apart (seconds): 120 BPM
