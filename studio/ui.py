@@ -64,12 +64,12 @@ def painter_value(s: session.Session | None, old: Painted | None, take_id: str |
              "continue_seconds": prev.get("continue_seconds", 0) if keep_regions else 0,
              "extend_start_seconds": prev.get("extend_start_seconds", 0) if keep_regions else 0}
     snap = prev.get("snap") or (s.last.get("snap") if s is not None else None)
-    value.update(ui_tempo.grid_value(None, snap, 0.0))
+    value.update(ui_tempo.grid_value(None, 0.0), snap=snap if snap in ui_tempo.SNAP_UNITS else "grid")
     if s is not None and s.current is not None:
         v = s.current
         value["track"] = _side(s, "current", f"{v.id.split('-')[0]} · {v.label}")
         value["highlight"] = [{"start": r.start, "end": r.end} for r in v.regions]
-        value.update(ui_tempo.grid_value(s, snap, value["track"]["duration"]))
+        value.update(ui_tempo.grid_value(s, value["track"]["duration"]))
     if s is not None and take_id:
         t = s.take(take_id)
         value["take"] = _side(s, take_id, f"{session.take_label(t)} · seed {t.seed}")
@@ -418,7 +418,7 @@ class _Handlers:
         value = painter_value(s, painter, take_id, keep)
         seconds = value["track"]["duration"] if value["track"] else 0.0
         return [sid, value, status(msg), takes_update(s, take_id), versions_text(s), sid or "", session_text(s),
-                session_signature(s), *ui_tempo.tempo_view(s, value["snap"], seconds)]
+                session_signature(s), *ui_tempo.tempo_view(s, seconds)]
 
     def failed(self, s, painter, take_id, err):
         sid = s.id if s else None

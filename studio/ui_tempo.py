@@ -25,22 +25,22 @@ TRACKERS = {"librosa": "librosa", "beat_this": "Beat This!"}  # tempo.Tempo.trac
 SET_BY_HAND = "Set by hand."
 
 
-def grid_value(s: session.Session | None, snap: str | None, duration: float) -> dict:
-    """The painter contract's ``grid``, ``snap`` and ``beats`` for the current version of ``s``
-    (``duration`` seconds long): the grid's numbers (meter.Grid's fields plus its bar and beat
-    lengths, from which the painter draws bar k at ``downbeat + (k - 1) * bar_seconds``) or None, the
-    snap unit, and the lines regions snap to before the latent grid (``Grid.lines``; None: none)."""
-    snap = snap if snap in SNAP_UNITS else "grid"
+def grid_value(s: session.Session | None, duration: float) -> dict:
+    """The painter contract's ``grid`` and ``lines`` for the current version of ``s`` (``duration``
+    seconds long): the grid's numbers (meter.Grid's fields plus its bar and beat lengths, from which
+    the painter draws bar k at ``downbeat + (k - 1) * bar_seconds``) and its bar and beat lines
+    (``Grid.lines``: what regions snap to, by the painter's ``snap``); both None without a grid."""
     grid = session.grid_of(s) if s is not None else None
     if grid is None:
-        return {"grid": None, "snap": snap, "beats": None}
+        return {"grid": None, "lines": None}
     numbers = {**asdict(grid), "bar_seconds": grid.bar_seconds, "beat_seconds": grid.beat_seconds}
-    return {"grid": numbers, "snap": snap, "beats": grid.lines(duration, snap) if snap != "grid" else None}
+    return {"grid": numbers, "lines": {unit: grid.lines(duration, unit) for unit in ("bar", "beat")}}
 
 
 def snap_lines(s: session.Session, snap: str, duration: float) -> list[float] | None:
-    """The lines an edit's regions snap to before the latent grid (what the painter drew with)."""
-    return grid_value(s, snap, duration)["beats"]
+    """The lines an edit's regions snap to before the latent grid (the ones the painter drew with)."""
+    grid = session.grid_of(s)
+    return grid.lines(duration, snap) if grid is not None and snap in ("bar", "beat") else None
 
 
 def bars_label(grid: Grid, start: float, end: float, duration: float) -> str:
@@ -100,19 +100,20 @@ def tempo_outputs(c: SimpleNamespace) -> list:
     return [getattr(c, name) for name in TEMPO_OUTPUTS]
 
 
-def tempo_view(s: session.Session | None, snap: str | None, duration: float) -> list:
+def tempo_view(s: session.Session | None, duration: float) -> list:
     """Values for ``tempo_outputs``: the grid for the painter, the fields, the line."""
     grid = session.grid_of(s) if s is not None else None
-    box = json.dumps(grid_value(s, snap, duration))
+    box = json.dumps(grid_value(s, duration))
     if grid is None:
         return [box, None, gr.update(), gr.update(), note_text(s)]
     return [box, grid.bpm, grid.meter, round(grid.downbeat, 3), note_text(s)]
 
 
-# The grid's numbers and lines go to the painter in the browser, as an event it merges into its live
-# state (see painter.js, "sa3:grid"), so a region being painted while the tempo is found is kept.
-_GRID_TO_PAINTER = """(box) => { const p = document.querySelector('#painter .sa3p');
-  if (p) p.dispatchEvent(new CustomEvent('sa3:grid', { detail: box })); return []; }"""
+# The grid's numbers and lines, and the snap unit picked, go to the painter in the browser as events it
+# merges into its live state (painter.js: "sa3:grid", "sa3:snap"), so a region being painted meanwhile is
+# kept, and a late answer from Python (the tracker's, a timer's) never undoes the unit just picked.
+_TO_PAINTER = """(value) => { const p = document.querySelector('#painter .sa3p');
+  if (p) p.dispatchEvent(new CustomEvent('sa3:%s', { detail: value })); return []; }"""
 # Tap: the tempo of the last taps (up to 8; a pause of 2 s starts again), from Date.now() so a test can set it.
 _TAP_JS = """(bpm) => { const now = Date.now(), taps = (window.sa3Taps || []).filter((t) => now - t < 2000 * 8);
   if (taps.length && now - taps[taps.length - 1] > 2000) taps.length = 0;
@@ -124,7 +125,8 @@ _TAP_JS = """(bpm) => { const now = Date.now(), taps = (window.sa3Taps || []).fi
 def wire_tempo(c: SimpleNamespace, h: "TempoHandlers", loaded: list) -> None:
     """The panel's events; ``loaded``: the events after which a clip is new (find its tempo then)."""
     out = tempo_outputs(c) + [c.status]
-    c.grid_box.change(None, [c.grid_box], None, js=_GRID_TO_PAINTER)
+    c.grid_box.change(None, [c.grid_box], None, js=_TO_PAINTER % "grid")
+    c.snap.input(None, [c.snap], None, js=_TO_PAINTER % "snap")
     typed = dict(fn=h.set_tempo, inputs=[c.sess, c.bpm, c.meter, c.downbeat, c.snap], outputs=out,
                  show_progress="hidden")
     for event in (c.bpm.submit, c.bpm.blur, c.meter.input, c.downbeat.submit, c.downbeat.blur):
@@ -146,7 +148,7 @@ class TempoHandlers:
         self.latest, self.duration, self.status = latest, duration, status  # studio.ui's helpers
 
     def _out(self, s, snap, msg=None) -> list:
-        return tempo_view(s, snap, self.duration(s)) + [gr.update() if msg is None else self.status(msg)]
+        return tempo_view(s, self.duration(s)) + [gr.update() if msg is None else self.status(msg)]
 
     def find_tempo(self, sid, snap):
         """After a clip loads (and when a page opens): find its grid unless its version has one

@@ -54,7 +54,7 @@ def test_a_loaded_clip_gets_the_grid_the_tracker_finds_once_and_a_reload_keeps_i
     assert found.calls == 1 and session.grid_of(session.reload(s)) == Grid(100.0, 4, 4, downbeat=0.3)
     assert (got["bpm"], got["meter"], got["downbeat"]) == (100.0, "4/4", 0.3)
     assert "Found by librosa · confidence 0.87" in got["tempo_note"]
-    assert got["grid_box"]["beats"] == Grid(100.0, 4, 4, downbeat=0.3).lines(6.0, "bar")
+    assert got["grid_box"]["lines"] == {u: Grid(100.0, 4, 4, downbeat=0.3).lines(6.0, u) for u in ("bar", "beat")}
     assert got["grid_box"]["grid"]["bar_seconds"] == pytest.approx(2.4)
     th.find_tempo(s.id, "bar")  # a page reload: the version has its grid, nothing is detected again
     assert found.calls == 1
@@ -68,7 +68,7 @@ def test_a_clip_without_a_beat_says_so_and_gets_no_grid(studio, monkeypatch):
     got, _ = fields(th.find_tempo(s.id, "bar"))
     assert session.grid_of(session.reload(s)) is None and got["bpm"] is None
     assert got["tempo_note"] == "No steady beat found: set the tempo by hand or tap it."
-    assert got["grid_box"] == {"grid": None, "snap": "bar", "beats": None}
+    assert got["grid_box"] == {"grid": None, "lines": None}
 
 
 def test_a_generated_source_takes_the_tempo_its_prompt_states(studio):
@@ -98,7 +98,7 @@ def test_corrections_are_stored_and_win_over_a_tracker_that_finishes_later(studi
     got, shown = fields(th.set_tempo(s.id, 96, "3/4", 0.52, "beat"))
     assert session.grid_of(session.reload(s)) == Grid(96.0, 3, 4, downbeat=0.52)
     assert got["tempo_note"].endswith(ui_tempo.SET_BY_HAND) and "96 BPM · 3/4" in shown["value"]
-    assert got["grid_box"]["beats"] == Grid(96.0, 3, 4, downbeat=0.52).lines(6.0, "beat")
+    assert got["grid_box"]["lines"]["beat"] == Grid(96.0, 3, 4, downbeat=0.52).lines(6.0, "beat")
     th.find_tempo(s.id, "beat")  # the tracker (started on load) must not overwrite the musician
     assert found.calls == 0 and session.grid_of(session.reload(s)) == Grid(96.0, 3, 4, downbeat=0.52)
     dragged = painter.read({"grid": {"downbeat": 1.0004}})

@@ -3,7 +3,7 @@
 // regions, an intro and a continuation, plays A (current) or B (a take), and writes the JSON contract of
 // studio/painter/README.md back into props.value. The grid, the snapping tolerance and the limits
 // are props set by Python (studio/painter/__init__.py), never written here; the bar grid's numbers and
-// the lines regions snap to come in the value (`grid`, `beats`), from studio.meter.Grid.
+// its bar and beat lines come in the value (`grid`, `lines`), from studio.meter.Grid.
 (() => {
   const WAVE_H = 150, SPEC_H = 150, RULER_H = 24, MIN_DRAG_PX = 4, MAX_ZOOM = 16;
   const root = element.querySelector(".sa3p");
@@ -25,7 +25,7 @@
   }
   function blank() {
     return { track: null, take: null, highlight: [], regions: [], continue_seconds: 0, extend_start_seconds: 0,
-             grid: null, snap: "grid", beats: null };
+             grid: null, lines: null, snap: "grid" };
   }
   function publish() {  // the only way regions reach Python
     props.value = JSON.stringify(state);
@@ -71,9 +71,11 @@
     }
     return best;
   }
+  // the lines regions snap to before the latent grid: the grid's bar or beat lines (Python's), or none
+  const snapLines = () => (state.snap !== "grid" && state.lines ? state.lines[state.snap] || null : null);
   function snapRegion(r) {  // studio.edit.snap_regions for one region: the snap lines (bars or beats), then the grid
     let [a, b] = [r.start, r.end];
-    const lines = state.beats;
+    const lines = snapLines();
     if (lines && lines.length) {
       const la = lineFor(lines, a, false), lb = lineFor(lines, b, true);
       if (lb > la) [a, b] = [la, lb];
@@ -175,7 +177,7 @@
   }
 
   function resnap() {  // new snap lines (a unit picked, a tempo set): the regions follow them; true if one moved
-    const lines = JSON.stringify(state.beats || null);
+    const lines = JSON.stringify(snapLines());
     let moved = false;
     if (lines !== snappedTo && state.track) {
       snappedTo = lines;
@@ -186,21 +188,28 @@
         moved = moved || r.start !== was[0] || r.end !== was[1];
       }
     }
-    root.dataset.snap = state.beats && state.beats.length ? state.snap : "grid";  // what regions snap to now
+    root.dataset.snap = (snapLines() || []).length ? state.snap : "grid";  // what regions snap to now
     return moved;
   }
-  // The tempo panel's grid (studio/ui_tempo.py) joins the live state, not a copy of the value: a region
-  // being drawn when the tracker finishes is kept.
+  // The tempo panel's grid and lines, and the snap unit picked (studio/ui_tempo.py), join the live state,
+  // not a copy of the value: a region being drawn when the tracker finishes is kept.
   root.addEventListener("sa3:grid", (e) => {
     let g;
     try { g = JSON.parse(e.detail || "{}"); } catch (err) { return; }
     if (!state.track) return;
-    Object.assign(state, { grid: g.grid || null, snap: g.snap || "grid", beats: g.beats || null });
+    Object.assign(state, { grid: g.grid || null, lines: g.lines || null });
+    merged();
+  });
+  root.addEventListener("sa3:snap", (e) => {
+    state.snap = ["grid", "beat", "bar"].includes(e.detail) ? e.detail : "grid";
+    if (state.track) merged();
+  });
+  function merged() {
     const moved = resnap();
     if (!(gesture && gesture.kind === "downbeat")) render();
     publish();
     if (moved) trigger("change");
-  });
+  }
 
   // ---- drawing --------------------------------------------------------------------------
   function render() {
