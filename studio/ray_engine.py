@@ -37,6 +37,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Callable, Optional
 
+import numpy as np
 import ray
 from ray import serve
 from ray.exceptions import RayActorError
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 APP = "sa3-studio"        # the Serve application (one per cluster: a second page would replace it)
 DEPLOYMENT = "EngineReplica"
 ATTEMPTS = 3              # replicas a job may lose before the musician is told
+RETRY_SECONDS = 0.5       # wait before the n-th retry: n times this (the router learns of the dead replica)
 LORA_FILES = 8            # LoRA files the page keeps in the object store (and each replica on disk)
 LOST = ("The engine making this take stopped before it was done ({n}: a lost worker or a GPU error), so no "
         "take was made; try again, and if it happens again ask the host to check the Ray cluster.")
@@ -81,6 +83,7 @@ class EngineReplica:
             await self._model(model)
         if loras:
             args = (await self._local_loras(args[0], loras),) + args[1:]
+        args = tuple(_writable(a) for a in args)
         call = getattr(self.engine, method)
         async for event in _streamed(lambda progress, preview: call(*args, progress, **(
                 {"preview": preview if previews else None} if method in ("edit", "generate") else {}))):
@@ -142,6 +145,18 @@ async def _streamed(call):
                 return
     finally:
         stop.set()
+
+
+def _writable(value):
+    """``value`` with its audio arrays writable copies: Ray hands arrays over read-only (zero-copy from
+    the object store), which torch.from_numpy warns about."""
+    if isinstance(value, np.ndarray):
+        return value if value.flags.writeable else value.copy()
+    if dataclasses.is_dataclass(value):
+        arrays = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        arrays = {k: v.copy() for k, v in arrays.items() if isinstance(v, np.ndarray) and not v.flags.writeable}
+        return dataclasses.replace(value, **arrays) if arrays else value
+    return value
 
 
 def _learnt(engine) -> dict:
@@ -228,7 +243,7 @@ class RayEngine:
                 except RayActorError as e:  # ActorDiedError, ActorUnavailableError
                     log.warning("replica lost during %s (attempt %d of %d): %s", method, attempt, ATTEMPTS,
                                 str(e).splitlines()[0] if str(e) else type(e).__name__)
-                    time.sleep(0.5 * attempt)  # the router learns of the dead replica; Serve starts another
+                    time.sleep(RETRY_SECONDS * attempt)
         raise EngineError(LOST.format(n=f"{ATTEMPTS} replicas in turn"))
 
     def _stream(self, method, model, args, progress, preview, loras):
@@ -328,6 +343,13 @@ def start(make_engine: Callable[[], object], local, replicas: Optional[int] = No
     cpus = max(0.1, resources.get("CPU", 1) / replicas)  # CPU workers share the cluster's cores
     handle = deploy(make_engine, replicas, gpus > 0, cpus)
     return RayEngine(handle, local, replicas, lambda: serve.delete(APP), gpus > 0)
+
+
+def healthy_replicas() -> int:
+    """Engine replicas that are up and serving now (Serve starts a new one for each that dies)."""
+    app = serve.status().applications.get(APP)
+    states = app.deployments[DEPLOYMENT].replica_states if app and DEPLOYMENT in app.deployments else {}
+    return states.get("RUNNING", 0)
 
 
 def replica_actors() -> list[str]:
