@@ -331,16 +331,18 @@ def connect(address: Optional[str], make_engine: Callable[[], object], local, re
     return engine
 
 
-def start(make_engine: Callable[[], object], local, replicas: Optional[int] = None) -> RayEngine:
+def start(make_engine: Callable[[], object], local, replicas: Optional[int] = None,
+          cpus: Optional[float] = None) -> RayEngine:
     """A RayEngine over a new deployment of ``make_engine`` on the cluster this process is connected
-    to: ``replicas`` of them (default one per GPU, else 1), one GPU each, or else the CPUs shared."""
+    to: ``replicas`` of them (default one per GPU, else 1), one GPU each, or else ``cpus`` CPUs each
+    (default: the cluster's CPUs shared among them)."""
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     replicas = replicas or max(1, gpus)
     if gpus and replicas > gpus:
         raise SystemExit(f"--replicas {replicas} asks for more replicas than the cluster has GPUs ({gpus}); "
                          f"use --replicas {gpus} or fewer, or add GPU workers.")
-    cpus = max(0.1, resources.get("CPU", 1) / replicas)  # CPU workers share the cluster's cores
+    cpus = cpus or max(0.1, resources.get("CPU", 1) / replicas)
     handle = deploy(make_engine, replicas, gpus > 0, cpus)
     return RayEngine(handle, local, replicas, lambda: serve.delete(APP), gpus > 0)
 
