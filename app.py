@@ -19,6 +19,8 @@ import functools
 import importlib.util
 import logging
 import os
+import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -103,6 +105,9 @@ def ray_engine(factory, address: str, replicas: int | None):
         raise SystemExit(f"--ray needs Ray Serve ({e}): pip install 'ray[serve]'.") from None
     engine = connect(address, factory, factory(), replicas)
     atexit.register(engine.close)
+    # SIGTERM (a service manager, a terminal closing) exits through atexit, so the deployment and a
+    # local cluster are taken down instead of leaving Ray's processes behind
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     return engine
 
 
