@@ -161,7 +161,8 @@ def main(argv=None) -> None:
     demo = build_ui(engine, cfg)
     # Gradio refuses bigger uploads itself (before they reach the disk); smaller ones reach
     # load_audio, which applies the other limits and says why a file is refused.
-    demo.queue(default_concurrency_limit=4).launch(
+    # at least one event per engine slot (a RayEngine's replicas), so every replica can be busy
+    demo.queue(default_concurrency_limit=max(4, getattr(engine, "slots", 1))).launch(
         server_name=args.host, server_port=args.port, share=args.share, allowed_paths=[str(sessions)],
         max_file_size=cfg.limits.max_bytes, theme=studio_theme(), css=STUDIO_CSS, js=DARK_JS, show_error=True)
 

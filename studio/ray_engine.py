@@ -43,7 +43,7 @@ from ray import serve
 from ray.exceptions import RayActorError
 
 from studio.api import (Cancelled, EditRequest, EngineError, Estimate, GenerateRequest, ModelInfo, Progress,
-                        PreviewSink, Take)
+                        PreviewSink, Take, report)
 from studio.jobs import JobQueue
 
 log = logging.getLogger(__name__)
@@ -147,6 +147,10 @@ async def _streamed(call):
         stop.set()
 
 
+class _GiveWay(Cancelled):
+    """Encode-ahead stepping aside for a job that waits for a slot."""
+
+
 def _writable(value):
     """``value`` with its audio arrays writable copies: Ray hands arrays over read-only (zero-copy from
     the object store), which torch.from_numpy warns about."""
@@ -217,14 +221,11 @@ class RayEngine:
         as a job waits for a slot here. (Another replica may serve the edit and encode it again.)"""
         def give_way(stage, done, total):
             if self._jobs.waiting():
-                raise Cancelled()
-            if progress is not None:
-                progress(stage, done, total)
+                raise _GiveWay()
+            report(progress, stage, done, total)
         try:
             return self._job("encode_ahead", model, (model, audio), give_way)
-        except Cancelled:
-            if progress is not None:
-                progress("encode", 0, 1)  # the caller's own Cancel still ends here
+        except _GiveWay:
             return False
 
     def close(self) -> None:
@@ -247,26 +248,30 @@ class RayEngine:
         raise EngineError(LOST.format(n=f"{ATTEMPTS} replicas in turn"))
 
     def _stream(self, method, model, args, progress, preview, loras):
+        """One attempt: the replica's events handed to ``progress`` and ``preview`` as they come,
+        then its result. Leaving early (Cancelled from ``progress``) cancels the replica's work."""
         stream = self.handle.options(stream=True, multiplexed_model_id=model).run.remote(
             method, args, preview is not None, loras)
+        finished = False
         try:
             for event in stream:
                 kind = event[0]
                 if kind == "replica":
                     self.running[threading.get_ident()] = event[1]
-                elif kind == "progress" and progress is not None:
-                    progress(*event[1:])
+                elif kind == "progress":
+                    report(progress, *event[1:])
                 elif kind == "preview" and preview is not None:
                     preview(event[1])
                 elif kind == "raise":
+                    finished = True
                     raise event[1]
                 elif kind == "done":
+                    finished = True
                     self._finish(model, event[2])
                     return event[1]
-        except Cancelled:
-            stream.cancel()  # the replica's next progress report stops its work
-            raise
         finally:
+            if not finished:
+                stream.cancel()  # the replica's next progress report stops its work
             self.running.pop(threading.get_ident(), None)
         raise EngineError(LOST.format(n="its stream ended early"))
 
@@ -311,31 +316,24 @@ def deploy(make_engine: Callable[[], object], replicas: int, gpus: bool, cpus: f
 
 def connect(address: Optional[str], make_engine: Callable[[], object], local, replicas: Optional[int] = None,
             **init) -> RayEngine:
-    """A RayEngine on the cluster at ``address`` ("auto": the one running on this machine; "" or None:
-    a new local cluster on this machine's loopback; else "host:port" or "ray://host:10001").
-    ``replicas``: default one per GPU of the cluster, else 1. ``init``: more ``ray.init`` arguments."""
+    """A RayEngine on the cluster at ``address`` ("auto": the one running on this machine; "host:port";
+    "" or None: a new local cluster, advertised on loopback, shut down by ``close``). ``replicas``:
+    default one per GPU of the cluster, else 1. ``init``: more ``ray.init`` arguments."""
     joined = bool(address)
     if joined:  # workers elsewhere need this checkout's code
         init.setdefault("runtime_env", {"working_dir": str(ROOT), "excludes": SHIP_EXCLUDES})
     else:
         init.setdefault("_node_ip_address", "127.0.0.1")
     ray.init(address=address if joined else "local", include_dashboard=False, **init)
-    engine = start(make_engine, local, replicas)
-    close = engine._close
-
-    def close_all():
-        close()
-        if not joined:
-            ray.shutdown()
-    engine._close = close_all
-    return engine
+    return start(make_engine, local, replicas, shutdown=not joined)
 
 
-def start(make_engine: Callable[[], object], local, replicas: Optional[int] = None,
-          cpus: Optional[float] = None) -> RayEngine:
+def start(make_engine: Callable[[], object], local, replicas: Optional[int] = None, cpus: Optional[float] = None,
+          shutdown: bool = False) -> RayEngine:
     """A RayEngine over a new deployment of ``make_engine`` on the cluster this process is connected
     to: ``replicas`` of them (default one per GPU, else 1), one GPU each, or else ``cpus`` CPUs each
-    (default: the cluster's CPUs shared among them)."""
+    (default: the cluster's CPUs shared among them). Its ``close`` deletes the deployment (and, with
+    ``shutdown``, disconnects from Ray, which ends a local cluster this process started)."""
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     replicas = replicas or max(1, gpus)
@@ -344,7 +342,12 @@ def start(make_engine: Callable[[], object], local, replicas: Optional[int] = No
                          f"use --replicas {gpus} or fewer, or add GPU workers.")
     cpus = cpus or max(0.1, resources.get("CPU", 1) / replicas)
     handle = deploy(make_engine, replicas, gpus > 0, cpus)
-    return RayEngine(handle, local, replicas, lambda: serve.delete(APP), gpus > 0)
+
+    def close():
+        serve.delete(APP)
+        if shutdown:
+            ray.shutdown()
+    return RayEngine(handle, local, replicas, close, gpus > 0)
 
 
 def healthy_replicas() -> int:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -166,3 +168,10 @@ def test_errors_cross_as_their_sentence_and_previews_only_when_asked(ray_setup):
     assert "previews False" in lines(log, 72) and "previews True" in lines(log, 73) and len(seen) == 3
     assert engine.made_on("small-music") == {"engine": "fake"}
     assert engine.estimate("small-music", 2.0, (Region(0.5, 1.0),)).seconds > 0  # learnt from the replicas
+
+
+def test_without_ray_the_studio_never_imports_it():
+    """The studio's start-up path without --ray (the app, the UI, both engines) leaves Ray out."""
+    code = ("import sys, app, studio.ui, studio.engine; app.make_engine(True); "
+            "sys.exit(any(m == 'ray' or m.startswith('ray.') for m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent).returncode == 0
