@@ -47,7 +47,11 @@ except ImportError:  # Windows: the thread lock alone (one studio process per se
     fcntl = None
 
 FORMAT = 2
-_ID = re.compile(r"^[0-9a-f]{12}$")
+# A session's id is its only key (the ?session= URL, the file route): 128 random bits, the usual
+# size of session identifiers; hex, not token_urlsafe, so two ids never differ only in case (one
+# folder on a case-insensitive disk). Ids of 12 hex digits (48 bits) were made before: they still open.
+ID_BYTES = 16
+_ID = re.compile(r"^(?:[0-9a-f]{32}|[0-9a-f]{12})$")
 SPAN_GAP = 4096           # samples: changed runs closer than this are stored as one span
 MAX_SPANS = 256           # more scattered changes than this: the take is stored whole
 CACHE_BYTES = 512 * 2**20  # full take WAVs kept per session for playback (the newest two always)
@@ -121,9 +125,10 @@ class Session:
 # ---- opening and creating -------------------------------------------------------------------
 
 def folder_of(root: str | Path, sid: str) -> Path:
-    """root/sid; SessionError for an id that is not 12 hex digits (nothing outside root is reached)."""
+    """root/sid; SessionError for an id that is not 32 (or, made before, 12) hex digits, so nothing
+    outside root is reached."""
     if not _ID.match(sid or ""):
-        raise SessionError(f"The session id must be 12 hex digits, got {sid!r}; "
+        raise SessionError(f"{sid!r} is not a session id (32 hex digits); "
                            "open the studio without ?session= to start a new one.")
     return Path(root).resolve() / sid
 
@@ -132,7 +137,7 @@ def create(root: str | Path) -> Session:
     """A new, empty session folder (call it when the user first stores something)."""
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    sid = secrets.token_hex(6)
+    sid = secrets.token_hex(ID_BYTES)
     folder = root / sid
     folder.mkdir(exist_ok=False)
     s = Session(sid, str(folder))
