@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from studio.audio_io import Limits
+from studio.fair import PER_CLIENT, PER_SESSION
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -41,6 +42,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="a session holding more than this takes no new clips or takes (default 2048; 0: no limit)")
     p.add_argument("--max-upload-mb", type=float, default=200.0)
     p.add_argument("--max-seconds", type=float, default=600.0, help="longest clip accepted")
+    p.add_argument("--hub-token-for-visitors", action="store_true",
+                   help="fetch the LoRA files visitors name on Hugging Face with this server's login (HF_TOKEN), "
+                   "so they reach what it can (gated, private repos); without it, public files only")
+    p.add_argument("--jobs-per-session", type=int, default=PER_SESSION,
+                   help="takes one session may have waiting or running (default %(default)s); sessions take turns")
+    p.add_argument("--jobs-per-client", type=int, default=PER_CLIENT,
+                   help="takes one client address may have waiting or running, whatever its sessions "
+                   "(default %(default)s)")
     return p.parse_args(argv)
 
 
@@ -111,14 +120,17 @@ def main(argv=None) -> None:
     keep_sessions(sessions, args.keep_sessions_days)
     cfg = StudioConfig(sessions=sessions, default_model=default, hardware=f"{hardware} {note}".strip(),
                        limits=Limits(int(args.max_upload_mb * 2**20), args.max_seconds),
-                       session_quota_mb=args.session_quota_mb, gpu=gpu_decorator(), encode_ahead=spaces is None)
+                       session_quota_mb=args.session_quota_mb, gpu=gpu_decorator(), encode_ahead=spaces is None,
+                       hub_token_for_visitors=args.hub_token_for_visitors, jobs_per_session=args.jobs_per_session,
+                       jobs_per_client=args.jobs_per_client)
     preload(engine, default)
     demo = build_ui(engine, cfg)
     # Gradio refuses bigger uploads itself (before they reach the disk); smaller ones reach
-    # load_audio, which applies the other limits and says why a file is refused.
+    # load_audio, which applies the other limits and says why a file is refused. show_error=False:
+    # an unexpected exception's text (it may name the server's files) stays in the server's log.
     demo.queue(default_concurrency_limit=4).launch(
         server_name=args.host, server_port=args.port, share=args.share, allowed_paths=[str(sessions)],
-        max_file_size=cfg.limits.max_bytes, theme=studio_theme(), css=STUDIO_CSS, js=DARK_JS, show_error=True)
+        max_file_size=cfg.limits.max_bytes, theme=studio_theme(), css=STUDIO_CSS, js=DARK_JS, show_error=False)
 
 
 def keep_sessions(root: Path, days: float, every_s: float = 3600.0) -> None:

@@ -62,6 +62,15 @@ class SessionError(ValueError):
     """A session problem a musician can act on; str(e) is one sentence naming the fix."""
 
 
+DISK_FULL = ("The server's disk is full, so this was not saved; your session is kept as it was before it "
+             "(nothing is half-written): try again later, once the host has freed space.")
+
+
+class DiskFull(SessionError):
+    """A write into a session refused for want of space (str(e): DISK_FULL). Every write is atomic
+    (audio_io.atomic_write), so the session is exactly as it was before the change."""
+
+
 @dataclass(frozen=True)
 class Version:
     id: str
@@ -139,10 +148,15 @@ def create(root: str | Path) -> Session:
     root.mkdir(parents=True, exist_ok=True)
     sid = secrets.token_hex(ID_BYTES)
     folder = root / sid
-    folder.mkdir(exist_ok=False)
+    with _said_full():
+        folder.mkdir(exist_ok=False)
     s = Session(sid, str(folder))
-    with _locked(folder):
-        _save(s)
+    try:
+        with _locked(folder):
+            _save(s)
+    except DiskFull:
+        shutil.rmtree(folder, ignore_errors=True)  # no folder without its session.json
+        raise
     return s
 
 
@@ -530,7 +544,7 @@ def _locked(folder: Path):
     (other processes). Not re-entrant: public functions take it once."""
     with _GUARD:
         lock = _THREAD_LOCKS.setdefault(str(folder), threading.Lock())
-    with lock:
+    with lock, _said_full():
         if fcntl is None:
             yield
             return
@@ -540,6 +554,17 @@ def _locked(folder: Path):
                 yield
             finally:  # explicitly: a child forked meanwhile (ZeroGPU) shares f, so closing is not enough
                 fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _said_full():
+    """A full disk met by a write under the lock (every session write) as DiskFull."""
+    try:
+        yield
+    except OSError as e:
+        if audio_io.disk_full(e):
+            raise DiskFull(DISK_FULL) from e
+        raise
 
 
 def _regions(items) -> tuple[Region, ...]:
