@@ -14,6 +14,7 @@ accepting local paths and hub paths through models.loading.resolve_file (its use
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import shutil
@@ -77,7 +78,7 @@ class HubFiles:
         nothing downloaded), then it is downloaded at the commit that size belongs to."""
         size, commit = self._size(ref)
         if size is None or size > self.cap:
-            said = "does not say its size" if size is None else f"is {size / 2**20:.0f} MB"
+            said = "does not say its size" if size is None else f"is {math.ceil(size / 2**20)} MB"  # 256.1 MB: 257
             raise HubError(f"{ref} {said}; the studio fetches adapters of up to {self.cap / 2**20:.0f} MB "
                            "from the Hub: pick a smaller adapter, or upload it from your computer.")
         key = hashlib.sha256(f"{ref.repo_id}/{ref.path}@{commit}".encode()).hexdigest()[:16]
