@@ -627,12 +627,12 @@ class _Handlers:
             try:
                 with self.gate.turn(*who, _waiting(progress, flag, k, n)):
                     take = self.engine.edit(req, _progress(progress, flag, k, n, encoded), preview=on_preview)
+                _, rec = session.add_take(s, take, req.prompt, settings, self.engine.made_on(req.model))  # s: its base
             except Cancelled:
                 flag.unlink(missing_ok=True)
                 return made, f"Cancelled after {len(made)} of {n} takes; finished takes are kept.", None, notes
-            except PROBLEMS as e:
+            except PROBLEMS as e:  # session.DiskFull too: the takes made before are kept
                 return made, "", e, notes
-            _, rec = session.add_take(s, take, req.prompt, settings, self.engine.made_on(req.model))  # s: its base
             made.append(rec.id)
             notes += [note for note in take.notes if note not in notes]
             if k == 0 and not encoded:
