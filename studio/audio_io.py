@@ -52,7 +52,7 @@ def load_audio(path: str | os.PathLike, limits: Limits = Limits()) -> tuple[np.n
     path = Path(path)
     name = path.name
     if path.is_dir():
-        raise AudioError(f"“{name}” is a folder: give an audio file (WAV, FLAC, OGG or MP3).")
+        raise AudioError(f"“{path}” is a folder: give an audio file (WAV, FLAC, OGG or MP3).")
     if not path.is_file():
         raise AudioError(f"“{name}” was not found.")
     size = path.stat().st_size
