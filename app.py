@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from studio.audio_io import Limits
+from studio.fair import PER_CLIENT, PER_SESSION
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -52,6 +53,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "'auto' joins the one running on this machine, or give host:port / ray://host:10001")
     p.add_argument("--replicas", type=int, default=None,
                    help="with --ray: engine replicas (default one per GPU of the cluster, else 1)")
+    p.add_argument("--hub-token-for-visitors", action="store_true",
+                   help="fetch the LoRA files visitors name on Hugging Face with this server's login (HF_TOKEN), "
+                   "so they reach what it can (gated, private repos); without it, public files only")
+    p.add_argument("--jobs-per-session", type=int, default=PER_SESSION,
+                   help="takes one session may have waiting or running (default %(default)s); sessions take turns")
+    p.add_argument("--jobs-per-client", type=int, default=PER_CLIENT,
+                   help="takes one client address may have waiting or running, whatever its sessions "
+                   "(default %(default)s)")
     return p.parse_args(argv)
 
 
@@ -156,15 +165,18 @@ def main(argv=None) -> None:
     keep_sessions(sessions, args.keep_sessions_days)
     cfg = StudioConfig(sessions=sessions, default_model=default, hardware=f"{hardware} {note}".strip(),
                        limits=Limits(int(args.max_upload_mb * 2**20), args.max_seconds),
-                       session_quota_mb=args.session_quota_mb, gpu=gpu_decorator(), encode_ahead=spaces is None)
+                       session_quota_mb=args.session_quota_mb, gpu=gpu_decorator(), encode_ahead=spaces is None,
+                       hub_token_for_visitors=args.hub_token_for_visitors, jobs_per_session=args.jobs_per_session,
+                       jobs_per_client=args.jobs_per_client)
     preload(engine, default)
     demo = build_ui(engine, cfg)
     # Gradio refuses bigger uploads itself (before they reach the disk); smaller ones reach
-    # load_audio, which applies the other limits and says why a file is refused.
-    # at least one event per engine slot (a RayEngine's replicas), so every replica can be busy
+    # load_audio, which applies the other limits and says why a file is refused. show_error=False:
+    # an unexpected exception's text (it may name the server's files) stays in the server's log.
+    # At least one event per engine slot (a RayEngine's replicas), so every replica can be busy.
     demo.queue(default_concurrency_limit=max(4, getattr(engine, "slots", 1))).launch(
         server_name=args.host, server_port=args.port, share=args.share, allowed_paths=[str(sessions)],
-        max_file_size=cfg.limits.max_bytes, theme=studio_theme(), css=STUDIO_CSS, js=DARK_JS, show_error=True)
+        max_file_size=cfg.limits.max_bytes, theme=studio_theme(), css=STUDIO_CSS, js=DARK_JS, show_error=False)
 
 
 def keep_sessions(root: Path, days: float, every_s: float = 3600.0) -> None:
