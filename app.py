@@ -3,6 +3,8 @@
     python app.py                      # real engine, model picked for this machine
     python app.py --fake-engine        # no weights: a deterministic stand-in (used by the tests)
     python app.py --host 0.0.0.0 --port 7860 --share --sessions /data/sessions --keep-sessions-days 7
+    python app.py --ray                # engines as Ray Serve replicas: one per GPU (or --replicas N)
+    python app.py --ray auto           # ... on the Ray cluster already running here (`ray start --head`)
 """
 from __future__ import annotations
 
@@ -12,14 +14,19 @@ except ImportError:
     spaces = None
 
 import argparse
+import atexit
+import functools
 import importlib.util
 import logging
 import os
+import signal
+import sys
 import threading
 import time
 from pathlib import Path
 
 from studio.audio_io import Limits
+from studio.fair import PER_CLIENT, PER_SESSION
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -41,6 +48,19 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="a session holding more than this takes no new clips or takes (default 2048; 0: no limit)")
     p.add_argument("--max-upload-mb", type=float, default=200.0)
     p.add_argument("--max-seconds", type=float, default=600.0, help="longest clip accepted")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run the engines as a Ray Serve deployment: no ADDRESS starts a local cluster, "
+                   "'auto' joins the one running on this machine, or give host:port / ray://host:10001")
+    p.add_argument("--replicas", type=int, default=None,
+                   help="with --ray: engine replicas (default one per GPU of the cluster, else 1)")
+    p.add_argument("--hub-token-for-visitors", action="store_true",
+                   help="fetch the LoRA files visitors name on Hugging Face with this server's login (HF_TOKEN), "
+                   "so they reach what it can (gated, private repos); without it, public files only")
+    p.add_argument("--jobs-per-session", type=int, default=PER_SESSION,
+                   help="takes one session may have waiting or running (default %(default)s); sessions take turns")
+    p.add_argument("--jobs-per-client", type=int, default=PER_CLIENT,
+                   help="takes one client address may have waiting or running, whatever its sessions "
+                   "(default %(default)s)")
     return p.parse_args(argv)
 
 
@@ -54,20 +74,50 @@ def detect_hardware() -> tuple[bool, str]:
     return False, "Running on CPU: small models with SAME-S."
 
 
-def make_engine(fake: bool, model: str | None = None, precision: str = "auto"):
+def make_engine(fake: bool, model: str | None = None, precision: str = "auto", ray: str | None = None,
+                replicas: int | None = None):
     """(engine, note). Without --fake-engine, studio.engine.RealEngine; explain if it is missing.
-    A ``model`` outside the catalogue (a repo id or a checkpoint folder) is offered too."""
+    A ``model`` outside the catalogue (a repo id or a checkpoint folder) is offered too. ``ray``
+    (an address, "" for a local cluster): the same engines as Ray Serve replicas (studio.ray_engine)."""
+    factory, note = engine_factory(fake, model, precision)
+    if ray is None:
+        return factory(), note
+    return ray_engine(factory, ray, replicas), note
+
+
+def engine_factory(fake: bool, model: str | None, precision: str):
+    """(a picklable callable that makes the engine, note)."""
     if fake:
         from studio.fake_engine import FakeEngine
-        return FakeEngine(), "Fake engine: regions are filled with test tones, no model is loaded."
+        return FakeEngine, "Fake engine: regions are filled with test tones, no model is loaded."
     try:
         from studio.engine import RealEngine
     except Exception as e:  # the engine is optional until it lands; say why it is unavailable
         raise SystemExit(f"The SA3 engine could not be imported ({type(e).__name__}: {e}). "
-                         "Install the requirements, or run `python app.py --fake-engine` to try the studio.")
+                         "Install the requirements, or run `python app.py --fake-engine` to try the studio.") from None
     from studio.catalog import model_info
     extra = (model,) if model and model_info(model) is None else ()
-    return RealEngine(extra_models=extra, precision=precision), ""
+    return functools.partial(RealEngine, extra_models=extra, precision=precision), ""
+
+
+def ray_engine(factory, address: str, replicas: int | None):
+    """A RayEngine whose replicas run ``factory()``; the page keeps one that loads nothing (it lists
+    the models and estimates). Taken down when the studio stops."""
+    if spaces is not None:
+        raise SystemExit("--ray cannot run on a ZeroGPU Space (ZeroGPU lends its GPU only through spaces.GPU); "
+                         "drop --ray there.")
+    if replicas is not None and replicas < 1:
+        raise SystemExit(f"--replicas must be 1 or more, got {replicas}.")
+    try:
+        from studio.ray_engine import connect
+    except ImportError as e:
+        raise SystemExit(f"--ray needs Ray Serve ({e}): pip install 'ray[serve]'.") from None
+    engine = connect(address, factory, factory(), replicas)
+    atexit.register(engine.close)
+    # SIGTERM (a service manager, a terminal closing) exits through atexit, so the deployment and a
+    # local cluster are taken down instead of leaving Ray's processes behind
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    return engine
 
 
 def gpu_decorator():
@@ -100,8 +150,12 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own requests, one line each
     from studio.ui import StudioConfig, build_ui
-    engine, note = make_engine(args.fake_engine, args.model, args.precision)
+    engine, note = make_engine(args.fake_engine, args.model, args.precision, args.ray, args.replicas)
     cuda, hardware = detect_hardware()
+    if args.ray is not None:
+        cuda = engine.gpus
+        hardware = f"Engines: {engine.slots} Ray Serve replica{'s' * (engine.slots > 1)} on " \
+                   f"{'GPUs' if cuda else 'CPUs'}."
     names = [m.name for m in engine.models()]
     default = args.model or ("medium" if cuda and "medium" in names else "small-music")
     if default not in names:
@@ -111,14 +165,18 @@ def main(argv=None) -> None:
     keep_sessions(sessions, args.keep_sessions_days)
     cfg = StudioConfig(sessions=sessions, default_model=default, hardware=f"{hardware} {note}".strip(),
                        limits=Limits(int(args.max_upload_mb * 2**20), args.max_seconds),
-                       session_quota_mb=args.session_quota_mb, gpu=gpu_decorator(), encode_ahead=spaces is None)
+                       session_quota_mb=args.session_quota_mb, gpu=gpu_decorator(), encode_ahead=spaces is None,
+                       hub_token_for_visitors=args.hub_token_for_visitors, jobs_per_session=args.jobs_per_session,
+                       jobs_per_client=args.jobs_per_client)
     preload(engine, default)
     demo = build_ui(engine, cfg)
     # Gradio refuses bigger uploads itself (before they reach the disk); smaller ones reach
-    # load_audio, which applies the other limits and says why a file is refused.
-    demo.queue(default_concurrency_limit=4).launch(
+    # load_audio, which applies the other limits and says why a file is refused. show_error=False:
+    # an unexpected exception's text (it may name the server's files) stays in the server's log.
+    # At least one event per engine slot (a RayEngine's replicas), so every replica can be busy.
+    demo.queue(default_concurrency_limit=max(4, getattr(engine, "slots", 1))).launch(
         server_name=args.host, server_port=args.port, share=args.share, allowed_paths=[str(sessions)],
-        max_file_size=cfg.limits.max_bytes, theme=studio_theme(), css=STUDIO_CSS, js=DARK_JS, show_error=True)
+        max_file_size=cfg.limits.max_bytes, theme=studio_theme(), css=STUDIO_CSS, js=DARK_JS, show_error=False)
 
 
 def keep_sessions(root: Path, days: float, every_s: float = 3600.0) -> None:

@@ -5,6 +5,7 @@ and refuses, with a sentence a musician understands, what it cannot use.
 """
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -183,6 +184,24 @@ def _to_stereo(data: np.ndarray, channels: int) -> tuple[np.ndarray, str]:
 
 
 TEMP_PREFIX = ".tmp-"  # every half-written file starts so; studio.session removes leftovers of a crash
+# A write that failed because the disk (or the user's quota on it) is full: no space, not a bad path.
+DISK_FULL = frozenset(e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if e is not None)
+
+
+NEARLY_FULL_BYTES = 2**20  # a write that failed with less than this free failed for want of space
+
+
+def disk_full(e: BaseException) -> bool:
+    """Whether ``e`` is a write refused for want of space (ENOSPC, or EDQUOT where the OS has it)."""
+    return isinstance(e, OSError) and e.errno in DISK_FULL
+
+
+def _nearly_full(folder: Path) -> bool:
+    """Whether the disk holding ``folder`` has less than NEARLY_FULL_BYTES left for this process
+    (root may use the blocks reserved for it)."""
+    st = os.statvfs(folder)
+    free = st.f_bfree if hasattr(os, "geteuid") and os.geteuid() == 0 else st.f_bavail
+    return free * st.f_frsize < NEARLY_FULL_BYTES
 
 
 def atomic_write(path: str | os.PathLike, write, exclusive: bool = False) -> Path:
@@ -195,7 +214,13 @@ def atomic_write(path: str | os.PathLike, write, exclusive: bool = False) -> Pat
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.stem}.", suffix=path.suffix)
     os.close(fd)
     try:
-        write(tmp)
+        try:
+            write(tmp)
+        except Exception as e:
+            # libsndfile reports a full disk as "System error." (a RuntimeError): say what it is
+            if not disk_full(e) and _nearly_full(path.parent):
+                raise OSError(errno.ENOSPC, "No space left on device") from e
+            raise
         if exclusive:
             _link_new(tmp, path)
         else:
@@ -269,5 +294,5 @@ def read_track(path: str | os.PathLike, start: int = 0, stop: int | None = None)
     (samples) only those frames are read (fewer where the file ends first)."""
     data, sr = sf.read(str(path), dtype="float32", always_2d=True, start=start, stop=stop)
     if sr != SAMPLE_RATE or data.shape[1] != 2:
-        raise AudioError(f"{path} is not a 44.1 kHz stereo studio file ({sr} Hz, {data.shape[1]} ch).")
+        raise AudioError(f"{Path(path).name} is not a 44.1 kHz stereo studio file ({sr} Hz, {data.shape[1]} ch).")
     return np.ascontiguousarray(data.T)

@@ -1,4 +1,4 @@
-"""One job at a time, first come first served: the engines' queue.
+"""One job at a time (or ``slots`` at a time), first come first served: the engines' queue.
 
 A job holds the machine for its whole run (model switch, encode, steps, decode), so a model is
 never switched under a running job, only one set of activations is alive (memory stays that of
@@ -18,9 +18,11 @@ POLL_SECONDS = 0.25  # how often a waiting job re-reports its place (and can be 
 
 
 class JobQueue:
-    def __init__(self):
+    def __init__(self, slots: int = 1):
+        """``slots``: jobs that run at once (an engine: 1; a RayEngine: its replicas)."""
+        self.slots = slots
         self._cond = threading.Condition()
-        self._line: deque[object] = deque()  # the running job first, then the waiting ones
+        self._line: deque[object] = deque()  # the running jobs first, then the waiting ones
 
     @contextmanager
     def turn(self, progress: Optional[Progress] = None) -> Iterator[None]:
@@ -33,7 +35,7 @@ class JobQueue:
                 if progress is not None:
                     progress("queue", ahead, ahead)
                 with self._cond:
-                    self._cond.wait_for(lambda: self._line.index(me) < ahead, timeout=POLL_SECONDS)
+                    self._cond.wait_for(lambda: self._place(me) < ahead, timeout=POLL_SECONDS)
             yield
         finally:
             with self._cond:
@@ -42,12 +44,16 @@ class JobQueue:
 
     def _ahead(self, me: object) -> int:
         with self._cond:
-            return self._line.index(me)
+            return self._place(me)
+
+    def _place(self, me: object) -> int:
+        """Jobs ``me`` waits for (0: it runs); called holding the lock."""
+        return max(0, self._line.index(me) - self.slots + 1)
 
     def waiting(self) -> int:
-        """Jobs waiting behind the running one."""
+        """Jobs waiting behind the running ones."""
         with self._cond:
-            return max(0, len(self._line) - 1)
+            return max(0, len(self._line) - self.slots)
 
     def __len__(self) -> int:
         with self._cond:

@@ -48,7 +48,11 @@ except ImportError:  # Windows: the thread lock alone (one studio process per se
     fcntl = None
 
 FORMAT = 2
-_ID = re.compile(r"^[0-9a-f]{12}$")
+# A session's id is its only key (the ?session= URL, the file route): 128 random bits, the usual
+# size of session identifiers; hex, not token_urlsafe, so two ids never differ only in case (one
+# folder on a case-insensitive disk). Ids of 12 hex digits (48 bits) were made before: they still open.
+ID_BYTES = 16
+_ID = re.compile(r"^(?:[0-9a-f]{32}|[0-9a-f]{12})$")
 SPAN_GAP = 4096           # samples: changed runs closer than this are stored as one span
 MAX_SPANS = 256           # more scattered changes than this: the take is stored whole
 CACHE_BYTES = 512 * 2**20  # full take WAVs kept per session for playback (the newest two always)
@@ -57,6 +61,15 @@ STALE_SECONDS = 3600      # a session folder without session.json this old is a 
 
 class SessionError(ValueError):
     """A session problem a musician can act on; str(e) is one sentence naming the fix."""
+
+
+DISK_FULL = ("The server's disk is full, so this was not saved; your session is kept as it was before it "
+             "(nothing is half-written): try again later, once the host has freed space.")
+
+
+class DiskFull(SessionError):
+    """A write into a session refused for want of space (str(e): DISK_FULL). Every write is atomic
+    (audio_io.atomic_write), so the session is exactly as it was before the change."""
 
 
 @dataclass(frozen=True)
@@ -124,9 +137,10 @@ class Session:
 # ---- opening and creating -------------------------------------------------------------------
 
 def folder_of(root: str | Path, sid: str) -> Path:
-    """root/sid; SessionError for an id that is not 12 hex digits (nothing outside root is reached)."""
+    """root/sid; SessionError for an id that is not 32 (or, made before, 12) hex digits, so nothing
+    outside root is reached."""
     if not _ID.match(sid or ""):
-        raise SessionError(f"The session id must be 12 hex digits, got {sid!r}; "
+        raise SessionError(f"{sid!r} is not a session id (32 hex digits); "
                            "open the studio without ?session= to start a new one.")
     return Path(root).resolve() / sid
 
@@ -135,12 +149,17 @@ def create(root: str | Path) -> Session:
     """A new, empty session folder (call it when the user first stores something)."""
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    sid = secrets.token_hex(6)
+    sid = secrets.token_hex(ID_BYTES)
     folder = root / sid
-    folder.mkdir(exist_ok=False)
+    with _said_full():
+        folder.mkdir(exist_ok=False)
     s = Session(sid, str(folder))
-    with _locked(folder):
-        _save(s)
+    try:
+        with _locked(folder):
+            _save(s)
+    except DiskFull:
+        shutil.rmtree(folder, ignore_errors=True)  # no folder without its session.json
+        raise
     return s
 
 
@@ -552,7 +571,7 @@ def _locked(folder: Path):
     (other processes). Not re-entrant: public functions take it once."""
     with _GUARD:
         lock = _THREAD_LOCKS.setdefault(str(folder), threading.Lock())
-    with lock:
+    with lock, _said_full():
         if fcntl is None:
             yield
             return
@@ -562,6 +581,17 @@ def _locked(folder: Path):
                 yield
             finally:  # explicitly: a child forked meanwhile (ZeroGPU) shares f, so closing is not enough
                 fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _said_full():
+    """A full disk met by a write under the lock (every session write) as DiskFull."""
+    try:
+        yield
+    except OSError as e:
+        if audio_io.disk_full(e):
+            raise DiskFull(DISK_FULL) from e
+        raise
 
 
 def _regions(items) -> tuple[Region, ...]:

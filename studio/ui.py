@@ -14,6 +14,7 @@ import hashlib
 import inspect
 import json
 import queue
+import re
 import secrets
 import threading
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import Callable
 import gradio as gr
 import numpy as np
 
-from studio import edit, recipe, seams, session, ui_tempo
+from studio import edit, fair, hub, recipe, seams, session, ui_tempo
 from studio.api import (CROSSFADE_MS, MAX_CFG, SAMPLE_RATE, Cancelled, EditRequest, Engine, EngineError,
                         GenerateRequest, Guidance, LoraSpec, Preview)
 from studio.audio_io import TEMP_PREFIX, AudioError, Limits, load_audio, wav_bytes
@@ -47,6 +48,9 @@ class StudioConfig:
     session_quota_mb: float = 2048.0    # a session holding more takes no new work (0: no limit)
     gpu: Callable = lambda fn, seconds: fn  # spaces.GPU(duration=seconds) on ZeroGPU Spaces
     encode_ahead: bool = True           # off on ZeroGPU: a GPU worker's cache dies with the call
+    hub_token_for_visitors: bool = False  # fetch visitors' Hub adapters with the host's login (HF_TOKEN)
+    jobs_per_session: int = fair.PER_SESSION  # takes a session may have waiting or running (studio/fair.py)
+    jobs_per_client: int = fair.PER_CLIENT    # the same for one client address
 
 
 def file_url(path: Path) -> str:
@@ -56,8 +60,7 @@ def file_url(path: Path) -> str:
 def painter_value(s: session.Session | None, old: Painted | None, take_id: str | None = None,
                   keep_regions: bool = True) -> dict:
     """The painter's contract for session `s`: current version as A, take `take_id` as B, the
-    current version's bar grid and the lines regions snap to (the painter's snap unit, else the
-    session's last)."""
+    current version's bar grid and its lines, and the snap unit (the painter's, else the session's last)."""
     prev = old.kept if old is not None else {}
     value = {"track": None, "take": None, "highlight": [],
              "regions": prev.get("regions", []) if keep_regions else [],
@@ -139,7 +142,9 @@ def session_text(s: session.Session | None) -> str:
     if s is None:
         return "Session: none yet; one is created (and put in the page's address) when you load a clip."
     source = s.last.get("source", "")
-    return f"Session `{s.id}` · saved in `{s.folder}`" + (f" · {source}" if source else "")
+    # never the folder: a visitor of a shared studio has no business knowing the server's paths
+    return (f"Session `{s.id}` · this page's address opens it: share it only with people who may change it"
+            + (f" · {source}" if source else ""))
 
 
 def build_ui(engine: Engine, cfg: StudioConfig) -> gr.Blocks:
@@ -256,14 +261,18 @@ def _lora_panel(c) -> None:
             c.loras += [file, hub, strength]
 
 
-def _lora_specs(values) -> tuple[LoraSpec, ...]:
-    """The LoRA slots' (file, hub path, strength) values as specs, empty slots left out."""
-    specs = []
-    for file, hub, strength in zip(values[0::3], values[1::3], values[2::3]):
-        path = str(_path(file)) if file else (hub or "").strip()
-        if path:
-            specs.append(LoraSpec(path=path, strength=float(strength)))
-    return tuple(specs)
+def _lora_slots(values) -> list[tuple[Path | hub.HubFile, float]]:
+    """The LoRA slots' (file, hub path, strength) values as (an upload's path or a HubFile, strength),
+    empty slots left out. A typed path is never looked up on the server: anything but
+    owner/repo/file.safetensors is refused with one sentence (hub.parse) before any slot is fetched.
+    An upload's path is Gradio's: it accepts only files a visitor uploaded (see tests/test_visitors.py)."""
+    slots = []
+    for file, typed, strength in zip(values[0::3], values[1::3], values[2::3], strict=True):
+        if file:
+            slots.append((_path(file), float(strength)))
+        elif (typed or "").strip():
+            slots.append((hub.parse(typed), float(strength)))
+    return slots
 
 
 def _takes_panel(c) -> None:
@@ -345,20 +354,24 @@ def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
               c.demo_btn.click(h.load_demo, [c.sess, c.painter, c.demo_pick], view)]
     for event in loaded:
         event.then(**ahead)
+    # Both generations wait at the fair gate (studio/fair.py), which needs them there to order them:
+    # Gradio's own queue is first come first served. GATE_SEATS bounds the threads that wait.
+    gated = dict(concurrency_id="generate", concurrency_limit=GATE_SEATS)
     source = with_previews(h.generate_source, len(view) + 1)
-    loaded.append(c.src_btn.click(gpu(source, h.gpu_seconds(source)), [c.show_previews, c.sess, c.painter,
-                                  c.src_prompt, c.src_seconds, c.seed, c.random_seed, c.model, c.steps, c.cfg,
-                                  c.apg, c.negative, *c.loras], view + [c.seed, c.preview]))
+    loaded.append(c.src_btn.click(gpu(source, h.gpu_seconds(source)),
+                                  [c.show_previews, c.sess, c.painter, c.src_prompt, c.src_seconds, c.seed,
+                                   c.random_seed, c.model, c.steps, c.cfg, c.apg, c.negative, *c.loras],
+                                  view + [c.seed, c.preview], **gated))
     ui_tempo.wire_tempo(c, ui_tempo.TempoHandlers(h.latest, current_seconds, status), [opened, *loaded])
     c.model.change(h.pick_model, [c.model], [c.model, c.steps, c.status, c.guidance, c.cfg, c.src_seconds])
     for trigger in (c.prompt.change, c.model.change):
         trigger(h.sent_text, [c.model, c.prompt], [c.sent])
     # progress on the status line only, so the takes stay usable (pick, accept, discard) during a run
     takes = with_previews(h.generate, len(view) + 1)
-    c.gen_btn.click(gpu(takes, h.gpu_seconds(takes)), [c.show_previews, c.sess, c.painter, c.model, c.prompt, c.seed, c.random_seed, c.n_takes,
-                                      c.steps, c.strength, c.crossfade, c.cfg, c.apg, c.negative,
-                                      c.guide, c.context, c.match, *c.loras],
-                    view + [c.seed, c.preview], show_progress_on=[c.status]).then(**cost)
+    c.gen_btn.click(gpu(takes, h.gpu_seconds(takes)),
+                    [c.show_previews, c.sess, c.painter, c.model, c.prompt, c.seed, c.random_seed, c.n_takes, c.steps,
+                     c.strength, c.crossfade, c.cfg, c.apg, c.negative, c.guide, c.context, c.match, *c.loras],
+                    view + [c.seed, c.preview], show_progress_on=[c.status], **gated).then(**cost)
     c.show_previews.change(lambda on: gr.update(visible=bool(on)), [c.show_previews], [c.preview],
                            show_progress="hidden")
     # runs beside generate; no output, so it cannot overwrite the "Cancelled" that generate reports
@@ -378,7 +391,15 @@ _SET_URL_JS = """(sid) => { const u = new URL(window.location.href);
   window.history.replaceState(null, '', u); return []; }"""
 
 VIEW_OUTPUTS = 8 + len(ui_tempo.TEMPO_OUTPUTS)  # what _Handlers.view returns (see _wire's `view`)
-PROBLEMS = (AudioError, EngineError, ValueError, KeyError)  # session.SessionError is a ValueError
+PROBLEMS = (AudioError, EngineError, ValueError, KeyError)  # session.SessionError, hub.HubError are ValueErrors
+# Generations that may wait at the fair gate at once (more wait in Gradio's queue): above one
+# visitor's cap (fair.PER_CLIENT), so another visitor's take reaches the gate past a script's, and
+# well below Gradio's 40 worker threads, so page loads and timers always find one. Each holds its
+# clip in memory while it waits (at most 212 MB for a 600 s clip).
+GATE_SEATS = 16
+HUB_FOLDER = "hub-cache"
+SAVED_NOT_SHOWN = ("The server's disk is full: what you did is saved in your session, but it cannot be shown or "
+                   "played until there is room again; try again later.")  # in the sessions root: visitors' Hub adapters (not a session id, so sweep leaves it)
 # Context each side of the regions: auto = the whole track while it fits the model, else 15 s.
 CONTEXT_SECONDS = {"auto": None, "whole track (up to the model's limit)": 10_000.0, "5 s each side": 5.0,
                    "10 s each side": 10.0, "15 s each side": 15.0, "30 s each side": 30.0}
@@ -402,6 +423,30 @@ class _Handlers:
     def __init__(self, engine: Engine, cfg: StudioConfig, models: dict):
         self.engine, self.cfg, self.models = engine, cfg, models
         self.quota = int(cfg.session_quota_mb * 2**20)
+        # visitors' Hub adapters: beside the sessions, not in one (a session's own copy is made by add_take)
+        self.hub = hub.HubFiles(cfg.sessions / HUB_FOLDER, token=None if cfg.hub_token_for_visitors else False)
+        # takes pass this gate: visitors take turns (an engine with several replicas says how many run at once)
+        self.gate = fair.FairQueue(getattr(engine, "slots", 1), cfg.jobs_per_session, cfg.jobs_per_client)
+
+    @staticmethod
+    def visitor(sid, request: gr.Request | None) -> tuple[str, str]:
+        """(session key, client key) of a request at the gate: the session id (before the first
+        store, the tab's Gradio session), and the client's address (as uvicorn reads it: behind a
+        proxy listed in FORWARDED_ALLOW_IPS, the visitor's own)."""
+        tab = getattr(request, "session_hash", None) or ""
+        client = getattr(getattr(request, "client", None), "host", None) or "local"
+        return sid or f"tab {tab}", client
+
+    def loras(self, values, progress=None) -> tuple[LoraSpec, ...]:
+        """The LoRA slots as specs of local files: uploads as they are, Hub files fetched (hub.HubFiles)."""
+        specs = []
+        for source, strength in _lora_slots(values):
+            if isinstance(source, hub.HubFile):
+                if progress is not None:
+                    progress(0.0, desc=f"Fetching {source} from Hugging Face")
+                source = self.hub.fetch(source)
+            specs.append(LoraSpec(path=str(source), strength=strength))
+        return tuple(specs)
 
     @staticmethod
     def gpu_seconds(handler) -> Callable[..., int]:
@@ -415,7 +460,10 @@ class _Handlers:
 
     def view(self, s, painter, msg, take_id=None, keep=True):
         sid = s.id if s else None
-        value = painter_value(s, painter, take_id, keep)
+        try:
+            value = painter_value(s, painter, take_id, keep)
+        except session.DiskFull:  # the painter's files (views, a take's full WAV) could not be written
+            return self.failed(s, painter, take_id, session.DiskFull(SAVED_NOT_SHOWN))
         seconds = value["track"]["duration"] if value["track"] else 0.0
         return [sid, value, status(msg), takes_update(s, take_id), versions_text(s), sid or "", session_text(s),
                 session_signature(s), *ui_tempo.tempo_view(s, seconds)]
@@ -563,11 +611,12 @@ class _Handlers:
             intro = painter.extend_start_seconds
             guide_audio = load_audio(_path(guide), self.cfg.limits)[0] if guide else None
             info = self.models[model]
+            specs = self.loras(loras, progress)
             reqs = [EditRequest(model=model, source=source, regions=regions, prompt=prompt or "", seed=seed + k,
                                 steps=int(steps), continue_seconds=cont, extend_start_seconds=intro,
                                 crossfade_ms=float(crossfade), context_seconds=CONTEXT_SECONDS[context],
                                 match_loudness=bool(match), strength=float(strength), guide=guide_audio,
-                                guidance=_guidance(cfg, apg, negative), loras=_lora_specs(loras))
+                                guidance=_guidance(cfg, apg, negative), loras=specs)
                     for k in range(int(n_takes))]
             session.remember(s, prompt=prompt or "", n_takes=int(n_takes), strength=float(strength),
                              crossfade_ms=float(crossfade))
@@ -576,7 +625,8 @@ class _Handlers:
         settings = {"steps": int(steps), "strength": float(strength), "crossfade_ms": float(crossfade),
                     "continue_seconds": cont, "extend_start_seconds": intro, "prefix": info.prompt_prefix,
                     "loras": [{"file": Path(lo.path).name, "strength": lo.strength} for lo in reqs[0].loras]}
-        made, msg, err, notes = self._takes(s, reqs, settings, progress, self.cancel_flag(request), on_preview)
+        made, msg, err, notes = self._takes(s, reqs, settings, progress, self.cancel_flag(request), on_preview,
+                                            self.visitor(sid, request))
         if err is not None:
             return self.failed(session.reload(s), painter, made[-1] if made else None, err) + [seed]
         if made and not msg:
@@ -584,21 +634,23 @@ class _Handlers:
         msg = " ".join(filter(None, [msg, *notes]))
         return self.view(session.reload(s), painter, msg, made[0] if made else None) + [seed]
 
-    def _takes(self, s, reqs, settings, progress, flag: Path, on_preview=None):
+    def _takes(self, s, reqs, settings, progress, flag: Path, on_preview=None, who=("", "")):
         """Run the edit requests (made from s.current) and store each take as it finishes;
-        ``on_preview`` hears each take's step previews (see ``with_previews``).
-        Returns (take ids, message if cancelled, error if one failed, the takes' notes)."""
+        ``on_preview`` hears each take's step previews (see ``with_previews``). Each take waits its
+        turn at the gate (``who``: this visitor's session and client keys), so the takes of visitors
+        interleave, one take each. Returns (take ids, message if cancelled, error if one failed, the takes' notes)."""
         made, notes, n, encoded = [], [], len(reqs), []
         flag.unlink(missing_ok=True)
         for k, req in enumerate(reqs):
             try:
-                take = self.engine.edit(req, _progress(progress, flag, k, n, encoded), preview=on_preview)
+                with self.gate.turn(*who, _waiting(progress, flag, k, n)):
+                    take = self.engine.edit(req, _progress(progress, flag, k, n, encoded), preview=on_preview)
+                _, rec = session.add_take(s, take, req.prompt, settings, self.engine.made_on(req.model))  # s: its base
             except Cancelled:
                 flag.unlink(missing_ok=True)
                 return made, f"Cancelled after {len(made)} of {n} takes; finished takes are kept.", None, notes
-            except PROBLEMS as e:
+            except PROBLEMS as e:  # session.DiskFull too: the takes made before are kept
                 return made, "", e, notes
-            _, rec = session.add_take(s, take, req.prompt, settings, self.engine.made_on(req.model))  # s: its base
             made.append(rec.id)
             notes += [note for note in take.notes if note not in notes]
             if k == 0 and not encoded:
@@ -617,8 +669,10 @@ class _Handlers:
                 session.check_room(s, self.quota)
             flag.unlink(missing_ok=True)
             req = GenerateRequest(model=model, prompt=prompt or "", seconds=float(seconds), seed=seed,
-                                  steps=int(steps), guidance=_guidance(cfg, apg, negative), loras=_lora_specs(loras))
-            take = self.engine.generate(req, _progress(progress, flag, 0, 1), preview=on_preview)
+                                  steps=int(steps), guidance=_guidance(cfg, apg, negative),
+                                  loras=self.loras(loras, progress))
+            with self.gate.turn(*self.visitor(sid, request), _waiting(progress, flag, 0, 1)):
+                take = self.engine.generate(req, _progress(progress, flag, 0, 1), preview=on_preview)
             # stored only now: a failed or cancelled first generation leaves no session folder behind
             s = session.set_source(s or session.create(self.cfg.sessions), take.audio,
                                    f"generated: “{prompt}” (seed {seed})",
@@ -813,6 +867,20 @@ def _progress(progress, flag: Path, k: int, n: int, encoded: list | None = None)
     return report
 
 
+def _waiting(progress, flag: Path, k: int, n: int) -> Callable[[fair.Place], None]:
+    """What a take waiting at the gate hears: raises Cancelled once the flag file exists, else
+    shows why it waits on the status line."""
+    def wait(place: fair.Place) -> None:
+        if flag.exists():
+            raise Cancelled()
+        others, yours = place.ahead - place.yours, place.yours
+        ahead = " and ".join(filter(None, [f"{others} of other visitors" if others else "",
+                                           f"{yours} of yours" if yours else ""]))
+        progress(k / n, desc=f"Take {k + 1}/{n} · waiting for its turn: {place.ahead} take"
+                             f"{'s' * (place.ahead != 1)} ahead ({ahead}); visitors take turns, one take each")
+    return wait
+
+
 def status(msg):
     """The status line's update: an exception becomes its sentence styled as an error (class
     `error`, see app.STUDIO_CSS), a string a plain message (class `ok`); gr.update() passes."""
@@ -835,6 +903,12 @@ def discard_upload(path) -> None:
             file.parent.rmdir()
 
 
+# An absolute path in an error's text (an OSError's, a library's), not a URL's: shown by its last part only
+_SERVER_PATH = re.compile(r"(?<![\w.:/])(?:/[^/\s'\"“”]+)+/([^/\s'\"“”]+)")
+
+
 def _sentence(err) -> str:
+    """An error as the status line says it: one sentence, with no path of the server's in it."""
     text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    text = _SERVER_PATH.sub(r"\1", text)
     return text if text.endswith((".", "!", "?")) else text + "."

@@ -123,7 +123,19 @@ def test_a_generated_source_exports_its_recipe_and_a_loaded_one_says_it_has_none
         recipe.replay(meta, audio_io.read_track, FakeEngine().edit)
 
 
-@pytest.mark.parametrize("sid", ["../etc", "", "ABCDEF012345"])
+def test_new_ids_carry_128_random_bits_and_old_short_ids_still_open(tmp_path):
+    ids = {session.create(tmp_path).id for _ in range(50)}
+    assert len(ids) == 50 and all(len(sid) == 32 and int(sid, 16) >= 0 for sid in ids)  # 32 hex digits: 128 bits
+    assert len({sid[k] for sid in ids for k in range(32)}) == 16  # every hex digit used: not a counter or a clock
+    old = tmp_path / "0123456789ab"  # an id made before, 12 hex digits
+    old.mkdir()
+    audio_io.write_json(old / "session.json", {"id": old.name, "cursor": -1, "versions": [], "takes": []})
+    assert session.open_session(tmp_path, old.name).id == old.name
+    assert session.sweep(tmp_path, keep_days=0) == [] and old.is_dir()  # swept as a session, not as debris
+
+
+@pytest.mark.parametrize("sid", ["../etc", "", "ABCDEF012345", "0123456789abc", "0" * 31 + "/", "0" * 33,
+                                 "../" + "0" * 29])
 def test_open_refuses_malformed_ids(tmp_path, sid):
     with pytest.raises(session.SessionError, match="session id"):
         session.open_session(tmp_path, sid)

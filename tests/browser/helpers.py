@@ -27,13 +27,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(sessions: Path, *extra: str, timeout: float = 120.0, fake: bool = True) -> tuple[subprocess.Popen, str]:
-    """Start the studio (over the fake engine unless ``fake=False``) and return (process, url)
-    once it says it is serving."""
+def start_app(sessions: Path, *extra: str, timeout: float = 120.0, fake: bool = True,
+              env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """Start the studio (over the fake engine unless ``fake=False``; ``env``: variables set for it
+    besides this process's) and return (process, url) once it says it is serving."""
     port = free_port()
     cmd = [sys.executable, str(ROOT / "app.py"), *(["--fake-engine"] if fake else []), "--port", str(port),
            "--sessions", str(sessions), *extra]
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
