@@ -131,7 +131,8 @@ def versions_text(s: session.Session | None) -> str:
 
 
 def session_signature(s: session.Session | None) -> str:
-    """What a tab shows of `s`, in one string: the current version first, then history and live takes."""
+    """What a tab shows of `s`, in one string: the current version first, then history and live takes,
+    and last the current version's grid and how it was found."""
     if s is None or s.current is None:
         return ""
     return "|".join([s.current.id, str(s.cursor), str(len(s.history))] + [t.id for t in s.live_takes]
@@ -362,7 +363,7 @@ def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
                                   [c.show_previews, c.sess, c.painter, c.src_prompt, c.src_seconds, c.seed,
                                    c.random_seed, c.model, c.steps, c.cfg, c.apg, c.negative, *c.loras],
                                   view + [c.seed, c.preview], **gated))
-    ui_tempo.wire_tempo(c, ui_tempo.TempoHandlers(h.latest, current_seconds, status), [opened, *loaded])
+    ui_tempo.wire_tempo(c, ui_tempo.TempoHandlers(h.latest, current_seconds, status, session_signature), [opened, *loaded])
     c.model.change(h.pick_model, [c.model], [c.model, c.steps, c.status, c.guidance, c.cfg, c.src_seconds])
     for trigger in (c.prompt.change, c.model.change):
         trigger(h.sent_text, [c.model, c.prompt], [c.sent])
@@ -485,6 +486,8 @@ class _Handlers:
         out[3] = takes_update(s, take_id, leave_selection=True)  # Generate may pick its take meanwhile
         if sig.split("|")[0] == (seen or "").split("|")[0]:
             out[1] = gr.update()
+        if sig.split("|")[-2:] == (seen or "").split("|")[-2:]:  # the grid is as shown: leave the fields being typed in
+            out[-len(ui_tempo.TEMPO_OUTPUTS):] = [gr.update()] * len(ui_tempo.TEMPO_OUTPUTS)
         return out[:2] + out[3:]  # all but the status
 
     def latest(self, sid) -> session.Session | None:

@@ -124,16 +124,18 @@ _TAP_JS = """(bpm) => { const now = Date.now(), taps = (window.sa3Taps || []).fi
 
 def wire_tempo(c: SimpleNamespace, h: "TempoHandlers", loaded: list) -> None:
     """The panel's events; ``loaded``: the events after which a clip is new (find its tempo then)."""
-    out = tempo_outputs(c) + [c.status]
+    out = tempo_outputs(c) + [c.seen, c.status]  # c.seen: so the sync timer does not show it all again
     c.grid_box.change(None, [c.grid_box], None, js=_TO_PAINTER % "grid")
     c.snap.input(None, [c.snap], None, js=_TO_PAINTER % "snap")
+    # one at a time, in the order given: a blur's stale values never land after the Enter that followed it
     typed = dict(fn=h.set_tempo, inputs=[c.sess, c.bpm, c.meter, c.downbeat, c.snap], outputs=out,
-                 show_progress="hidden")
+                 show_progress="hidden", concurrency_id="tempo", concurrency_limit=1)
     for event in (c.bpm.submit, c.bpm.blur, c.meter.input, c.downbeat.submit, c.downbeat.blur):
         event(**typed)
     c.tap.click(None, [c.bpm], [c.bpm], js=_TAP_JS).then(**typed)
     # the painter's ▼ on the ruler: a dragged first downbeat arrives as the painter's "submit"
-    c.painter.submit(h.drag_downbeat, [c.sess, c.painter, c.bpm, c.meter, c.snap], out, show_progress="hidden")
+    c.painter.submit(h.drag_downbeat, [c.sess, c.painter, c.bpm, c.meter, c.snap], out, show_progress="hidden",
+                     concurrency_id="tempo", concurrency_limit=1)
     c.snap.input(h.set_snap, [c.sess, c.snap], out, show_progress="hidden")
     c.find_tempo.click(h.find_again, [c.sess, c.meter, c.snap], out)
     for event in loaded:
@@ -144,11 +146,13 @@ class TempoHandlers:
     """The panel's handlers: each reads the session from disk (as studio.ui's do) and returns
     ``tempo_outputs`` and the status line."""
 
-    def __init__(self, latest, duration, status):
-        self.latest, self.duration, self.status = latest, duration, status  # studio.ui's helpers
+    def __init__(self, latest, duration, status, signature):
+        # studio.ui's helpers: the session on disk, its current version's seconds, the status line's
+        # update, and what a tab shows of a session (its sync timer's signature)
+        self.latest, self.duration, self.status, self.signature = latest, duration, status, signature
 
     def _out(self, s, snap, msg=None) -> list:
-        return tempo_view(s, self.duration(s)) + [gr.update() if msg is None else self.status(msg)]
+        return tempo_view(s, self.duration(s)) + [self.signature(s), gr.update() if msg is None else self.status(msg)]
 
     def find_tempo(self, sid, snap):
         """After a clip loads (and when a page opens): find its grid unless its version has one
@@ -208,8 +212,8 @@ class TempoHandlers:
             grid = Grid(float(bpm), beats, unit, float(downbeat or 0.0))
         except ValueError as e:
             return self._out(s, snap, e)
-        if grid == old:
-            return self._out(s, snap)
+        if grid == old:  # a blur, a tap that made no tempo yet: nothing changes, not even a field being typed in
+            return [gr.update()] * (len(TEMPO_OUTPUTS) + 2)
         s = session.set_grid(s, grid, SET_BY_HAND)
         return self._out(s, snap, f"Bar grid: {grid.bpm:g} BPM · {grid.meter} · bar 1 at {grid.downbeat:.3f} s.")
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from studio import edit, painter, session, tempo, ui_tempo
+from studio.ui import session_signature
 from studio.api import Region
 from studio.meter import Grid
 
@@ -30,7 +31,7 @@ class Detected:
 def studio(tmp_path, monkeypatch):
     """(UI handlers over the fake engine, tempo handlers, a session holding a 6 s clip, the fake detect)."""
     from studio.fake_engine import FakeEngine
-    from studio.ui import StudioConfig, _Handlers, current_seconds, status
+    from studio.ui import StudioConfig, _Handlers, current_seconds, session_signature, status
     engine = FakeEngine()
     h = _Handlers(engine, StudioConfig(sessions=tmp_path, default_model="small-music"),
                   {m.name: m for m in engine.models()})
@@ -38,20 +39,25 @@ def studio(tmp_path, monkeypatch):
     monkeypatch.setattr(tempo, "detect", found)
     clip = np.random.default_rng(0).uniform(-0.3, 0.3, (2, 6 * SR)).astype(np.float32)
     s = session.set_source(session.create(tmp_path), clip, "source")
-    return h, ui_tempo.TempoHandlers(h.latest, current_seconds, status), s, found
+    return h, ui_tempo.TempoHandlers(h.latest, current_seconds, status, session_signature), s, found
 
 
 def fields(out):
     """The tempo outputs by name, and the status update."""
     named = dict(zip(ui_tempo.TEMPO_OUTPUTS, out, strict=False))
     named["grid_box"] = json.loads(named["grid_box"])
-    return named, out[len(ui_tempo.TEMPO_OUTPUTS)]
+    return named, out[-1]
 
 
 def test_a_loaded_clip_gets_the_grid_the_tracker_finds_once_and_a_reload_keeps_it(studio):
     _, th, s, found = studio
-    got, _ = fields(th.find_tempo(s.id, "bar"))
+    out = th.find_tempo(s.id, "bar")
+    got, _ = fields(out)
     assert found.calls == 1 and session.grid_of(session.reload(s)) == Grid(100.0, 4, 4, downbeat=0.3)
+    h = studio[0]
+    assert out[-2] == session_signature(session.reload(s))  # the tab has seen it: its timer stays quiet
+    synced = h.sync(s.id, out[-2], painter.read("{}"), None)
+    assert all(x == {"__type__": "update"} for x in synced)
     assert (got["bpm"], got["meter"], got["downbeat"]) == (100.0, "4/4", 0.3)
     assert "Found by librosa · confidence 0.87" in got["tempo_note"]
     assert got["grid_box"]["lines"] == {u: Grid(100.0, 4, 4, downbeat=0.3).lines(6.0, u) for u in ("bar", "beat")}
