@@ -205,6 +205,18 @@ def test_use_graphs_needs_cuda():
         copy.deepcopy(tiny()).use_graphs()
 
 
+def test_the_engine_replays_graphs_on_cuda_only():
+    from studio.api import EngineError
+    from studio.engine import RealEngine
+    assert RealEngine(device="cpu").graphs is False
+    assert RealEngine.from_model(copy.deepcopy(tiny())).loaded() and tiny().graphs is None
+    with pytest.raises(EngineError, match="CUDA graphs need a CUDA device, not cpu"):
+        RealEngine(device="cpu", graphs=True)
+    if CUDA:
+        engine = RealEngine.from_model(on_cuda(tiny()))
+        assert engine.graphs and engine._loaded["small-music"].model.graphs is not None
+
+
 # --------------------------------------------------------------------------- batched takes
 
 
