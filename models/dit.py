@@ -213,6 +213,17 @@ class DiT(nn.Module):
             self_padding = Padding.of(F.pad(pad, (memory, 0), value=True))  # memory tokens are real
         return DiTContext(cross_kv, bias, self.to_global_embed(global_cond), local_embeds, pad, self_padding)
 
+    def compile_blocks(self) -> "DiT":
+        """Regional ``torch.compile``: each block compiled in place (the blocks share their code, so
+        one compilation serves all of them; a new shape recompiles once). Inductor fuses the small
+        element-wise kernels (rotary, casts, norms, gates) a block launches; no cudagraph mode: the
+        sampler's graphs are models/graphs.py's, around the compiled kernels. Meant for CUDA: on a
+        CPU the first call compiles for minutes. Compiled numbers differ from eager by fusion's
+        rounding (bench.gpu_check fastpath measures it)."""
+        for layer in self.transformer.layers:
+            layer.compile(dynamic=False)
+        return self
+
     def _local_embeds(self, local: Tensor) -> tuple[Tensor, ...]:
         """Per-layer inpainting embeddings of local (B, T, 1 + C). A cond constant over time
         (text-to-audio: all zeros) is embedded once per item and broadcast: same numbers."""

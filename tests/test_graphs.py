@@ -314,3 +314,13 @@ def test_cuda_batched_takes_keep_their_seeds():
     for k, seed in enumerate(seeds):
         alone = sample(model, Generation(("a",), (3.0,), L, 8), seed)
         assert snr_db(batch[k:k + 1], alone) > 60
+
+
+@needs_cuda
+def test_compiled_blocks_under_graphs_agree_with_eager():
+    """Regional torch.compile (fused kernels) inside the replayed steps: fp32 rounding apart."""
+    eager = on_cuda(tiny("sa3_medium_tiny"))
+    fast = copy.deepcopy(eager).use_graphs()
+    fast.dit.compile_blocks()
+    for seed, job in enumerate(jobs(eager).values()):
+        assert snr_db(sample(fast, job, seed), sample(eager, job, seed)) > 60
