@@ -138,6 +138,13 @@ def cuda_capture(pool=None, warmup: int = 2) -> Capture:
     return capture
 
 
+def eager_capture(body: Callable[[], None]) -> Callable[[], None]:
+    """A backend without a GPU: the "replay" runs the captured body again on the static buffers.
+    Same numbers as the eager step; what it checks is the bookkeeping (an input not loaded into its
+    buffer, an output read from the wrong one, changes the take). Tests and CPU dry runs."""
+    return body
+
+
 @dataclasses.dataclass
 class _Graph:
     """One captured step: its static buffers and its replay."""

@@ -40,7 +40,7 @@ from models.precision import Precision
 from models.text import TextEncoder, default_dtype, load_text_encoder
 
 
-# A graph's cross-attention keys are the collapsed context padded to a multiple of this many rows
+# On CUDA the cross-attention keys are the collapsed context padded to a multiple of this many rows
 # (masked): prompts of similar lengths share one captured step (``DiT.prepare``'s context_multiple).
 CONTEXT_MULTIPLE = 32
 
@@ -155,6 +155,13 @@ class StableAudio3(nn.Module):
         if self.conditioner.prompt.encoder is not None:
             self.conditioner.prompt.encoder.to(precision.text)
         return self
+
+    @property
+    def _context_multiple(self) -> int:
+        """``DiT.prepare``'s context_multiple: on CUDA the collapsed context is padded (masked) to
+        ``CONTEXT_MULTIPLE`` rows with or without graphs, so a take is the same bit for bit either
+        way and prompts of similar lengths share a graph; on a CPU it is not padded (unchanged)."""
+        return CONTEXT_MULTIPLE if self.device.type == "cuda" else 1
 
     def use_graphs(self, on: bool = True, **limits) -> "StableAudio3":
         """Replay each sampler step as a CUDA graph (models/graphs.py; ``limits``: ``StepGraphs``'s
@@ -279,7 +286,7 @@ class StableAudio3(nn.Module):
     def _graph_step(self, job: Generation, cond: Conditioning, local: Tensor, pad: Tensor,
                     integrator: Integrator, x: Tensor, draws: Optional[Tensor]):
         """The step as a replayed CUDA graph (``self.graphs``), or None where it cannot be one."""
-        prepare, velocity = self._velocity(job, cond, local, pad, plain=False, context_multiple=CONTEXT_MULTIPLE)
+        prepare, velocity = self._velocity(job, cond, local, pad, plain=False, context_multiple=self._context_multiple)
         key = (integrator, job.cfg_scale, job.apg_scale, weights_key(self.dit))
         return self.graphs.step(key, velocity, integrator.update, (prepare(), pad), x, draws)
 
@@ -319,7 +326,7 @@ class StableAudio3(nn.Module):
         values, inpainting embeddings, collapsed padding rows), and once more per set of LoRAs
         acting (it goes through DiT weights); ``plain`` recomputes all of it at every step with
         every context row its own key, as the official code does."""
-        prepare, velocity = self._velocity(job, cond, local, pad, plain)
+        prepare, velocity = self._velocity(job, cond, local, pad, plain, 1 if plain else self._context_multiple)
         contexts = {}  # LoRAs acting -> prepared conditioning
         if not plain and not job.loras:  # nothing changes between steps: prepare before the first,
             contexts[()] = prepare()     # so the steps themselves never wait for the device
