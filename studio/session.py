@@ -144,6 +144,27 @@ def folder_of(root: str | Path, sid: str) -> Path:
     return Path(root).resolve() / sid
 
 
+def served_file(root: str | Path, sid: str, rel: str) -> Path:
+    """The file ``rel`` of session ``sid`` under ``root``, for the page's media route: only a finished
+    file inside that session's folder (no temporary file, nothing a link or ``..`` leads out to);
+    FileNotFoundError otherwise, the same whether the file is missing or out of reach."""
+    folder = folder_of(root, sid)
+    path = (folder / rel).resolve()
+    if not path.is_relative_to(folder) or path.name.startswith(audio_io.TEMP_PREFIX) or not path.is_file():
+        raise FileNotFoundError(rel)
+    return path
+
+
+def in_session(path: str | Path) -> tuple[str, str]:
+    """(session id, path inside its folder) of a file stored in a session (the inverse of
+    ``served_file``); ValueError for a file outside every session."""
+    path = Path(path).resolve()
+    for folder in path.parents:
+        if _ID.match(folder.name) and (folder / "session.json").is_file():
+            return folder.name, path.relative_to(folder).as_posix()
+    raise ValueError(f"{path.name} is not a file of a session.")
+
+
 def create(root: str | Path) -> Session:
     """A new, empty session folder (call it when the user first stores something)."""
     root = Path(root).resolve()

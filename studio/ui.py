@@ -15,6 +15,7 @@ import inspect
 import queue
 import re
 import secrets
+import urllib.parse
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,8 +53,29 @@ class StudioConfig:
     jobs_per_client: int = fair.PER_CLIENT    # the same for one client address
 
 
+MEDIA_ROUTE = "/session-file"  # /session-file/<session id>/<file in it>: a session's audio and views
+
+
 def file_url(path: Path) -> str:
-    return f"/gradio_api/file={Path(path).resolve()}"
+    """The page's URL of a file stored in a session: keyed by the session's id (the key a visitor
+    already holds), never by the server's path, which no visitor sees."""
+    sid, rel = session.in_session(path)
+    return f"{MEDIA_ROUTE}/{sid}/{urllib.parse.quote(rel)}"
+
+
+def media_routes(root: Path) -> list:
+    """The Starlette route serving ``file_url``'s URLs from the sessions folder ``root`` (with
+    range requests, for seeking); an unknown id or file is 404, whether or not it exists."""
+    from starlette.responses import FileResponse, PlainTextResponse
+    from starlette.routing import Route
+
+    def serve(request):
+        try:
+            path = session.served_file(root, request.path_params["sid"], request.path_params["rel"])
+        except (OSError, ValueError):
+            return PlainTextResponse("Not found.", status_code=404)
+        return FileResponse(path, headers={"Cache-Control": "no-store"})
+    return [Route(MEDIA_ROUTE + "/{sid}/{rel:path}", serve, methods=["GET", "HEAD"])]
 
 
 def painter_value(s: session.Session | None, old: Painted | None, take_id: str | None = None,
