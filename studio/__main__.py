@@ -23,7 +23,7 @@ import os
 import random
 import sys
 import traceback
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from studio import loops, recipe, seams
@@ -456,6 +456,9 @@ def _replay(engine, data: dict):
     elif last.get("output_sha256"):
         _say(f"note: the samples differ from the recorded take (made in {last.get('precision')} on "
              f"{last.get('device')}); torch kernels differ between machines and precisions.")
+    excerpt = data.get("excerpt")  # an export of some bars of the take (a loop): those samples again
+    if excerpt:
+        take, again["excerpt"] = replace(take, audio=take.audio[:, excerpt["start"]:excerpt["end"]]), excerpt
     return take, recipe.chained([*below, again])
 
 
