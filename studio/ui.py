@@ -348,7 +348,7 @@ def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
     c.export_cur.click(h.export, [c.sess, c.fmt, gr.State("current")], [c.exported, c.status])
     c.export_take.click(h.export, [c.sess, c.fmt, c.takes], [c.exported, c.status])
     _wire_seams(c, h)
-    ui_loops.wire(c, h)
+    ui_loops.wire(c, h, gpu)
 
 
 _SET_URL_JS = """(sid) => { const u = new URL(window.location.href);

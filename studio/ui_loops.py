@@ -125,14 +125,16 @@ def drag_html(s: session.Session | None, take_id: str | None = None) -> str:
     return f'<div class="sa3-drag">{title}{rows}</div>'
 
 
-def wire(c, h) -> None:
-    """Events of the Loops panel and the drag-out list; ``h``: ui's handlers (engine, views, sessions)."""
+def wire(c, h, gpu) -> None:
+    """Events of the Loops panel and the drag-out list; ``h``: ui's handlers (engine, views, sessions);
+    ``gpu``: StudioConfig.gpu, which runs the handlers that use the engine on a ZeroGPU worker."""
     lh = Loops(h)
+    make, generate = (gpu(fn, h.gpu_seconds(fn)) for fn in (lh.make, lh.generate))
     view = [c.sess, c.painter, c.status, c.takes, c.versions, c.sid_box, c.session_md, c.seen]  # ui._Handlers.view
     shown = [c.loop_seam, c.loop_player, c.seed]
-    c.loop_make.click(lh.make, [c.sess, c.painter, c.model, c.prompt, c.seed, c.random_seed, c.steps, c.crossfade,
+    c.loop_make.click(make, [c.sess, c.painter, c.model, c.prompt, c.seed, c.random_seed, c.steps, c.crossfade,
                                 c.loop_bars, c.loop_from], view + shown, show_progress_on=[c.status])
-    c.loop_generate.click(lh.generate, [c.sess, c.painter, c.model, c.loop_prompt, c.seed, c.random_seed, c.steps,
+    c.loop_generate.click(generate, [c.sess, c.painter, c.model, c.loop_prompt, c.seed, c.random_seed, c.steps,
                                         c.crossfade, c.loop_gen_bars, c.loop_bpm, c.loop_meter],
                           view + shown, show_progress_on=[c.status])
     c.loop_export.click(lh.export, [c.sess, c.takes, c.fmt, c.loop_bars, c.loop_from],
@@ -163,6 +165,7 @@ class Loops:
                 raise ValueError(NO_GRID)
             track = session.audio(s, "current")
             bars, first_bar = int(bars or 0), int(first_bar or 0)
+            prompt = prompt or s.current.recipe.get("prompt", "")  # unsaid: what the clip was made from, if known
             healed = loops.heal(self.h.engine, track, grid, bars, first_bar=first_bar, in_place=True,
                                 progress=self._progress(request, progress),
                                 **_fields(model, prompt, seed, steps, crossfade))
@@ -235,7 +238,8 @@ class Loops:
             path = session.export(s, what, fmt, name=file_stem(s, what, int(bars)), span=(start, start + n))
         except studio_ui.PROBLEMS as e:
             return None, studio_ui.status(e), gr.update()
-        msg = (f"Exported **{path.name}**: exactly {int(bars)} bars, {n} samples ({n / SAMPLE_RATE:.3f} s), "
+        msg = (f"Exported **{path.name}**: exactly {int(bars)} bar{'s' * (int(bars) != 1)}, {n} samples "
+               f"({n / SAMPLE_RATE:.3f} s), "
                f"with its settings in {path.with_suffix('.json').name}.")
         return str(path), studio_ui.status(msg), drag_html(s, take_id)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from studio import edit
+from studio import edit, loops
 from studio.__main__ import main
 from studio.meter import Grid
 from tests.test_cli import refused, run_cli
@@ -115,3 +115,36 @@ def test_bad_bars_meters_and_tempos_are_one_line_before_anything_loads(args, mes
         main(args + ["-o", "o.wav"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1 and message in err
+
+
+def test_a_loop_exported_from_the_studio_replays_as_exactly_its_bars(tiny_checkpoint, track, tmp_path, capsys):
+    """A session's loop take (bar 2 healed in place, on a take accepted before it) exported as its bar:
+    the side-car is the chain with the loop's step and the excerpt; replay remakes those samples."""
+    from studio import audio_io, session
+    from studio.api import EditRequest, Region
+    from studio.engine import RealEngine
+
+    engine, model = RealEngine(device="cpu"), str(tiny_checkpoint)
+    grid = Grid(100.0, downbeat=0.3)
+    s = session.set_source(session.create(tmp_path / "sessions"), audio_io.load_audio(track)[0], "source: track.wav")
+    s = session.set_grid(s, grid)
+    first = engine.edit(EditRequest(model=model, source=session.audio(s, "current"), regions=(Region(7.0, 8.0),),
+                                    prompt="hats", seed=2, steps=2))
+    s, one = session.add_take(s, first, "hats", {}, engine.made_on(model))
+    s = session.accept(s, one.id)
+    healed = loops.heal(engine, session.audio(s, "current"), grid, 1, first_bar=2, in_place=True, model=model,
+                        prompt="x", seed=1, steps=2)
+    made_on = {**engine.made_on(model), "loop": healed.step}
+    s, two = session.add_take(s, healed.take, "x", {"loop": healed.step}, made_on)
+    start, n = healed.step["start"], healed.step["samples"]
+    path = session.export(s, two.id, "wav32f", name="loop", span=(start, start + n))
+    exported = audio_io.read_track(path)
+    assert exported.shape == (2, n) and np.array_equal(exported, healed.loop)
+    side = json.loads(path.with_suffix(".json").read_text())
+    assert side["excerpt"] == {"start": start, "end": start + n} and side["loop"] == healed.step
+    assert len(side["chain"]) == 1 and side["source"]["file"] is None
+    capsys.readouterr()
+    again = tmp_path / "again.flac"
+    assert main(["replay", str(path.with_suffix(".json")), "-o", str(again)]) == 0
+    assert "the same samples as the take this side-car records" in capsys.readouterr().err
+    np.testing.assert_allclose(sf.read(again, dtype="float32")[0].T, np.clip(exported, -1, 1), atol=2 ** -23)  # 24-bit
