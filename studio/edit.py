@@ -124,14 +124,6 @@ def _nearest(values, t: float) -> float:
     return float(values[np.argmin(np.abs(values - t))])
 
 
-def beat_times(audio: np.ndarray, sr: int = SAMPLE_RATE) -> list[float]:
-    """Beat positions in seconds (librosa's beat tracker on the mono mix at 22.05 kHz)."""
-    import librosa
-    mono = librosa.resample(audio.mean(axis=0), orig_sr=sr, target_sr=22050)
-    _, frames = librosa.beat.beat_track(y=mono, sr=22050, units="time")
-    return [round(float(t), 4) for t in frames]
-
-
 def equal_power(n: int) -> tuple[np.ndarray, np.ndarray]:
     """(fade_out, fade_in) gains of length n with fade_out**2 + fade_in**2 == 1."""
     t = (np.arange(n, dtype=np.float64) + 0.5) / n

@@ -23,7 +23,7 @@ from typing import Callable
 import gradio as gr
 import numpy as np
 
-from studio import edit, recipe, seams, session, ui_loops  # ui_loops imports this module: it uses it at call time
+from studio import edit, recipe, seams, session, tempo, ui_loops  # ui_loops imports this module (used at call time)
 from studio.api import (CROSSFADE_MS, MAX_CFG, SAMPLE_RATE, Cancelled, EditRequest, Engine, EngineError,
                         GenerateRequest, Guidance, LoraSpec, Preview)
 from studio.audio_io import TEMP_PREFIX, AudioError, Limits, load_audio, wav_bytes
@@ -523,7 +523,7 @@ class _Handlers:
         if not on or s is None or s.current is None:
             return self.view(s, painter, "Regions snap to the latent grid.", take_id, beats=[])
         progress(0.0, desc="Finding beats (the first time takes a while)")
-        found = edit.beat_times(session.audio(s, "current"))
+        found = tempo.beat_times(session.audio(s, "current"))
         msg = f"Regions snap to {len(found)} beats found by librosa." if found else "No beats found."
         return self.view(s, painter, msg, take_id, beats=found)
 
