@@ -26,7 +26,7 @@ import traceback
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from studio import loops, recipe, seams
+from studio import loops, recipe, seams, tempo
 from studio.api import (CROSSFADE_MS, LATENT_HOP, MAX_CFG, MAX_SEED, MAX_STEPS, SAMPLE_RATE, Cancelled, EditRequest,
                         EngineError, LoraSpec, GenerateRequest, Guidance, Region, check_length)
 from studio.meter import MAX_BPM, MAX_LOOP_BARS, MIN_BPM, Grid
@@ -373,18 +373,12 @@ def _grid(args, audio) -> Grid:
     meter and first downbeat replaced by the flags given; said on stderr)."""
     if args.bpm is not None:
         return Grid(args.bpm, *(args.meter or (4, 4)), args.downbeat or 0.0)
-    try:  # studio/tempo.py (the tempo detection of issue 19) may not be in this checkout yet
-        from studio import tempo
-    except ImportError:
-        raise Refused("--bars needs the track's tempo: give --bpm N (and --meter, and --downbeat SECONDS when "
-                      "bar 1 does not begin at 0).") from None
-    detected = tempo.detect(audio)
-    if detected.grid is None:
-        raise ValueError(f"{detected.reason.rstrip('.')}: give the tempo with --bpm N.")
-    g = detected.grid
-    beats, unit = args.meter or (g.beats_per_bar, g.beat_unit)
-    grid = Grid(g.bpm, beats, unit, g.downbeat if args.downbeat is None else args.downbeat)
-    _say(f"note: bars at {grid.bpm:g} BPM in {grid.meter}, bar 1 at {grid.downbeat:.3f} s, found by "
+    detected = tempo.detect(audio, meter="/".join(map(str, args.meter)) if args.meter else None)
+    if detected.grid is None:  # its reason is "what is wrong: what to do in the studio"
+        raise ValueError(f"{detected.reason.split(':')[0].rstrip('.')}: give the tempo with --bpm N (and --meter, "
+                         "and --downbeat SECONDS when bar 1 does not begin at 0).")
+    grid = detected.grid if args.downbeat is None else replace(detected.grid, downbeat=args.downbeat)
+    _say(f"note: bars at {grid.bpm:.2f} BPM in {grid.meter}, bar 1 at {grid.downbeat:.3f} s, found by "
          f"{detected.tracker} (confidence {detected.confidence:.2f}).")
     return grid
 

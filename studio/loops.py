@@ -162,7 +162,7 @@ def take_name(prompt: str, bpm: float | None = None, bars: int | str | None = No
         slug = f"{slug}-{word}" if slug else word
     parts = [slug or "sa3"]
     if bpm:
-        parts.append(f"{bpm:g}bpm".replace(".", "p"))
+        parts.append(f"{round(bpm, 1):g}bpm".replace(".", "p"))  # a found tempo (120.131) named as 120.1
     if isinstance(bars, int):
         parts.append(f"{bars}bar{'s' * (bars != 1)}")
     elif bars:

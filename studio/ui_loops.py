@@ -17,7 +17,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from studio import loops, recipe, seams, session
+from studio import loops, recipe, seams, session, tempo
 from studio import ui as studio_ui  # its status line, problems, progress and views (it imports this module)
 from studio.api import SAMPLE_RATE, Cancelled
 from studio.audio_io import wav_bytes
@@ -51,6 +51,18 @@ def panel(c) -> None:
             c.loop_bpm = gr.Number(120, label="BPM", minimum=20, maximum=400, elem_id="loop-bpm")
             c.loop_meter = gr.Dropdown(list(METERS), value="4/4", label="Meter", elem_id="loop-meter")
         c.loop_generate = gr.Button("Generate a loop", elem_id="loop-generate")
+
+
+def _grid(s: session.Session, track) -> tuple[Grid, str]:
+    """(the current version's grid, ""), or when it has none the grid studio.tempo finds in ``track``
+    (not stored: the tempo panel keeps the musician's) and a note saying so; ValueError without a beat."""
+    grid = session.grid_of(s)
+    if grid is not None:
+        return grid, ""
+    found = tempo.detect(track)
+    if found.grid is None:
+        raise ValueError(f"{found.reason.split(':')[0]}: {NO_GRID[0].lower()}{NO_GRID[1:]}")
+    return found.grid, f" (on the tempo found: {found.reason.split(';')[0]})"
 
 
 def _fields(model, prompt, seed, steps, crossfade) -> dict:
@@ -94,11 +106,12 @@ def file_stem(s: session.Session, what: str, bars: int | None = None) -> str:
         return loops.take_name(prompt, _bpm(session.grid_of(s)), bars, v.id, ext="")
     t = s.take(what)
     grid = session.grid_of(s, t.base) if t.base else None
-    if bars is None and "loop" in t.settings:
-        bars = t.settings["loop"]["bars"]
+    bpm = _bpm(grid)
+    if "loop" in t.settings:  # a loop take: the tempo and the bars it was healed at
+        bpm, bars = t.settings["loop"]["grid"]["bpm"], bars or t.settings["loop"]["bars"]
     elif bars is None and grid is not None and t.regions:
         bars = grid.span_label(min(r.start for r in t.regions), max(r.end for r in t.regions)).split(" ", 1)[1]
-    return loops.take_name(t.prompt, _bpm(grid), bars, t.id, ext="")
+    return loops.take_name(t.prompt, bpm, bars, t.id, ext="")
 
 
 def _bpm(grid: Grid | None) -> float | None:
@@ -160,19 +173,17 @@ class Loops:
             if s is None or s.current is None:
                 raise ValueError("Load or generate a clip first, then make a loop of its bars.")
             session.check_room(s, self.h.quota)
-            grid = session.grid_of(s)
-            if grid is None:
-                raise ValueError(NO_GRID)
             track = session.audio(s, "current")
+            grid, found = _grid(s, track)
             bars, first_bar = int(bars or 0), int(first_bar or 0)
             prompt = prompt or s.current.recipe.get("prompt", "")  # unsaid: what the clip was made from, if known
             healed = loops.heal(self.h.engine, track, grid, bars, first_bar=first_bar, in_place=True,
                                 progress=self._progress(request, progress),
                                 **_fields(model, prompt, seed, steps, crossfade))
             s, take_id = self._store(s, healed)
-        except (studio_ui.PROBLEMS, Cancelled) as e:
+        except (*studio_ui.PROBLEMS, Cancelled) as e:
             return self._failed(s, painter, e, seed)
-        return self._shown(s, take_id, healed, track, painter, seed, f"bars {first_bar}–{first_bar + bars - 1}")
+        return self._shown(s, take_id, healed, track, painter, seed, f"bars {first_bar}–{first_bar + bars - 1}{found}")
 
     def generate(self, sid, painter, model, prompt, seed, random_seed, steps, crossfade, bars, bpm, meter,
                  request: gr.Request = None, progress=gr.Progress()):  # noqa: B008 - Gradio's way
@@ -192,7 +203,7 @@ class Loops:
                                    made_by=recipe.to_recipe(made, {}, **self.h.engine.made_on(model)))
             s = session.set_grid(s, Grid(grid.bpm, grid.beats_per_bar, grid.beat_unit, 0.0))
             s, take_id = self._store(s, healed)
-        except (studio_ui.PROBLEMS, Cancelled) as e:
+        except (*studio_ui.PROBLEMS, Cancelled) as e:
             return self._failed(s, painter, e, seed)
         return self._shown(s, take_id, healed, made.audio, painter, seed, f"a {bars}-bar loop at {grid.bpm:g} BPM")
 
@@ -223,22 +234,26 @@ class Loops:
         return self.h.view(s, painter, msg, take_id) + [seam, wav_bytes(healed.loop), seed]
 
     def export(self, sid, take_id, fmt, bars, first_bar):
-        """Exactly ``bars`` bars from ``first_bar`` of the take heard as B (else the current version)."""
+        """The loop of the take heard as B when it is a loop (its healed bars), else exactly ``bars``
+        bars from ``first_bar`` of that take (or of the current version) on its grid."""
         s = self.h.latest(sid)
         what = take_id or "current"
         try:
             if s is None or s.current is None:
                 raise ValueError("Nothing to export yet.")
-            vid = s.take(take_id).base if take_id else s.current.id
-            grid = session.grid_of(s, vid)
-            if grid is None:
-                raise ValueError(NO_GRID)
-            audio = session.audio(s, what)
-            start, n = loops.cut(audio, grid, int(bars), int(first_bar))
-            path = session.export(s, what, fmt, name=file_stem(s, what, int(bars)), span=(start, start + n))
+            step = s.take(take_id).settings.get("loop") if take_id else None
+            if step is not None:
+                start, n, bars = step["start"], step["samples"], step["bars"]
+            else:
+                grid = session.grid_of(s, s.take(take_id).base if take_id else None)
+                if grid is None:
+                    raise ValueError(NO_GRID)
+                bars = int(bars or 0)
+                start, n = loops.cut(session.audio(s, what), grid, bars, int(first_bar or 0))
+            path = session.export(s, what, fmt, name=file_stem(s, what, bars), span=(start, start + n))
         except studio_ui.PROBLEMS as e:
             return None, studio_ui.status(e), gr.update()
-        msg = (f"Exported **{path.name}**: exactly {int(bars)} bar{'s' * (int(bars) != 1)}, {n} samples "
+        msg = (f"Exported **{path.name}**: exactly {bars} bar{'s' * (bars != 1)}, {n} samples "
                f"({n / SAMPLE_RATE:.3f} s), "
                f"with its settings in {path.with_suffix('.json').name}.")
         return str(path), studio_ui.status(msg), drag_html(s, take_id)

@@ -4,7 +4,6 @@ across their wrap, and replay from their side-cars."""
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -88,19 +87,39 @@ def test_a_generated_loop_is_exactly_its_bars_and_replays(tiny_checkpoint, tmp_p
     np.testing.assert_array_equal(sf.read(tmp_path / "again.wav")[0], sf.read(out)[0])
 
 
-def test_bars_without_a_tempo_and_loops_without_a_source_are_one_sentence(no_model, track, tmp_path, capsys,
-                                                                         monkeypatch):
-    monkeypatch.setitem(sys.modules, "studio.tempo", None)  # no tempo detection in this checkout
+def test_without_a_beat_bars_say_so_and_loops_without_a_source_are_one_sentence(no_model, track, tmp_path, capsys):
     out = ["-o", str(tmp_path / "o.wav")]
-    assert refused(["edit", str(track), "--prompt", "x", "--bars", "2:3", *out], capsys) == (
-        "error: --bars needs the track's tempo: give --bpm N (and --meter, and --downbeat SECONDS when bar 1 does "
-        "not begin at 0).")
+    assert refused(["edit", str(track), "--prompt", "x", "--bars", "2:3", *out], capsys, code=1) == (
+        "error: No steady beat found: give the tempo with --bpm N (and --meter, and --downbeat SECONDS when bar 1 "
+        "does not begin at 0).")  # swelling noise has no beat: studio.tempo says so
     assert refused(["loop", "--bars", "2", *out], capsys) == (
         "error: Give a FILE whose loop to heal, or --prompt and --bpm to generate a loop.")
     assert refused(["loop", str(track), "--bars", "4", "--bpm", "100", "--from-bar", "3", *out], capsys, code=1) == (
         "error: 4 bars of 4/4 at 100 BPM last 9.60 s, but the track holds 4.20 s from bar 3: choose fewer bars or "
         "an earlier bar.")
     assert not (tmp_path / "o.wav").exists()
+
+
+def test_without_bpm_the_bars_are_read_on_the_grid_studio_tempo_finds(tmp_path, capsys, monkeypatch):
+    """Clicks at 100 BPM, accented on the one from 0.3 s: --bars 2:3 without --bpm are bars 2-3 of
+    the grid found (the fake engine stands in for the model: only the regions matter here)."""
+    from studio.engine import RealEngine
+    from studio.fake_engine import FakeEngine
+    monkeypatch.setattr(RealEngine, "edit", lambda self, req, progress=None: FakeEngine().edit(req))
+    x = np.zeros(10 * SR)
+    for k, t in enumerate(np.arange(0.3, 10, 0.6)):
+        a = int(t * SR)
+        x[a:a + 400] += (1.0 if k % 4 == 0 else 0.4) * np.sin(np.arange(400) / 3) * np.exp(-np.arange(400) / 80)
+    clicks = tmp_path / "clicks.wav"
+    sf.write(clicks, np.stack([x, x], 1).astype(np.float32), SR, subtype="FLOAT")
+    assert main(["edit", str(clicks), "--prompt", "x", "--bars", "2:3", "-o", str(tmp_path / "o.wav")]) == 0
+    assert "found by librosa" in capsys.readouterr().err
+    found = json.loads((tmp_path / "o.json").read_text())["bars"]["grid"]
+    assert found["bpm"] == pytest.approx(100, rel=0.01) and found["downbeat"] == pytest.approx(0.3, abs=0.03)
+    grid = Grid(**found)
+    regenerated = json.loads((tmp_path / "o.json").read_text())["regenerated"]
+    assert [(r["start"], r["end"]) for r in regenerated] == [
+        (r.start, r.end) for r in edit.snap_regions([edit.Region(*grid.parse_range("2:3"))], 10.0)]
 
 
 @pytest.mark.parametrize("args, message", [
