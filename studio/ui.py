@@ -25,7 +25,7 @@ from typing import Callable
 import gradio as gr
 import numpy as np
 
-from studio import edit, fair, hub, recipe, seams, session, tempo
+from studio import edit, fair, hub, recipe, seams, session, tempo, ui_loops  # ui_loops imports this module (used at call time)
 from studio.api import (CROSSFADE_MS, MAX_CFG, SAMPLE_RATE, Cancelled, EditRequest, Engine, EngineError,
                         GenerateRequest, Guidance, LoraSpec, Preview)
 from studio.audio_io import TEMP_PREFIX, AudioError, Limits, load_audio, wav_bytes
@@ -169,6 +169,8 @@ def build_ui(engine: Engine, cfg: StudioConfig) -> gr.Blocks:
             with gr.Column(scale=4, min_width=280):
                 _takes_panel(c)
                 _seams_panel(c)
+                ui_loops.drag_panel(c)
+                ui_loops.panel(c)
         c.session_md = gr.Markdown(elem_id="session-info")
         c.sid_box = gr.Textbox(visible=False)
         c.seen = gr.State("")   # session_signature of what this tab shows
@@ -381,6 +383,7 @@ def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
     c.export_cur.click(h.export, [c.sess, c.fmt, gr.State("current")], [c.exported, c.status])
     c.export_take.click(h.export, [c.sess, c.fmt, c.takes], [c.exported, c.status])
     _wire_seams(c, h)
+    ui_loops.wire(c, h, gpu)
 
 
 _SET_URL_JS = """(sid) => { const u = new URL(window.location.href);
@@ -773,7 +776,7 @@ class _Handlers:
         try:
             if not what or s is None or s.current is None:
                 raise ValueError("Pick a take to export first." if s and s.current else "Nothing to export yet.")
-            path = session.export(s, what, fmt)
+            path = session.export(s, what, fmt, name=ui_loops.file_stem(s, what))
         except PROBLEMS as e:
             return None, status(e)
         return str(path), status(f"Exported **{path.name}** with its settings in {path.with_suffix('.json').name}.")
