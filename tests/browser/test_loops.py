@@ -122,7 +122,7 @@ def test_each_item_drags_out_as_a_real_file_with_its_name(studio, browser):
         got = _dragged(page, kind)
         mime, name, link = got["download"].split(":", 2)
         assert got["draggable"] and mime == "audio/wav" and name == got["name"] == f"{file_stem(s, what)}.wav"
-        assert link == got["uri"] and link.startswith(url.rstrip("/") + "/gradio_api/file=")
+        assert link == got["uri"] and link.startswith(url.rstrip("/") + "/session-file/")
         data, sr = sf.read(io.BytesIO(page.request.get(link).body()), dtype="float32", always_2d=True)
         assert sr == SR and np.array_equal(data.T, session.audio(s, what))
     assert _dragged(page, "take")["name"] == f"dusty-breakbeat_140bpm_1bar_{take.id}.wav"
