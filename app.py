@@ -149,7 +149,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own requests, one line each
-    from studio.ui import StudioConfig, build_ui
+    from studio.ui import StudioConfig, build_ui, media_routes
     engine, note = make_engine(args.fake_engine, args.model, args.precision, args.ray, args.replicas)
     cuda, hardware = detect_hardware()
     if args.ray is not None:
@@ -176,7 +176,8 @@ def main(argv=None) -> None:
     # At least one event per engine slot (a RayEngine's replicas), so every replica can be busy.
     demo.queue(default_concurrency_limit=max(4, getattr(engine, "slots", 1))).launch(
         server_name=args.host, server_port=args.port, share=args.share, allowed_paths=[str(sessions)],
-        max_file_size=cfg.limits.max_bytes, theme=studio_theme(), css=STUDIO_CSS, js=DARK_JS, show_error=False)
+        max_file_size=cfg.limits.max_bytes, theme=studio_theme(), css=STUDIO_CSS, js=DARK_JS, show_error=False,
+        app_kwargs={"routes": media_routes(sessions)})
 
 
 def keep_sessions(root: Path, days: float, every_s: float = 3600.0) -> None:

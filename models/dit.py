@@ -180,22 +180,27 @@ class DiT(nn.Module):
         return self.transformer.memory_tokens.dtype
 
     def prepare(self, cross_attn_cond: Tensor, global_cond: Tensor, local_add_cond: Optional[Tensor] = None,
-                padding_mask: Optional[Tensor] = None, *, collapse_context: bool = True) -> DiTContext:
+                padding_mask: Optional[Tensor] = None, *, collapse_context: bool = True,
+                context_multiple: int = 1) -> DiTContext:
         """The per-generation cache.
 
         cross_attn_cond (B, S, cond_token_dim): context tokens (text rows, padding rows, seconds).
         global_cond (B, global_cond_dim). local_add_cond (B, 1 + C, T): inpainting mask channel
         and pre-masked reference latents, or None (text only). padding_mask (B, T) bool, True =
         valid, or None. ``collapse_context``: identical rows -> one key with a log-count bias.
+        ``context_multiple``: pad the collapsed keys to a multiple of this many (count 0, a -inf
+        bias: no weight) and always give the bias, so prompts of similar lengths prepare the
+        same shapes (a replayed CUDA graph serves them all; models/graphs.py).
         """
         dtype = self.dtype
         cross_attn_cond, global_cond = cross_attn_cond.to(dtype), global_cond.to(dtype)
         bias = None
         if collapse_context:
-            cross_attn_cond, counts = collapse_rows(cross_attn_cond)
+            cross_attn_cond, counts = collapse_rows(cross_attn_cond, context_multiple)
             # fp32 whatever the weights' dtype: log(count) in bf16 is off by up to 1/64, i.e.
             # +-1.6% on the weight of the padding key (attend runs a biased softmax in fp32).
-            bias = None if bool((counts == 1).all()) else counts.float().log()[:, None, None, :]
+            uniform = context_multiple == 1 and bool((counts == 1).all())
+            bias = None if uniform else counts.float().log()[:, None, None, :]
         context = self.to_cond_embed(cross_attn_cond)  # (B, S', D)
         cross_kv = tuple(layer.cross_attn.context_kv(context) for layer in self.transformer.layers)
         local_embeds = None
@@ -207,6 +212,17 @@ class DiT(nn.Module):
             memory = self.transformer.memory_tokens.shape[0]
             self_padding = Padding.of(F.pad(pad, (memory, 0), value=True))  # memory tokens are real
         return DiTContext(cross_kv, bias, self.to_global_embed(global_cond), local_embeds, pad, self_padding)
+
+    def compile_blocks(self) -> "DiT":
+        """Regional ``torch.compile``: each block compiled in place (the blocks share their code, so
+        one compilation serves all of them; a new shape recompiles once). Inductor fuses the small
+        element-wise kernels (rotary, casts, norms, gates) a block launches; no cudagraph mode: the
+        sampler's graphs are models/graphs.py's, around the compiled kernels. Meant for CUDA: on a
+        CPU the first call compiles for minutes. Compiled numbers differ from eager by fusion's
+        rounding (bench.gpu_check fastpath measures it)."""
+        for layer in self.transformer.layers:
+            layer.compile(dynamic=False)
+        return self
 
     def _local_embeds(self, local: Tensor) -> tuple[Tensor, ...]:
         """Per-layer inpainting embeddings of local (B, T, 1 + C). A cond constant over time
@@ -249,17 +265,18 @@ def _check_step(x: Tensor, t: Tensor, ctx: DiTContext) -> None:
         raise ValueError(f"DiT step: x has {T} frames, the prepared context {lengths[0]}")
 
 
-def collapse_rows(rows: Tensor) -> tuple[Tensor, Tensor]:
+def collapse_rows(rows: Tensor, multiple: int = 1) -> tuple[Tensor, Tensor]:
     """Identical rows of each item -> one row and its count.
 
-    rows (B, S, D) -> unique rows (B, S', D) zero-padded to the longest item, counts (B, S')
-    (0 on padding). Attention over the original rows equals attention over the unique rows
+    rows (B, S, D) -> unique rows (B, S', D) zero-padded to the longest item (its row count
+    rounded up to ``multiple``), counts (B, S') (0 on padding). Attention over the original rows equals attention over the unique rows
     with +log(count) added to their logits: sum_j exp(l_j) v_j groups by identical (k_j, v_j);
     a count of 0 gives -inf, no weight. Row order is irrelevant: cross-attention has no
     positions. Rows must be bitwise equal to merge (the learned padding rows are copies).
     """
     uniques = [torch.unique(r, dim=0, return_counts=True) for r in rows]
     width = max(u.shape[0] for u, _ in uniques)
+    width = -(-width // multiple) * multiple
     out = rows.new_zeros(rows.shape[0], width, rows.shape[2])
     counts = torch.zeros(rows.shape[0], width, dtype=torch.long, device=rows.device)
     for b, (u, c) in enumerate(uniques):

@@ -42,3 +42,20 @@ class recorded_noise:
             raise RuntimeError(f"recorded draw {index} has shape {tuple(d.shape)}, "
                                f"the code asked for {tuple(shape)}")
         return d
+
+
+def batched_noise(sources: Sequence[NoiseSource]) -> NoiseSource:
+    """N takes in one batch, each with its own source (its own seed): a draw of shape (N, ...)
+    is each source's own (1, ...) draw, stacked in order. Each source sees the draws it would
+    see making its take alone, in the same order, so take k of the batch starts from the same
+    noise as take k alone (the sampler draws per step, all of x's shape: models/sampling.py).
+    A draw whose first dimension is not N (the SAME decoder's inference noise) is an error."""
+    sources = tuple(sources)
+
+    def draw(shape: Sequence[int]) -> Tensor:
+        if not shape or shape[0] != len(sources):
+            raise ValueError(f"batched noise of {len(sources)} takes cannot draw shape {tuple(shape)}: "
+                             "its first dimension must be the number of takes")
+        return torch.cat([source((1, *shape[1:])) for source in sources])
+
+    return draw

@@ -33,10 +33,16 @@ from models.lora import LoraStack, LoraUse
 from models.loading import (CONDITIONER_PREFIX, DIT_PREFIX, SAME_PREFIX, Checkpoint, load_weights,
                             read_tensors, tensor_names)
 from models.same import Same
-from models.sampling import (Callback, NoiseSource, build_schedule, effective_seq_len, sampler_for, sampling_shift,
-                             schedule_from)
+from models.graphs import StepGraphs, weights_key
+from models.sampling import (Callback, Integrator, NoiseSource, build_schedule, effective_seq_len, integrate,
+                             integrator_for, make_step, per_item_schedule, sampling_shift, schedule_from, step_draws)
 from models.precision import Precision
 from models.text import TextEncoder, default_dtype, load_text_encoder
+
+
+# On CUDA the cross-attention keys are the collapsed context padded to a multiple of this many rows
+# (masked): prompts of similar lengths share one captured step (``DiT.prepare``'s context_multiple).
+CONTEXT_MULTIPLE = 32
 
 
 def build_components(cfg: ModelConfig) -> dict[str, nn.Module]:
@@ -105,6 +111,7 @@ class StableAudio3(nn.Module):
         self.same = Same(cfg.same)
         self.conditioner = Conditioner(cfg, text_encoder)
         self._lora_stack: Optional[LoraStack] = None  # built on the first LoRA, after the weights load
+        self.graphs: Optional[StepGraphs] = None  # sampler steps as replayed CUDA graphs (use_graphs)
 
     @classmethod
     def from_checkpoint(cls, ckpt: Checkpoint, device="cpu", dtype: torch.dtype = torch.float32,
@@ -147,6 +154,22 @@ class StableAudio3(nn.Module):
         self.conditioner.to(torch.float32)
         if self.conditioner.prompt.encoder is not None:
             self.conditioner.prompt.encoder.to(precision.text)
+        return self
+
+    @property
+    def _context_multiple(self) -> int:
+        """``DiT.prepare``'s context_multiple: on CUDA the collapsed context is padded (masked) to
+        ``CONTEXT_MULTIPLE`` rows with or without graphs, so a take is the same bit for bit either
+        way and prompts of similar lengths share a graph; on a CPU it is not padded (unchanged)."""
+        return CONTEXT_MULTIPLE if self.device.type == "cuda" else 1
+
+    def use_graphs(self, on: bool = True, **limits) -> "StableAudio3":
+        """Replay each sampler step as a CUDA graph (models/graphs.py; ``limits``: ``StepGraphs``'s
+        max_graphs, max_bytes), or stop (``on=False`` drops the graphs). Needs the model on a CUDA
+        device; the takes are the eager path's (the same kernels on the same inputs)."""
+        if on and self.device.type != "cuda":
+            raise ValueError(f"CUDA graphs need the model on a CUDA device, not {self.device}")
+        self.graphs = StepGraphs(**limits) if on else None
         return self
 
     @property
@@ -231,7 +254,8 @@ class StableAudio3(nn.Module):
     def sample(self, job: Generation, noise: NoiseSource, callback: Optional[Callback] = None,
                plain: bool = False) -> Tensor:
         """Latents (B, C, L) for ``job`` (official ``generate`` up to ``sample_diffusion``'s decode),
-        with the sampler of the checkpoint's diffusion objective (``sampling.SAMPLERS``).
+        with the sampler of the checkpoint's diffusion objective (``sampling.SAMPLERS``); each step
+        a replayed CUDA graph when ``use_graphs`` is on and the job allows (no LoRAs).
 
         ``plain`` turns off the exact-math savings (benchmarks and equivalence tests)."""
         return self._sample(job, noise, self.padding_mask(job), callback, plain)
@@ -245,13 +269,26 @@ class StableAudio3(nn.Module):
         # whatever the DiT's dtype: the official code casts it to the model's dtype, which in
         # bf16 rounds the timestep before its Fourier features and accumulates the update in bf16.
         x = noise((B, C, L)).to(self.device, torch.float32)
+        integrator = integrator_for(self.cfg.diffusion)
+        draws = step_draws(integrator, noise, job.steps, x)  # the official order: the first draw, then each step's
         cond = self.conditioner(job.prompts, job.seconds)
         local = self._local_add_cond(job, B, C, L)
         if job.init is not None:
             x = job.init.to(x).expand(B, -1, -1) * (1 - job.sigma_max) + x * job.sigma_max
-        sigmas = self.schedule(job).to(self.device, torch.float32)
-        model = self._model_fn(job, cond, local, pad, plain)
-        return sampler_for(self.cfg.diffusion)(model, x, sigmas, noise, callback)
+        t = per_item_schedule(self.schedule(job), x)
+        step = None
+        if self.graphs is not None and not plain and not job.loras:
+            step = self._graph_step(job, cond, local, pad, integrator, x, draws)
+        if step is None:
+            step = make_step(self._model_fn(job, cond, local, pad, plain), integrator.update)
+        return integrate(step, x, t, draws, callback)
+
+    def _graph_step(self, job: Generation, cond: Conditioning, local: Tensor, pad: Tensor,
+                    integrator: Integrator, x: Tensor, draws: Optional[Tensor]):
+        """The step as a replayed CUDA graph (``self.graphs``), or None where it cannot be one."""
+        prepare, velocity = self._velocity(job, cond, local, pad, plain=False, context_multiple=self._context_multiple)
+        key = (integrator, job.cfg_scale, job.apg_scale, weights_key(self.dit))
+        return self.graphs.step(key, velocity, integrator.update, (prepare(), pad), x, draws)
 
     def _local_add_cond(self, job: Generation, B: int, C: int, L: int) -> Tensor:
         """(B, 1 + C, L): the keep mask, then the reference latents multiplied by it."""
@@ -265,30 +302,40 @@ class StableAudio3(nn.Module):
             masked = job.reference.to(self.device, torch.float32).expand(B, -1, -1) * mask
         return torch.cat([mask, masked], dim=1)
 
-    def _model_fn(self, job: Generation, cond: Conditioning, local: Tensor, pad: Tensor, plain: bool = False):
-        """(x, t) -> velocity. The conditioning is prepared once per generation (context keys and
-        values, inpainting embeddings, collapsed padding rows), and once more per set of LoRAs
-        acting (it goes through DiT weights); ``plain`` recomputes all of it at every step with
-        every context row its own key, as the official code does."""
+    def _velocity(self, job: Generation, cond: Conditioning, local: Tensor, pad: Tensor, plain: bool,
+                  context_multiple: int = 1):
+        """(prepare, velocity): ``prepare()`` computes the conditioning a step reads (through the
+        DiT's weights: once per generation and set of LoRAs acting), ``velocity(x, t, ctx, pad)``
+        runs one step on it, CFG/APG included, in fp32. ``plain``: every context row its own key."""
+        collapse = dict(collapse_context=not plain, context_multiple=context_multiple)
         if job.cfg_scale == 1.0:
-            prepare = lambda: self.dit.prepare(cond.cross_attn_cond, cond.global_cond, local, pad,
-                                               collapse_context=not plain)
-            step = lambda x, t, ctx: self.dit(x, t, ctx).float()  # velocity back to the state's fp32
+            prepare = lambda: self.dit.prepare(cond.cross_attn_cond, cond.global_cond, local, pad, **collapse)
+            velocity = lambda x, t, ctx, pad: self.dit(x, t, ctx).float()  # back to the state's fp32
         else:
             uncond = null_context(cond.cross_attn_cond)
             if job.negative_prompts is not None:
                 neg = self.conditioner(job.negative_prompts, job.seconds)
                 uncond = null_context(cond.cross_attn_cond, neg.cross_attn_cond, neg.cross_attn_mask)
             prepare = lambda: prepare_guided(self.dit, cond.cross_attn_cond, uncond, cond.global_cond, local, pad,
-                                             collapse_context=not plain)
-            step = lambda x, t, ctx: guided(self.dit, x, t, ctx, job.cfg_scale, job.apg_scale, pad)
+                                             **collapse)
+            velocity = lambda x, t, ctx, pad: guided(self.dit, x, t, ctx, job.cfg_scale, job.apg_scale, pad)
+        return prepare, velocity
+
+    def _model_fn(self, job: Generation, cond: Conditioning, local: Tensor, pad: Tensor, plain: bool = False):
+        """(x, t) -> velocity. The conditioning is prepared once per generation (context keys and
+        values, inpainting embeddings, collapsed padding rows), and once more per set of LoRAs
+        acting (it goes through DiT weights); ``plain`` recomputes all of it at every step with
+        every context row its own key, as the official code does."""
+        prepare, velocity = self._velocity(job, cond, local, pad, plain, 1 if plain else self._context_multiple)
         contexts = {}  # LoRAs acting -> prepared conditioning
+        if not plain and not job.loras:  # nothing changes between steps: prepare before the first,
+            contexts[()] = prepare()     # so the steps themselves never wait for the device
 
         def model(x: Tensor, t: Tensor) -> Tensor:
             acting = self.select_loras(t)
             if plain or acting not in contexts:
                 contexts[acting] = prepare()
-            return step(x, t, contexts[acting])
+            return velocity(x, t, contexts[acting], pad)
 
         return model
 

@@ -20,7 +20,10 @@ The pieces compose independently, k-diffusion style:
 The official code draws ``torch.randn`` for the initial noise and then one
 ``torch.randn_like(x)`` per ping-pong step, the last one included (it is multiplied by
 ``t = 0``). We make the same draws in the same order, so a CPU generator seeded like
-``torch.manual_seed(seed)`` reproduces an official take draw for draw.
+``torch.manual_seed(seed)`` reproduces an official take draw for draw. A sampler draws all of
+its steps' noise before the first step (``step_draws``; nothing else draws in between), so the
+step loop never reads host memory or waits for the device: on a GPU each step can be a replayed
+CUDA graph (models/graphs.py), on a CPU the numbers are the same either way.
 """
 
 from __future__ import annotations
@@ -230,7 +233,10 @@ class SamplerStep(NamedTuple):
 
 
 Callback = Callable[[SamplerStep], None]
-Update = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]  # (x, v, denoised, t, t') -> next x
+# (x, v, denoised, t, t', eps) -> next x; t, t' (B, 1, 1); eps the step's draw, or None (deterministic)
+Update = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor, Optional[Tensor]], Tensor]
+# (x, t, t', eps) -> (next x, denoised): one whole step, the unit a CUDA graph replays (models/graphs.py)
+StepFn = Callable[[Tensor, Tensor, Tensor, Optional[Tensor]], tuple[Tensor, Tensor]]
 
 
 class Sampler(Protocol):
@@ -247,27 +253,77 @@ class Sampler(Protocol):
                  callback: Optional[Callback] = None) -> Tensor: ...
 
 
-def _per_item_schedule(sigmas: Tensor, x: Tensor) -> Tensor:
+class Integrator(NamedTuple):
+    """How a sampler moves from one timestep to the next: its ``update`` and whether it takes one
+    standard-normal draw of x's shape per step (``draws``)."""
+
+    update: Update
+    draws: bool
+
+
+def _renoise(x: Tensor, v: Tensor, denoised: Tensor, t_now: Tensor, t_next: Tensor, eps: Optional[Tensor]) -> Tensor:
+    return (1 - t_next) * denoised + t_next * eps
+
+
+def _euler(x: Tensor, v: Tensor, denoised: Tensor, t_now: Tensor, t_next: Tensor, eps: Optional[Tensor]) -> Tensor:
+    return x + (t_next - t_now) * v
+
+
+PINGPONG = Integrator(_renoise, draws=True)
+EULER = Integrator(_euler, draws=False)
+
+
+def per_item_schedule(sigmas: Tensor, x: Tensor) -> Tensor:
     """(N,) or (B, N) -> (B, N) in x's dtype and device (a shared schedule is the same
     value per item, so this changes no number)."""
     sigmas = sigmas.to(device=x.device, dtype=x.dtype)
     return sigmas.expand(x.shape[0], -1) if sigmas.dim() == 1 else sigmas
 
 
-def _integrate(model: ModelFn, x: Tensor, sigmas: Tensor, update: Update,
-               callback: Optional[Callback]) -> Tensor:
-    """The loop every sampler shares: one model call per step, its denoised estimate
-    ``x - t v`` reported to ``callback``, then ``x <- update(x, v, denoised, t, t')``."""
-    t = _per_item_schedule(sigmas, x)
-    steps = t.shape[1] - 1
-    for i in range(steps):
-        t_now, t_next = t[:, i], t[:, i + 1]
+def step_draws(integrator: Integrator, noise: NoiseSource, steps: int, x: Tensor) -> Optional[Tensor]:
+    """(steps, B, C, T) every draw the sampler will take, in x's dtype and device, or None.
+
+    Drawn before the first step, in the order a step-by-step sampler draws them (nothing else
+    draws in between), so a seed gives the same numbers; on a GPU the loop then reads no host
+    memory and a step can be a replayed CUDA graph. One copy to the device, not one per step."""
+    if not integrator.draws or steps == 0:
+        return None
+    return torch.stack([noise(x.shape) for _ in range(steps)]).to(device=x.device, dtype=x.dtype)
+
+
+def make_step(model: ModelFn, update: Update) -> StepFn:
+    """One step as a function of tensors only: ``v = model(x, t)``, ``denoised = x - t v``,
+    then ``update``. No Python number depends on the data: it can be captured as a graph."""
+    def step(x: Tensor, t_now: Tensor, t_next: Tensor, eps: Optional[Tensor]) -> tuple[Tensor, Tensor]:
         v = model(x, t_now)
         denoised = x - t_now.view(-1, 1, 1) * v
+        return update(x, v, denoised, t_now.view(-1, 1, 1), t_next.view(-1, 1, 1), eps), denoised
+    return step
+
+
+def integrate(step: StepFn, x: Tensor, t: Tensor, draws: Optional[Tensor],
+              callback: Optional[Callback] = None) -> Tensor:
+    """The loop every sampler shares: ``x, denoised <- step(x, t_i, t_{i+1}, draws[i])`` for each
+    of the ``t.shape[1] - 1`` steps, each reported to ``callback`` (its input x and denoised).
+
+    t: (B, N + 1) schedule in x's dtype and device (``per_item_schedule``); draws: from
+    ``step_draws``. Indexing device tensors by a Python int reads nothing back: no host sync."""
+    steps = t.shape[1] - 1
+    for i in range(steps):
+        t_now = t[:, i]
+        x_next, denoised = step(x, t_now, t[:, i + 1], None if draws is None else draws[i])
         if callback is not None:
             callback(SamplerStep(i, steps, t_now, x, denoised))
-        x = update(x, v, denoised, t_now.view(-1, 1, 1), t_next.view(-1, 1, 1))
+        x = x_next
     return x
+
+
+def run(integrator: Integrator, model: ModelFn, x: Tensor, sigmas: Tensor, noise: NoiseSource,
+        callback: Optional[Callback] = None) -> Tensor:
+    """A whole sampler run: the schedule per item, every draw up front, then ``integrate``."""
+    t = per_item_schedule(sigmas, x)
+    draws = step_draws(integrator, noise, t.shape[1] - 1, x)
+    return integrate(make_step(model, integrator.update), x, t, draws, callback)
 
 
 def sample_pingpong(model: ModelFn, x: Tensor, sigmas: Tensor, noise: NoiseSource,
@@ -276,13 +332,10 @@ def sample_pingpong(model: ModelFn, x: Tensor, sigmas: Tensor, noise: NoiseSourc
 
     Each step denoises fully, then re-noises to the next timestep with a fresh draw:
     ``x <- (1 - t') * (x - t v) + t' * eps`` (official ``sample_flow_pingpong``).
-    One draw of x's shape per step, the last (t' = 0) included, as the official code does.
+    One draw of x's shape per step, the last (t' = 0) included, as the official code does
+    (all drawn before the first step, in the same order: ``step_draws``).
     """
-    def renoise(x: Tensor, v: Tensor, denoised: Tensor, t_now: Tensor, t_next: Tensor) -> Tensor:
-        eps = noise(x.shape).to(device=x.device, dtype=x.dtype)
-        return (1 - t_next) * denoised + t_next * eps
-
-    return _integrate(model, x, sigmas, renoise, callback)
+    return run(PINGPONG, model, x, sigmas, noise, callback)
 
 
 def sample_euler(model: ModelFn, x: Tensor, sigmas: Tensor, noise: NoiseSource,
@@ -290,14 +343,21 @@ def sample_euler(model: ModelFn, x: Tensor, sigmas: Tensor, noise: NoiseSource,
     """Euler integration of the flow ODE, for ``rectified_flow`` (-base) checkpoints:
     ``x <- x + (t' - t) v`` (official ``sample_discrete_euler``). Deterministic: it draws
     nothing from ``noise``; guidance (CFG/APG) belongs to ``model``."""
-    return _integrate(model, x, sigmas, lambda x, v, denoised, t_now, t_next: x + (t_next - t_now) * v, callback)
+    return run(EULER, model, x, sigmas, noise, callback)
 
 
 # The sampler of each diffusion objective a config may declare (``diffusion.diffusion_objective``).
 SAMPLERS: dict[str, Sampler] = {"rf_denoiser": sample_pingpong, "rectified_flow": sample_euler}
+INTEGRATORS: dict[str, Integrator] = {"rf_denoiser": PINGPONG, "rectified_flow": EULER}
 
 
 def sampler_for(diffusion: DiffusionConfig) -> Sampler:
     """The sampler a checkpoint was trained for: ping-pong for the distilled ``rf_denoiser``
     models, Euler (with CFG/APG in the model function) for the ``rectified_flow`` -base ones."""
     return SAMPLERS[diffusion.diffusion_objective]
+
+
+def integrator_for(diffusion: DiffusionConfig) -> Integrator:
+    """The update rule (and draws) of ``sampler_for(diffusion)``, for callers that run the loop
+    themselves (``integrate``: StableAudio3.sample, with or without CUDA graphs)."""
+    return INTEGRATORS[diffusion.diffusion_objective]

@@ -3,6 +3,9 @@
     python -m studio generate "lofi house loop, 90 BPM" --seconds 30 -o loop.wav
     python -m studio edit song.wav --regions 4:8,16:20 --prompt "drum fill" -o fixed.flac
     python -m studio edit song.wav --continue 10 --prompt "outro" -o longer.wav
+    python -m studio edit song.wav --bars 9:12 --bpm 120 --prompt "drum fill" -o fill.wav
+    python -m studio loop song.wav --bars 4 --bpm 120 -o loop.wav    # bars 1-4, healed across the wrap
+    python -m studio loop --prompt "lofi house" --bars 4 --bpm 90 -o loop.wav
     python -m studio replay fixed.json -o again.flac     # the same take again, from its side-car
 
 Every run writes the audio (atomically) and a side-car JSON holding everything the take depends
@@ -20,11 +23,13 @@ import os
 import random
 import sys
 import traceback
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from studio import recipe
+from studio import loops, recipe, seams, tempo
 from studio.api import (CROSSFADE_MS, LATENT_HOP, MAX_CFG, MAX_SEED, MAX_STEPS, SAMPLE_RATE, Cancelled, EditRequest,
                         EngineError, LoraSpec, GenerateRequest, Guidance, Region, check_length)
+from studio.meter import MAX_BPM, MAX_LOOP_BARS, MIN_BPM, Grid
 
 FORMATS = {".wav": "wav24", ".flac": "flac", ".mp3": "mp3"}
 MIN_SECONDS = LATENT_HOP / SAMPLE_RATE  # one latent frame (~0.093 s): the shortest clip a model makes
@@ -64,6 +69,9 @@ STEPS = number(int, f"a whole number from 1 to {MAX_STEPS}", 1, MAX_STEPS)
 SEED = number(int, f"a whole number from 0 to {MAX_SEED} (2**63 - 1)", 0, MAX_SEED)
 CFG = number(float, f"a number from 0 to {MAX_CFG:g}", 0.0, MAX_CFG)
 APG = number(float, "a number from 0 to 1", 0.0, 1.0)
+BPM = number(float, f"a tempo from {MIN_BPM:g} to {MAX_BPM:g} (quarter notes a minute)", MIN_BPM, MAX_BPM)
+BARS = number(int, f"a whole number of bars from 1 to {MAX_LOOP_BARS}", 1, MAX_LOOP_BARS)
+BAR = number(int, "a bar number of at least 1", 1)
 
 
 def parse_regions(text: str) -> tuple[Region, ...]:
@@ -78,6 +86,27 @@ def parse_regions(text: str) -> tuple[Region, ...]:
             raise argparse.ArgumentTypeError(f"region {part!r} is not START:END in seconds (e.g. 4:8.5)")
         regions.append(Region(start=start, end=end))
     return tuple(regions)
+
+
+def parse_bars(text: str) -> tuple[str, ...]:
+    """``"9:12,17-20"`` -> the ranges as typed (read with the track's grid once it is known), each
+    checked now as meter.Grid.parse_range reads it."""
+    parts = tuple(filter(None, (p.strip() for p in text.split(","))))
+    for part in parts or (text,):
+        try:
+            Grid(120.0).parse_range(part)  # the syntax only: any grid reads the same text
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return parts
+
+
+def parse_meter(text: str) -> tuple[int, int]:
+    try:
+        beats, unit = Grid.parse_meter(text)
+        Grid(120.0, beats, unit)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return beats, unit
 
 
 def parse_lora(text: str) -> LoraSpec:
@@ -153,6 +182,23 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--guide", type=Path, default=None,
                     help="audio-to-audio: restyle the regions from this file (aligned to the track's start) "
                          "instead of the track itself; needs --strength below 1")
+    ed.add_argument("--bars", type=parse_bars, default=(),
+                    help="regions as bars, both ends included, comma separated: 9:12 is bars 9 to 12, 9.3:10 from "
+                         "beat 3 of bar 9 to the end of bar 10 (the grid: --bpm, --meter, --downbeat, else found)")
+    _timing(ed)
+    lp = sub.add_parser("loop", parents=[common], help="heal a file's loop across its wrap, or generate a loop")
+    lp.add_argument("source", type=Path, nargs="?", default=None,
+                    help="the track whose loop to heal (its bars from --from-bar); without it, --prompt makes one")
+    lp.add_argument("--prompt", default=None,
+                    help="what the loop is; without a file, a loop is generated from it (its BPM written into it)")
+    lp.add_argument("--bars", type=BARS, required=True, help="the loop's length in bars")
+    lp.add_argument("--from-bar", type=BAR, default=1, help="the loop's first bar in the file (default 1)")
+    lp.add_argument("--span", type=SECONDS, default=None,
+                    help="seconds regenerated across the wrap (default: the whole beats nearest 1 s, at most a "
+                         "quarter of the loop), snapped outward to the latent grid")
+    lp.add_argument("--crossfade-ms", type=NON_NEGATIVE, default=CROSSFADE_MS,
+                    help="equal-power crossfade at the healed span's borders")
+    _timing(lp)
     rep = sub.add_parser("replay", help="make a take again from its side-car JSON (bit-exact on the same "
                                         "machine and precision)")
     rep.add_argument("sidecar", type=Path, help="the .json written beside an export")
@@ -164,6 +210,17 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("-o", "--output", type=Path, required=True, help="output file, .wav (24-bit), .flac or .mp3")
     rep.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     return parser
+
+
+def _timing(parser) -> None:
+    """The bar grid's flags (studio.meter.Grid)."""
+    parser.add_argument("--bpm", type=BPM, default=None,
+                        help="the track's tempo in quarter notes a minute, as a DAW counts (default: found by "
+                             "studio.tempo)")
+    parser.add_argument("--meter", type=parse_meter, default=None,
+                        help="beats/unit, e.g. 4/4, 3/4, 6/8 (default 4/4, or as found with the tempo)")
+    parser.add_argument("--downbeat", type=NON_NEGATIVE, default=None,
+                        help="seconds where bar 1 begins (default 0 with --bpm, or as found with the tempo)")
 
 
 # --------------------------------------------------------------------------- checks before any work
@@ -213,7 +270,8 @@ def inputs(args) -> list[Path]:
     """The files a run reads; the output must overwrite none of them."""
     if args.command == "replay":
         return [args.sidecar, *_recorded_files(args.sidecar)]
-    read = (args.init,) if args.command == "generate" else (args.source, args.guide)
+    read = {"generate": ("init",), "loop": ("source",)}.get(args.command, ("source", "guide"))
+    read = [getattr(args, name) for name in read]
     return [p for p in read if p is not None]
 
 
@@ -265,10 +323,12 @@ def run(args) -> int:
         precision = "auto"
     engine = RealEngine(device=args.device, token=args.token, precision=precision,  # refuses a missing device
                         revision=_recorded(data, "revision"))
-    if data is None:
-        req, files = _request(args)  # audio read before any model
+    if args.command == "loop":
+        take, sidecar = _loop(engine, args)
+    elif data is None:
+        req, files, bars = _request(args)  # audio read before any model
         take = _make(engine, req)
-        sidecar = recipe.to_recipe(take, files, **engine.made_on(req.model))
+        sidecar = recipe.to_recipe(take, files, **engine.made_on(req.model), **bars)
     else:
         take, sidecar = _replay(engine, data)
     for note in take.notes:
@@ -279,22 +339,71 @@ def run(args) -> int:
     return 0
 
 
-def _request(args) -> tuple[GenerateRequest | EditRequest, dict]:
-    """The request the command line asks for, and the files its audio comes from."""
-    seed = args.seed if args.seed is not None else random.randrange(2**31)
-    guidance = Guidance(cfg_scale=args.cfg, apg_scale=args.apg, negative_prompt=args.negative_prompt)
+def _request(args) -> tuple[GenerateRequest | EditRequest, dict, dict]:
+    """The request the command line asks for, the files its audio comes from, and what the recipe
+    records of typed bars (their ranges and the grid that read them; {} without --bars)."""
     if args.command == "generate":
         init = _load(args.init) if args.init else None
-        req = GenerateRequest(model=args.model, prompt=args.prompt, seconds=args.seconds, seed=seed,
-                              steps=args.steps, init_audio=init, init_strength=args.strength, guidance=guidance,
-                              loras=tuple(args.loras))
-        return req, ({"init_audio": args.init} if args.init else {})
-    req = EditRequest(model=args.model, source=_load(args.source), regions=args.regions, prompt=args.prompt,
-                      seed=seed, steps=args.steps, continue_seconds=args.continue_seconds,
+        req = GenerateRequest(seconds=args.seconds, init_audio=init, init_strength=args.strength, **_fields(args))
+        return req, ({"init_audio": args.init} if args.init else {}), {}
+    source = _load(args.source)
+    regions, bars = args.regions, {}
+    if args.bars:
+        grid = _grid(args, source)
+        regions += tuple(Region(*grid.parse_range(part)) for part in args.bars)
+        bars = {"bars": {"ranges": list(args.bars), "grid": asdict(grid)}}
+    req = EditRequest(source=source, regions=regions, continue_seconds=args.continue_seconds,
                       extend_start_seconds=args.extend_start_seconds, context_seconds=args.context,
                       crossfade_ms=args.crossfade_ms, match_loudness=args.match_loudness, strength=args.strength,
-                      guide=_load(args.guide) if args.guide else None, guidance=guidance, loras=tuple(args.loras))
-    return req, {"source": args.source, **({"guide": args.guide} if args.guide else {})}
+                      guide=_load(args.guide) if args.guide else None, **_fields(args))
+    return req, {"source": args.source, **({"guide": args.guide} if args.guide else {})}, bars
+
+
+def _fields(args) -> dict:
+    """What every request of the command line names: model, prompt, seed (random when not given), steps,
+    guidance, LoRAs."""
+    seed = args.seed if args.seed is not None else random.randrange(2**31)
+    guidance = Guidance(cfg_scale=args.cfg, apg_scale=args.apg, negative_prompt=args.negative_prompt)
+    return dict(model=args.model, prompt=args.prompt or "", seed=seed, steps=args.steps, guidance=guidance,
+                loras=tuple(args.loras))
+
+
+def _grid(args, audio) -> Grid:
+    """The bar grid of ``audio``: from --bpm (--meter, --downbeat), else found by studio.tempo (its
+    meter and first downbeat replaced by the flags given; said on stderr)."""
+    if args.bpm is not None:
+        return Grid(args.bpm, *(args.meter or (4, 4)), args.downbeat or 0.0)
+    detected = tempo.detect(audio, meter="/".join(map(str, args.meter)) if args.meter else None)
+    if detected.grid is None:  # its reason is "what is wrong: what to do in the studio"
+        raise ValueError(f"{detected.reason.split(':')[0].rstrip('.')}: give the tempo with --bpm N (and --meter, "
+                         "and --downbeat SECONDS when bar 1 does not begin at 0).")
+    grid = detected.grid if args.downbeat is None else replace(detected.grid, downbeat=args.downbeat)
+    _say(f"note: bars at {grid.bpm:.2f} BPM in {grid.meter}, bar 1 at {grid.downbeat:.3f} s, found by "
+         f"{detected.tracker} (confidence {detected.confidence:.2f}).")
+    return grid
+
+
+def _loop(engine, args):
+    """(the healed loop as a take, its side-car): the file's loop healed, or a loop generated and
+    healed (the side-car then a chain: the generation, then the heal)."""
+    options = dict(span_seconds=args.span, crossfade_ms=args.crossfade_ms, progress=_print_progress, **_fields(args))
+    made_on = engine.made_on(args.model)
+    if args.source is not None:
+        audio = _load(args.source)
+        grid = _grid(args, audio)
+        healed = loops.heal(engine, audio, grid, args.bars, first_bar=args.from_bar, **options)
+        before = audio[:, healed.step["start"]:healed.step["start"] + healed.step["samples"]]
+        sidecar = recipe.to_recipe(healed.take, {"source": args.source}, loop=healed.step, **made_on)
+    else:
+        if args.prompt is None or args.bpm is None:
+            raise Refused("Give a FILE whose loop to heal, or --prompt and --bpm to generate a loop.")
+        made, healed = loops.generate_loop(engine, Grid(args.bpm, *(args.meter or (4, 4))), args.bars, **options)
+        before = made.audio
+        sidecar = recipe.chained([recipe.to_recipe(made, {}, **made_on),
+                                  recipe.to_recipe(healed.take, {"source": None}, loop=healed.step, **made_on)])
+    _say(f"note: the wrap before healing: {seams.wrap_jump(before).text()}; after: "
+         f"{seams.wrap_jump(healed.loop).text()}.")
+    return healed.take, sidecar
 
 
 def _load(path: Path):
@@ -334,12 +443,16 @@ def _replay(engine, data: dict):
     take = recipe.replay(data, _load, lambda req: _make(engine, req))
     *below, last = recipe.steps(data)
     files = {name: last[name]["file"] for name in recipe.AUDIO_FIELDS if last.get(name)}
-    again = recipe.to_recipe(take, files, **engine.made_on(take.request.model))
+    kept = {key: last[key] for key in ("loop", "bars") if key in last}  # how a loop was cut, typed bars
+    again = recipe.to_recipe(take, files, **engine.made_on(take.request.model), **kept)
     if again["output_sha256"] == last.get("output_sha256"):
         _say("note: the same samples as the take this side-car records.")
     elif last.get("output_sha256"):
         _say(f"note: the samples differ from the recorded take (made in {last.get('precision')} on "
              f"{last.get('device')}); torch kernels differ between machines and precisions.")
+    excerpt = data.get("excerpt")  # an export of some bars of the take (a loop): those samples again
+    if excerpt:
+        take, again["excerpt"] = replace(take, audio=take.audio[:, excerpt["start"]:excerpt["end"]]), excerpt
     return take, recipe.chained([*below, again])
 
 

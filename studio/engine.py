@@ -92,11 +92,16 @@ class RealEngine:
 
     def __init__(self, device: Optional[str] = None, dtype: Optional[torch.dtype] = None,
                  token: Optional[str] = None, revision: Optional[str] = None, extra_models: tuple[str, ...] = (),
-                 precision: str = "auto"):
+                 precision: str = "auto", graphs: Optional[bool] = None):
         """``extra_models``: repo ids or local checkpoint folders offered beside the catalogue.
         ``precision``: "auto" (bf16 where the device computes it natively), "fp32" or "bf16"
-        (models.precision); a ``dtype`` given instead runs every part in it."""
+        (models.precision); a ``dtype`` given instead runs every part in it. ``graphs``: replay
+        sampler steps as CUDA graphs (models/graphs.py; the same takes); default on with CUDA."""
         self.device = check_device(device or default_device())
+        on_cuda = torch.device(self.device).type == "cuda"
+        if graphs and not on_cuda:
+            raise EngineError(f"CUDA graphs need a CUDA device, not {self.device}: leave graphs off on a CPU.")
+        self.graphs = on_cuda if graphs is None else graphs
         self.extra = tuple(_describe(name) for name in extra_models)
         self.precision = (choose_precision(self.device, precision) if dtype is None
                           else Precision(dtype, dtype, dtype, "dtype given"))
@@ -115,7 +120,7 @@ class RealEngine:
         catalog entry (limits, prompt prefix), or describes a local folder."""
         engine = cls(device=str(model.device), dtype=model.dit.dtype)
         info = model_info(name) or _describe(name, model.cfg)
-        engine._loaded[name] = _Loaded(info, model)
+        engine._loaded[name] = _Loaded(info, engine._fast(model))
         return engine
 
     # ----------------------------------------------------------------- models
@@ -183,10 +188,16 @@ class RealEngine:
                               f"{model.cfg.same.downsampling_ratio}; the studio needs {SAMPLE_RATE} Hz and "
                               f"{LATENT_HOP} (the released SA3 models).")
         info = next((m for m in self.models() if m.name == name), None) or _describe(name, model.cfg)
-        self._loaded[name] = _Loaded(info, model)
+        self._loaded[name] = _Loaded(info, self._fast(model))
         log.info("loaded model %s in %.1f s", name, time.perf_counter() - t0)
         report(progress, "load", 1, 1)
         return self._loaded[name]
+
+    def _fast(self, model: StableAudio3) -> StableAudio3:
+        """``model`` with its sampler steps replayed as CUDA graphs when ``self.graphs`` says so."""
+        if self.graphs and model.graphs is None:
+            model.use_graphs()
+        return model
 
     def _unload(self) -> None:
         self._loaded.clear()

@@ -11,6 +11,12 @@ Its side-car is then a chain: the top level is the recipe of the last take, and 
 the recipes of the accepted takes below it, oldest first. The first step's source is a file; each
 later step's source is the previous step's output (``"file": null``), which a replay makes again
 and checks against the recorded SHA-256 before going on.
+
+A healed loop (studio/loops.py) is an edit of the loop turned so its wrap sits in the middle: its
+recipe adds ``"loop"`` (where the loop was cut from the file or the previous output, how far it was
+turned, whether the output is the loop alone or the input with the loop healed in place). Its
+``source`` hash is that of the turned loop, its ``output_sha256`` that of the output; a replay cuts,
+turns, edits and turns back the same way.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from typing import Callable
 
 import numpy as np
 
+from studio import loops
 from studio.api import SAMPLE_RATE, EditRequest, GenerateRequest, Guidance, LoraSpec, Region, Take
 
 VERSION = 1
@@ -108,8 +115,12 @@ def replay(data: dict, read: Callable[[Path], np.ndarray],
     for path in files(data):  # all there before any work (their samples are checked as each step reads them)
         _there(path)
     for k, step in enumerate(chain):
+        previous = None if take is None else take.audio
         try:
-            take = make(from_recipe(step, read, None if take is None else take.audio))
+            take = make(from_recipe(step, read, previous))
+            if step.get("loop"):  # a healed loop: the edit was of the loop turned; turn it back (and put it in place)
+                raw = previous if step["source"]["file"] is None else read(Path(step["source"]["file"]))
+                take = loops.output_of(raw, take, step["loop"])
         except _Differs:
             made = chain[k - 1]  # the step whose output differs (a first step's source is a file)
             raise ValueError(
@@ -136,7 +147,8 @@ def from_recipe(data: dict, read: Callable[[Path], np.ndarray],
             continue
         value = data[f.name]
         if f.name in AUDIO_FIELDS:
-            value = _audio(value, read, previous) if value is not None else None
+            value = _audio(value, read, previous, data.get("loop") if f.name == "source" else None) \
+                if value is not None else None
         elif f.name == "regions":
             value = tuple(Region(**r) for r in value)
         elif f.name == "guidance":
@@ -147,16 +159,19 @@ def from_recipe(data: dict, read: Callable[[Path], np.ndarray],
     return cls(**kwargs)
 
 
-def _audio(entry: dict, read, previous: np.ndarray | None) -> np.ndarray:
+def _audio(entry: dict, read, previous: np.ndarray | None, loop: dict | None = None) -> np.ndarray:
+    """The audio a recipe's entry names (a file, or the previous step's output), checked against its
+    hash; for a healed loop's source (``loop``: its step, studio/loops.py) the loop cut and turned."""
     if entry["file"] is None:  # a chained step: made from the previous step's output
         if previous is None:
             raise ValueError("The first take of this side-car names no file it was made from: replay a side-car "
                              "written by an export.")
-        if audio_hash(previous) != entry["sha256"]:
+        audio = previous if loop is None else loops.source_of(previous, loop)
+        if audio_hash(audio) != entry["sha256"]:
             raise _Differs()
-        return previous
+        return audio
     path = _there(Path(entry["file"]))
-    audio = read(path)
+    audio = read(path) if loop is None else loops.source_of(read(path), loop)
     if audio_hash(audio) != entry["sha256"]:
         raise ValueError(f"{path.name} has changed since the take was made, so the replay would differ: "
                          "use the file the take was made from.")

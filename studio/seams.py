@@ -111,3 +111,85 @@ def audition(s: session.Session, take_id: str, border: int, pre: float = PRE_SEC
     first = max(0, start - t.shift)  # the current version's frames the loop reaches
     a = audio_io.read_track(session.track_file(s, "current"), first, max(first, end - t.shift))
     return Audition(cut(a, start, end, at=t.shift + first), cut(b, start, end, at=start), start, end)
+
+
+# --------------------------------------------------------------------------- how big a seam is
+
+FRAME = 2048        # samples per analysis frame (46 ms): long enough for bass, short enough for a click
+HOP = 512           # frames start every HOP samples; FRAME // HOP consecutive pairs straddle a point
+BANDS = 48          # log-spaced bands from BAND_EDGES_HZ: the spectrum as the ear groups it
+BAND_EDGES_HZ = (40.0, 16000.0)
+FLOOR_DB = 80.0     # band levels more than this below the loudest band of the context are treated as silence
+HEARD_DB = 0.25     # mean band change (dB) added to both sides of the ratio: smaller changes are not heard,
+                    # so two inaudible changes (a pure tone's frames) compare as equal, not as 0.001 vs 0.002 dB
+LOUDNESS_SECONDS = 0.1    # level measured over this much audio just before and just after the point
+CONTEXT_SECONDS = 10.0    # the clip's typical change is measured this far either side of the point
+
+
+@dataclass(frozen=True)
+class SeamMeasure:
+    """How much the audio changes across one point, against how much it changes anywhere nearby.
+
+    ``spectral``: the largest change of the band spectrum (mean |dB| over BANDS) between consecutive
+    frames that straddle the point, divided by the median of the same statistic at every frame
+    position within CONTEXT_SECONDS (1 = as typical as any moment of the clip; 3 = three times
+    bigger). ``loudness_db``: RMS level of the LOUDNESS_SECONDS after the point minus that before
+    it. ``typical_db``: the median |level change| between consecutive LOUDNESS_SECONDS blocks nearby,
+    to read ``loudness_db`` against."""
+    spectral: float
+    loudness_db: float
+    typical_db: float
+
+    def text(self) -> str:
+        """'seam 1.1× typical, +0.4 dB (typical ±1.2 dB)': how the studio shows it."""
+        return f"seam {self.spectral:.1f}× typical, {self.loudness_db:+.1f} dB (typical ±{self.typical_db:.1f} dB)"
+
+
+def seam_jump(audio: np.ndarray, at: int, sr: int = SAMPLE_RATE) -> SeamMeasure:
+    """The SeamMeasure of ``audio`` (C, N) float at sample ``at`` (the first sample after the seam).
+    ValueError (a sentence) when there is less than FRAME samples of audio on either side."""
+    n = audio.shape[1]
+    if not FRAME <= at <= n - FRAME:
+        raise ValueError(f"A seam at {at / sr:.2f} s cannot be measured: it needs {FRAME / sr * 1000:.0f} ms of "
+                         f"audio on each side, and the clip is {n / sr:.2f} s long.")
+    reach = int(CONTEXT_SECONDS * sr)
+    lo = at - (min(at, reach) - FRAME) // HOP * HOP - FRAME  # frames laid so that one starts exactly at ``at``
+    hi = min(n, at + reach)
+    flux = _band_flux(np.asarray(audio[:, lo:hi], np.float64), sr)
+    k = FRAME // HOP  # frames [at - FRAME, at) ... [at, at + FRAME): k pairs straddle the point
+    straddle = np.lib.stride_tricks.sliding_window_view(flux, k).max(axis=1)  # straddle[i]: pairs i .. i + k - 1
+    at_point = straddle[(at - lo) // HOP - k]
+    spectral = (at_point + HEARD_DB) / (float(np.median(straddle)) + HEARD_DB)
+    block = to_samples(LOUDNESS_SECONDS, sr)
+    levels = [_level_db(audio[:, a:a + block]) for a in range(lo, hi - block + 1, block)]
+    typical = float(np.median(np.abs(np.diff(levels)))) if len(levels) > 1 else 0.0
+    step = _level_db(audio[:, at:at + block]) - _level_db(audio[:, max(0, at - block):at])
+    return SeamMeasure(float(spectral), float(step), typical)
+
+
+def wrap_jump(loop: np.ndarray, sr: int = SAMPLE_RATE) -> SeamMeasure:
+    """The SeamMeasure of a loop (C, N) where its end runs into its start: the loop played twice,
+    measured at the join."""
+    return seam_jump(np.concatenate([loop, loop], axis=1), loop.shape[1], sr)
+
+
+def _band_flux(x: np.ndarray, sr: int) -> np.ndarray:
+    """(J - 1,) mean |dB| change of the band spectrum between consecutive frames of x (C, M), frames
+    of FRAME samples every HOP (Hann window; channels' powers summed; levels floored FLOOR_DB below the
+    loudest band)."""
+    frames = np.lib.stride_tricks.sliding_window_view(x, FRAME, axis=1)[:, ::HOP]   # (C, J, FRAME)
+    power = (np.abs(np.fft.rfft(frames * np.hanning(FRAME), axis=-1)) ** 2).sum(axis=0)  # (J, FRAME // 2 + 1)
+    freqs = np.fft.rfftfreq(FRAME, 1 / sr)
+    edges = np.geomspace(*BAND_EDGES_HZ, BANDS + 1)
+    band = np.clip(np.searchsorted(edges, freqs, side="right") - 1, -1, BANDS)
+    inside = (band >= 0) & (band < BANDS)
+    bands = np.zeros((power.shape[0], BANDS))
+    np.add.at(bands.T, band[inside], power[:, inside].T)
+    db = 10 * np.log10(bands + 1e-20)
+    db = np.maximum(db, db.max() - FLOOR_DB)
+    return np.abs(np.diff(db, axis=0)).mean(axis=1)
+
+
+def _level_db(x: np.ndarray) -> float:
+    """RMS level of x in dB (silence is -120 dB)."""
+    return float(10 * np.log10(np.mean(np.square(x, dtype=np.float64)) + 1e-12)) if x.size else -120.0

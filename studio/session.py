@@ -145,6 +145,27 @@ def folder_of(root: str | Path, sid: str) -> Path:
     return Path(root).resolve() / sid
 
 
+def served_file(root: str | Path, sid: str, rel: str) -> Path:
+    """The file ``rel`` of session ``sid`` under ``root``, for the page's media route: only a finished
+    file inside that session's folder (no temporary file, nothing a link or ``..`` leads out to);
+    FileNotFoundError otherwise, the same whether the file is missing or out of reach."""
+    folder = folder_of(root, sid)
+    path = (folder / rel).resolve()
+    if not path.is_relative_to(folder) or path.name.startswith(audio_io.TEMP_PREFIX) or not path.is_file():
+        raise FileNotFoundError(rel)
+    return path
+
+
+def in_session(path: str | Path) -> tuple[str, str]:
+    """(session id, path inside its folder) of a file stored in a session (the inverse of
+    ``served_file``); ValueError for a file outside every session."""
+    path = Path(path).resolve()
+    for folder in path.parents:
+        if _ID.match(folder.name) and (folder / "session.json").is_file():
+            return folder.name, path.relative_to(folder).as_posix()
+    raise ValueError(f"{path.name} is not a file of a session.")
+
+
 def create(root: str | Path) -> Session:
     """A new, empty session folder (call it when the user first stores something)."""
     root = Path(root).resolve()
@@ -262,9 +283,10 @@ def accept(s: Session, take_id: str) -> Session:
     return _change(s, change)[0]
 
 
-def grid_of(s: Session) -> Grid | None:
-    """The current version's bar grid, or None when it has none (no beat found, none set)."""
-    v = s.current
+def grid_of(s: Session, vid: str | None = None) -> Grid | None:
+    """The bar grid of the current version (or of version ``vid``), or None when it has none (no beat
+    found, none set)."""
+    v = s.current if vid is None else s.version(vid)
     return Grid(**v.grid) if v is not None and v.grid else None
 
 
@@ -418,9 +440,11 @@ def locked(s: Session):
         yield
 
 
-def export(s: Session, what: str, fmt: str) -> Path:
+def export(s: Session, what: str, fmt: str, name: str | None = None, span: tuple[int, int] | None = None) -> Path:
     """Export the current version (what='current') or a take id, with a side-car JSON: the recipe
-    of what made it (see `recipe_of`), else what is known; returns the audio file's path."""
+    of what made it (see `recipe_of`), else what is known; returns the audio file's path.
+    ``name``: the file's name without its extension (default: the take or version id and the time);
+    ``span``: [start, end) samples to export instead of the whole (recorded as ``"excerpt"``)."""
     if what == "current":
         v = s.current
         meta = {"version": v.id, "label": v.label, "regions": _plain(v.regions)}
@@ -435,7 +459,10 @@ def export(s: Session, what: str, fmt: str) -> Path:
         meta = {**made, **{k: meta[k] for k in ("version", "label", "take") if k in meta}}
     meta.update(sample_rate=SAMPLE_RATE, session=s.id, format=fmt)
     data, ext = audio(s, what), audio_io.FORMATS[fmt][2]
-    name = f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if span is not None:
+        data = data[:, span[0]:span[1]]
+        meta["excerpt"] = {"start": span[0], "end": span[1]}
+    name = name or f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     with _locked(Path(s.folder)):
         for k in range(1000):  # two exports in one second get -2, -3, ...
             path = s.path(f"exports/{name}{f'-{k + 1}' if k else ''}{ext}")

@@ -29,6 +29,8 @@ HOP = 512               # onset-envelope frame: ~23 ms (librosa's default)
 ONSET_LAG = 0.022
 TEMPO_RANGE = (60.0, 200.0)   # quarter-note BPM a tracked level is moved into (octave errors)
 MIN_SECONDS = 4.0        # shorter clips hold too few beats to fit a tempo
+MIN_ONSET = 0.5          # mean log-mel rise (dB) the clip's strongest onsets (99th percentile) must reach:
+                         # a steady tone ~0.05 (its flux is rounding noise, periodic by chance), pads ~2, drums ~30
 MIN_CONFIDENCE = 0.35    # below it: no steady beat (the tests' pads, noise: 0.0-0.1; drums, clicks, arp: 0.5-0.9)
 ACCENT_WINDOW = 0.035    # s each side of a beat where its accent is read
 SLACK = 0.05             # s: a beat this far before the clip's start is its first (display rounding, fades)
@@ -87,6 +89,8 @@ def detect(audio: np.ndarray, *, meter: str | None = None) -> Tempo:
     if not np.any(np.abs(mono) > 1e-4):
         return _none("The clip is silent, so it has no beat: set the tempo by hand.")
     env = _envelopes(mono)
+    if np.percentile(env.onset, 99) < MIN_ONSET:  # nothing strikes: no tracker is asked
+        return _none(NO_BEAT)
     tracked, told = _track(mono, env)
     name = "beat_this" if told is not None else "librosa"
     if len(tracked) < 6:

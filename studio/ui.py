@@ -16,6 +16,7 @@ import json
 import queue
 import re
 import secrets
+import urllib.parse
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Callable
 import gradio as gr
 import numpy as np
 
-from studio import edit, fair, hub, recipe, seams, session, ui_tempo
+from studio import edit, fair, hub, recipe, seams, session, ui_loops, ui_tempo  # ui_loops imports this module (used at call time)
 from studio.api import (CROSSFADE_MS, MAX_CFG, SAMPLE_RATE, Cancelled, EditRequest, Engine, EngineError,
                         GenerateRequest, Guidance, LoraSpec, Preview)
 from studio.audio_io import TEMP_PREFIX, AudioError, Limits, load_audio, wav_bytes
@@ -53,8 +54,29 @@ class StudioConfig:
     jobs_per_client: int = fair.PER_CLIENT    # the same for one client address
 
 
+MEDIA_ROUTE = "/session-file"  # /session-file/<session id>/<file in it>: a session's audio and views
+
+
 def file_url(path: Path) -> str:
-    return f"/gradio_api/file={Path(path).resolve()}"
+    """The page's URL of a file stored in a session: keyed by the session's id (the key a visitor
+    already holds), never by the server's path, which no visitor sees."""
+    sid, rel = session.in_session(path)
+    return f"{MEDIA_ROUTE}/{sid}/{urllib.parse.quote(rel)}"
+
+
+def media_routes(root: Path) -> list:
+    """The Starlette route serving ``file_url``'s URLs from the sessions folder ``root`` (with
+    range requests, for seeking); an unknown id or file is 404, whether or not it exists."""
+    from starlette.responses import FileResponse, PlainTextResponse
+    from starlette.routing import Route
+
+    def serve(request):
+        try:
+            path = session.served_file(root, request.path_params["sid"], request.path_params["rel"])
+        except (OSError, ValueError):
+            return PlainTextResponse("Not found.", status_code=404)
+        return FileResponse(path, headers={"Cache-Control": "no-store"})
+    return [Route(MEDIA_ROUTE + "/{sid}/{rel:path}", serve, methods=["GET", "HEAD"])]
 
 
 def painter_value(s: session.Session | None, old: Painted | None, take_id: str | None = None,
@@ -169,6 +191,8 @@ def build_ui(engine: Engine, cfg: StudioConfig) -> gr.Blocks:
             with gr.Column(scale=4, min_width=280):
                 _takes_panel(c)
                 _seams_panel(c)
+                ui_loops.drag_panel(c)
+                ui_loops.panel(c)
         c.session_md = gr.Markdown(elem_id="session-info")
         c.sid_box = gr.Textbox(visible=False)
         c.seen = gr.State("")   # session_signature of what this tab shows
@@ -363,7 +387,8 @@ def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
                                   [c.show_previews, c.sess, c.painter, c.src_prompt, c.src_seconds, c.seed,
                                    c.random_seed, c.model, c.steps, c.cfg, c.apg, c.negative, *c.loras],
                                   view + [c.seed, c.preview], **gated))
-    ui_tempo.wire_tempo(c, ui_tempo.TempoHandlers(h.latest, current_seconds, status, session_signature), [opened, *loaded])
+    tempo_handlers = ui_tempo.TempoHandlers(h.latest, current_seconds, status, session_signature)
+    ui_tempo.wire_tempo(c, tempo_handlers, [opened, *loaded])
     c.model.change(h.pick_model, [c.model], [c.model, c.steps, c.status, c.guidance, c.cfg, c.src_seconds])
     for trigger in (c.prompt.change, c.model.change):
         trigger(h.sent_text, [c.model, c.prompt], [c.sent])
@@ -385,6 +410,7 @@ def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
     c.export_cur.click(h.export, [c.sess, c.fmt, gr.State("current")], [c.exported, c.status])
     c.export_take.click(h.export, [c.sess, c.fmt, c.takes], [c.exported, c.status])
     _wire_seams(c, h)
+    ui_loops.wire(c, h, gpu)
 
 
 _SET_URL_JS = """(sid) => { const u = new URL(window.location.href);
@@ -772,7 +798,7 @@ class _Handlers:
         try:
             if not what or s is None or s.current is None:
                 raise ValueError("Pick a take to export first." if s and s.current else "Nothing to export yet.")
-            path = session.export(s, what, fmt)
+            path = session.export(s, what, fmt, name=ui_loops.file_stem(s, what))
         except PROBLEMS as e:
             return None, status(e)
         return str(path), status(f"Exported **{path.name}** with its settings in {path.with_suffix('.json').name}.")

@@ -246,11 +246,12 @@ def test_no_status_names_a_server_path(studio, tmp_path):
     shown += client.predict(fmt="wav24", what="t002", api_name="/export_1")
     painters = [x for x in shown if isinstance(x, str) and x.startswith('{"track"')]
     files = [x for x in shown if isinstance(x, str) and Path(x).is_file()]  # the exported file, as Gradio hands it
-    text = json.dumps([x for x in shown if x not in painters + files], ensure_ascii=False)
+    text = json.dumps([x for x in shown if x not in files], ensure_ascii=False)  # the painters' media URLs too
     for secret in {str(sessions), str(sessions.resolve()), str(ROOT), "/tmp/"}:
         assert secret not in text
     assert "could not be read as audio" in text and "HF_TOKEN" in text and "has no file missing.safetensors" in text
     assert "Exported" in text and "this page's address opens it" in text  # the flow did reach every status
+    assert painters and all('"/session-file/' in p for p in painters)
 
 
 # ---- a full disk -------------------------------------------------------------------------------------
