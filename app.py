@@ -216,6 +216,12 @@ STUDIO_CSS = """
 #status { min-height: 1.6em; padding: 2px 8px; border-left: 3px solid transparent; border-radius: 4px; }
 #status.error { border-left-color: #f87171; background: #f871711f; color: #fecaca; }
 #session-info { opacity: .7; font-size: 12px; }
+/* File fields (source, guide, LoRA): Gradio centres its drop text, sized for a tall box, so in our short
+   boxes the upload icon rose over the field's label. Below the label, on one line: */
+.upload-container.boundedheight { padding-top: 30px !important; box-sizing: border-box; }
+.upload-container.boundedheight .wrap { min-height: 0 !important; height: auto !important; padding: 0 !important;
+  flex-direction: row !important; flex-wrap: wrap; justify-content: center; column-gap: 6px; line-height: 1.3 !important; }
+.upload-container.boundedheight .wrap .icon-wrap { margin: 0 !important; height: 1.3em; width: 1.3em; }
 """
 
 if __name__ == "__main__":

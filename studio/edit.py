@@ -75,7 +75,7 @@ def snap_regions(regions, duration: float, beats=None, grid: float = GRID_SECOND
         _check_region(i, r, duration)
         start, end = r.start, r.end
         if beats is not None and len(beats):
-            start, end = _nearest(beats, start), _nearest(beats, end)
+            start, end = line_for(beats, start, duration, False, grid), line_for(beats, end, duration, True, grid)
             if end <= start:
                 start, end = r.start, r.end
         snapped.append(Region(*snap_span(start, end, duration, grid), r.prompt))
@@ -119,9 +119,21 @@ def _join(regions: list[Region], grid: float) -> tuple[Region, ...]:
     return tuple(r for _, r in out)
 
 
-def _nearest(values, t: float) -> float:
-    values = np.asarray(values, dtype=np.float64)
-    return float(values[np.argmin(np.abs(values - t))])
+def line_for(lines, t: float, duration: float, up: bool, grid: float = GRID_SECONDS) -> float:
+    """The line of ``lines`` (seconds: bar or beat lines) an edge at ``t`` goes to before ``snap_edge``:
+    the nearest line, except that an edge some line already snaps to (an edge snapped before)
+    keeps that line. So snapping twice is snapping once, however close the lines (beats closer
+    than two grid cells would otherwise pull a snapped edge to the next one), and a snapped edge
+    names the bar or beat it came from (the painter's rows and the take labels say it).
+    studio/painter/painter.js mirrors this (``lineFor``)."""
+    values = np.asarray(lines, dtype=np.float64)
+    near = np.abs(values - t)
+    came = np.zeros(len(values), bool)
+    for i in np.flatnonzero(near <= grid + SNAP_TOLERANCE):  # only a line within a cell can snap to t
+        came[i] = abs(snap_edge(float(values[i]), duration, up, grid) - t) <= SNAP_TOLERANCE
+    if came.any():
+        near = np.where(came, near, np.inf)
+    return float(values[np.argmin(near)])
 
 
 def equal_power(n: int) -> tuple[np.ndarray, np.ndarray]:

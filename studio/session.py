@@ -82,6 +82,7 @@ class Version:
     take: str = ""                # id of the accepted take whose audio this version is
     recipe: dict = field(default_factory=dict)  # a generated source's recipe (studio/recipe.py)
     grid: dict = field(default_factory=dict)    # its bar grid (studio.meter.Grid's fields); {} if none
+    tempo: str = ""               # how the grid was found or set (the tempo panel's line); "" until analysed
 
 
 @dataclass(frozen=True)
@@ -273,10 +274,12 @@ def accept(s: Session, take_id: str) -> Session:
     def change(latest: Session) -> Session:
         t = latest.take(take_id)
         vid = _next_id("v", latest.versions, latest.path("versions"))
-        grid = dict(latest.version(t.base).grid) if t.base else {}
+        base = latest.version(t.base) if t.base else None
+        grid = dict(base.grid) if base else {}
         if grid:
             grid["downbeat"] = grid["downbeat"] + t.shift / SAMPLE_RATE
-        return _push(latest, Version(vid, "", f"{take_label(t)} accepted", t.regions, take=t.id, grid=grid))
+        return _push(latest, Version(vid, "", f"{take_label(t)} accepted", t.regions, take=t.id, grid=grid,
+                                     tempo=base.tempo if base else ""))
     return _change(s, change)[0]
 
 
@@ -287,13 +290,14 @@ def grid_of(s: Session, vid: str | None = None) -> Grid | None:
     return Grid(**v.grid) if v is not None and v.grid else None
 
 
-def set_grid(s: Session, grid: Grid | None) -> Session:
-    """Store ``grid`` (None: no grid) with the current version, so a reload keeps it."""
+def set_grid(s: Session, grid: Grid | None, note: str = "") -> Session:
+    """Store ``grid`` (None: no grid) with the current version, so a reload keeps it; ``note`` says
+    how it was found or set (e.g. "Found by librosa · confidence 0.82", or why there is none)."""
     def change(latest: Session) -> Session:
         v = latest.current
         if v is None:
             raise SessionError("Load or generate a clip first, then set its tempo.")
-        new = replace(v, grid=asdict(grid) if grid is not None else {})
+        new = replace(v, grid=asdict(grid) if grid is not None else {}, tempo=note)
         return replace(latest, versions=tuple(new if x.id == v.id else x for x in latest.versions))
     return _change(s, change)[0]
 

@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import hashlib
 import inspect
+import json
 import queue
 import re
 import secrets
@@ -25,7 +26,7 @@ from typing import Callable
 import gradio as gr
 import numpy as np
 
-from studio import edit, fair, hub, recipe, seams, session, tempo, ui_loops  # ui_loops imports this module (used at call time)
+from studio import edit, fair, hub, recipe, seams, session, ui_loops, ui_tempo  # ui_loops imports this module (used at call time)
 from studio.api import (CROSSFADE_MS, MAX_CFG, SAMPLE_RATE, Cancelled, EditRequest, Engine, EngineError,
                         GenerateRequest, Guidance, LoraSpec, Preview)
 from studio.audio_io import TEMP_PREFIX, AudioError, Limits, load_audio, wav_bytes
@@ -79,18 +80,21 @@ def media_routes(root: Path) -> list:
 
 
 def painter_value(s: session.Session | None, old: Painted | None, take_id: str | None = None,
-                  keep_regions: bool = True, beats=None) -> dict:
-    """The painter's contract for session `s`: current version as A, take `take_id` as B."""
+                  keep_regions: bool = True) -> dict:
+    """The painter's contract for session `s`: current version as A, take `take_id` as B, the
+    current version's bar grid and its lines, and the snap unit (the painter's, else the session's last)."""
     prev = old.kept if old is not None else {}
     value = {"track": None, "take": None, "highlight": [],
              "regions": prev.get("regions", []) if keep_regions else [],
              "continue_seconds": prev.get("continue_seconds", 0) if keep_regions else 0,
-             "extend_start_seconds": prev.get("extend_start_seconds", 0) if keep_regions else 0,
-             "beats": beats if beats is not None else prev.get("beats")}
+             "extend_start_seconds": prev.get("extend_start_seconds", 0) if keep_regions else 0}
+    snap = prev.get("snap") or (s.last.get("snap") if s is not None else None)
+    value.update(ui_tempo.grid_value(None, 0.0), snap=snap if snap in ui_tempo.SNAP_UNITS else "grid")
     if s is not None and s.current is not None:
         v = s.current
         value["track"] = _side(s, "current", f"{v.id.split('-')[0]} · {v.label}")
         value["highlight"] = [{"start": r.start, "end": r.end} for r in v.regions]
+        value.update(ui_tempo.grid_value(s, value["track"]["duration"]))
     if s is not None and take_id:
         t = s.take(take_id)
         value["take"] = _side(s, take_id, f"{session.take_label(t)} · seed {t.seed}")
@@ -100,11 +104,21 @@ def painter_value(s: session.Session | None, old: Painted | None, take_id: str |
 
 def _side(s: session.Session, what: str, label: str) -> dict:
     """The painter's A or B: a full WAV of `what` (version/take id or 'current') and its view."""
-    audio = session.track_file(s, what)
-    with session.locked(s):  # every file in a session folder is written under its lock
-        view = ensure_view(audio)
+    audio, view = _view_of(s, what)
     return {"audio": file_url(audio), "view": file_url(view), "label": label,
             "duration": read_view(view)["duration"]}
+
+
+def _view_of(s: session.Session, what: str) -> tuple[Path, Path]:
+    """(the full WAV of `what`, its painter view), each made once."""
+    audio = session.track_file(s, what)
+    with session.locked(s):  # every file in a session folder is written under its lock
+        return audio, ensure_view(audio)
+
+
+def current_seconds(s: session.Session | None) -> float:
+    """Seconds of the current version (0 before a clip), read from its painter view."""
+    return read_view(_view_of(s, "current")[1])["duration"] if s is not None and s.current is not None else 0.0
 
 
 def takes_update(s: session.Session | None, selected: str | None = None, *, leave_selection: bool = False):
@@ -112,15 +126,20 @@ def takes_update(s: session.Session | None, selected: str | None = None, *, leav
     update the list only and leave the tab's pick alone, unless the picked take is gone (a
     timer's view, which may land after this tab picked a newer take)."""
     takes = s.live_takes if s else ()
-    choices = [(_take_choice(t), t.id) for t in takes]
+    choices = [(_take_choice(t, ui_tempo.take_grid(s, t)), t.id) for t in takes]
     value = selected if selected in {t.id for t in takes} else None
     if leave_selection and value == selected:
         return gr.update(choices=choices)
     return gr.update(choices=choices, value=value)
 
 
-def _take_choice(t: session.TakeRecord) -> str:
-    where = ", ".join(f"{r.start:.1f}–{r.end:.1f}s" for r in t.regions[:3])
+def _take_choice(t: session.TakeRecord, grid=None) -> str:
+    """A take's line in the list: its regions in bars when its version has a grid, else in seconds."""
+    if grid is not None:
+        where = "bars " + ", ".join(ui_tempo.bars_label(grid, r.start, r.end, t.frames / SAMPLE_RATE)
+                                    .removeprefix("bars ") for r in t.regions[:3])
+    else:
+        where = ", ".join(f"{r.start:.1f}–{r.end:.1f}s" for r in t.regions[:3])
     loras = "".join(f" · LoRA {Path(lo['file']).stem} ×{lo['strength']:g}" for lo in t.settings.get("loras", []))
     return f"{session.take_label(t).capitalize()} · seed {t.seed} · {where}{loras}"
 
@@ -134,10 +153,12 @@ def versions_text(s: session.Session | None) -> str:
 
 
 def session_signature(s: session.Session | None) -> str:
-    """What a tab shows of `s`, in one string: the current version first, then history and live takes."""
+    """What a tab shows of `s`, in one string: the current version first, then history and live takes,
+    and last the current version's grid and how it was found."""
     if s is None or s.current is None:
         return ""
-    return "|".join([s.current.id, str(s.cursor), str(len(s.history))] + [t.id for t in s.live_takes])
+    return "|".join([s.current.id, str(s.cursor), str(len(s.history))] + [t.id for t in s.live_takes]
+                    + [json.dumps(s.current.grid, sort_keys=True), s.current.tempo])
 
 
 def session_text(s: session.Session | None) -> str:
@@ -161,6 +182,7 @@ def build_ui(engine: Engine, cfg: StudioConfig) -> gr.Blocks:
                         f"keep the best take. {cfg.hardware}</span>")
         c.painter = Painter(elem_id="painter")
         c.status = gr.Markdown("Load a clip to begin.", elem_id="status")
+        ui_tempo.tempo_panel(c)
         with gr.Row(equal_height=False):
             with gr.Column(scale=4, min_width=280):
                 _source_panel(c, demos, models[cfg.default_model])
@@ -233,7 +255,6 @@ def _edit_panel(c, models: dict, default: str) -> None:
                               info="1 = adaptive projected guidance (less harsh), 0 = plain CFG")
         c.negative = gr.Textbox(label="Negative prompt", placeholder="what to avoid, e.g. vocals, distortion",
                                 elem_id="negative")
-    c.beats = gr.Checkbox(label="Snap regions to beats (latent grid always)", value=False, elem_id="snap-beats")
     with gr.Row():
         c.gen_btn = gr.Button("Generate takes", variant="primary", elem_id="generate")
         c.cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
@@ -339,10 +360,12 @@ _SEAM_SWAP_JS = """() => {
 
 
 def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
-    view = [c.sess, c.painter, c.status, c.takes, c.versions, c.sid_box, c.session_md, c.seen]  # what most return
+    view = [c.sess, c.painter, c.status, c.takes, c.versions, c.sid_box, c.session_md, c.seen,
+            *ui_tempo.tempo_outputs(c)]  # what most return
     on_take = [c.sess, c.painter, c.takes]
-    restored = [c.prompt, c.n_takes, c.strength, c.crossfade]  # Handlers.open sets them from session.last
-    demo.load(h.open, [c.painter], view + restored).then(None, [c.sid_box], None, js=_SET_URL_JS)
+    restored = [c.prompt, c.n_takes, c.strength, c.crossfade, c.snap]  # Handlers.open sets them from session.last
+    opened = demo.load(h.open, [c.painter], view + restored)
+    opened.then(None, [c.sid_box], None, js=_SET_URL_JS)
     c.sid_box.change(None, [c.sid_box], None, js=_SET_URL_JS)  # a session made by the first store
     synced = [x for x in view if x is not c.status]  # never the status line: it shows what this tab did
     c.sync.tick(h.sync, [c.sess, c.seen, c.painter, c.takes], synced, show_progress="hidden", concurrency_limit=None)
@@ -351,16 +374,21 @@ def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
     for trigger in (c.painter.change, c.model.change, c.steps.change, c.context.change):
         trigger(**cost)
     ahead = dict(fn=h.encode_ahead, inputs=[c.sess, c.model], outputs=[c.ahead], show_progress="hidden")
-    c.upload.upload(h.load_upload, [c.sess, c.painter, c.upload], view + [c.upload]).then(**ahead)
-    c.record.stop_recording(h.load_file, [c.sess, c.painter, c.record], view).then(**ahead)
-    c.demo_btn.click(h.load_demo, [c.sess, c.painter, c.demo_pick], view).then(**ahead)
+    loaded = [c.upload.upload(h.load_upload, [c.sess, c.painter, c.upload], view + [c.upload]),
+              c.record.stop_recording(h.load_file, [c.sess, c.painter, c.record], view),
+              c.demo_btn.click(h.load_demo, [c.sess, c.painter, c.demo_pick], view)]
+    for event in loaded:
+        event.then(**ahead)
     # Both generations wait at the fair gate (studio/fair.py), which needs them there to order them:
     # Gradio's own queue is first come first served. GATE_SEATS bounds the threads that wait.
     gated = dict(concurrency_id="generate", concurrency_limit=GATE_SEATS)
     source = with_previews(h.generate_source, len(view) + 1)
-    c.src_btn.click(gpu(source, h.gpu_seconds(source)),
-                    [c.show_previews, c.sess, c.painter, c.src_prompt, c.src_seconds, c.seed, c.random_seed, c.model,
-                     c.steps, c.cfg, c.apg, c.negative, *c.loras], view + [c.seed, c.preview], **gated)
+    loaded.append(c.src_btn.click(gpu(source, h.gpu_seconds(source)),
+                                  [c.show_previews, c.sess, c.painter, c.src_prompt, c.src_seconds, c.seed,
+                                   c.random_seed, c.model, c.steps, c.cfg, c.apg, c.negative, *c.loras],
+                                  view + [c.seed, c.preview], **gated))
+    tempo_handlers = ui_tempo.TempoHandlers(h.latest, current_seconds, status, session_signature)
+    ui_tempo.wire_tempo(c, tempo_handlers, [opened, *loaded])
     c.model.change(h.pick_model, [c.model], [c.model, c.steps, c.status, c.guidance, c.cfg, c.src_seconds])
     for trigger in (c.prompt.change, c.model.change):
         trigger(h.sent_text, [c.model, c.prompt], [c.sent])
@@ -379,7 +407,6 @@ def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
     c.discard_btn.click(h.discard, on_take, view)
     c.undo_btn.click(h.undo, on_take, view)
     c.redo_btn.click(h.redo, on_take, view)
-    c.beats.change(h.snap_beats, on_take + [c.beats], view)
     c.export_cur.click(h.export, [c.sess, c.fmt, gr.State("current")], [c.exported, c.status])
     c.export_take.click(h.export, [c.sess, c.fmt, c.takes], [c.exported, c.status])
     _wire_seams(c, h)
@@ -390,6 +417,7 @@ _SET_URL_JS = """(sid) => { const u = new URL(window.location.href);
   if (sid) u.searchParams.set('session', sid); else u.searchParams.delete('session');
   window.history.replaceState(null, '', u); return []; }"""
 
+VIEW_OUTPUTS = 8 + len(ui_tempo.TEMPO_OUTPUTS)  # what _Handlers.view returns (see _wire's `view`)
 PROBLEMS = (AudioError, EngineError, ValueError, KeyError)  # session.SessionError, hub.HubError are ValueErrors
 # Generations that may wait at the fair gate at once (more wait in Gradio's queue): above one
 # visitor's cap (fair.PER_CLIENT), so another visitor's take reaches the gate past a script's, and
@@ -457,19 +485,20 @@ class _Handlers:
             return gpu_seconds(given.get("n_takes", 1), given.get("steps", 8))
         return seconds
 
-    def view(self, s, painter, msg, take_id=None, keep=True, beats=None):
+    def view(self, s, painter, msg, take_id=None, keep=True):
         sid = s.id if s else None
         try:
-            value = painter_value(s, painter, take_id, keep, beats)
+            value = painter_value(s, painter, take_id, keep)
         except session.DiskFull:  # the painter's files (views, a take's full WAV) could not be written
             return self.failed(s, painter, take_id, session.DiskFull(SAVED_NOT_SHOWN))
-        return [sid, value, status(msg), takes_update(s, take_id),
-                versions_text(s), sid or "", session_text(s), session_signature(s)]
+        seconds = value["track"]["duration"] if value["track"] else 0.0
+        return [sid, value, status(msg), takes_update(s, take_id), versions_text(s), sid or "", session_text(s),
+                session_signature(s), *ui_tempo.tempo_view(s, seconds)]
 
     def failed(self, s, painter, take_id, err):
         sid = s.id if s else None
         return [sid, gr.update(), status(err), takes_update(s, take_id), versions_text(s),
-                sid or "", session_text(s), session_signature(s)]
+                sid or "", session_text(s), session_signature(s)] + [gr.update()] * len(ui_tempo.TEMPO_OUTPUTS)
 
     def sync(self, sid, seen, painter, take_id):
         """Timer: if the session on disk differs from what this tab shows (another tab's change, or
@@ -478,11 +507,13 @@ class _Handlers:
         s = self.latest(sid)
         sig = session_signature(s)
         if s is None or sig == seen:
-            return [gr.update()] * 7
+            return [gr.update()] * (VIEW_OUTPUTS - 1)
         out = self.view(s, painter, None, take_id)
         out[3] = takes_update(s, take_id, leave_selection=True)  # Generate may pick its take meanwhile
         if sig.split("|")[0] == (seen or "").split("|")[0]:
             out[1] = gr.update()
+        if sig.split("|")[-2:] == (seen or "").split("|")[-2:]:  # the grid is as shown: leave the fields being typed in
+            out[-len(ui_tempo.TEMPO_OUTPUTS):] = [gr.update()] * len(ui_tempo.TEMPO_OUTPUTS)
         return out[:2] + out[3:]  # all but the status
 
     def latest(self, sid) -> session.Session | None:
@@ -514,7 +545,7 @@ class _Handlers:
                 msg = session.SessionError(f"Session “{sid}” was not found (sessions unused for a while are "
                                            "deleted); load a clip to start a new one.")
         last = s.last if s else {}
-        restored = [last.get(k, gr.update()) for k in ("prompt", "n_takes", "strength", "crossfade_ms")]
+        restored = [last.get(k, gr.update()) for k in ("prompt", "n_takes", "strength", "crossfade_ms", "snap")]
         return self.view(s, painter, msg, keep=False) + restored
 
     def cost(self, painter, model, steps, context):
@@ -589,15 +620,6 @@ class _Handlers:
         sent = prompt_for_model(prompt or "", self.models[name])
         return f"Sent to the model as: “{sent}”" if sent else ""
 
-    def snap_beats(self, sid, painter, take_id, on, progress=gr.Progress()):
-        s = self.latest(sid)
-        if not on or s is None or s.current is None:
-            return self.view(s, painter, "Regions snap to the latent grid.", take_id, beats=[])
-        progress(0.0, desc="Finding beats (the first time takes a while)")
-        found = tempo.beat_times(session.audio(s, "current"))
-        msg = f"Regions snap to {len(found)} beats found by librosa." if found else "No beats found."
-        return self.view(s, painter, msg, take_id, beats=found)
-
     def generate(self, sid, painter, model, prompt, seed, random_seed, n_takes, steps, strength, crossfade,
                  cfg=None, apg=1.0, negative="", guide=None, context="auto", match=False,
                  lora1=None, lora1_hub="", lora1_strength=1.0, lora2=None, lora2_hub="", lora2_strength=1.0,
@@ -614,7 +636,7 @@ class _Handlers:
                 raise ValueError(painter.error)
             regions, cont = painter.regions, painter.continue_seconds
             seconds = source.shape[1] / SAMPLE_RATE
-            regions = edit.snap_regions(regions, seconds)
+            regions = edit.snap_regions(regions, seconds, beats=ui_tempo.snap_lines(s, painter.snap, seconds))
             intro = painter.extend_start_seconds
             guide_audio = load_audio(_path(guide), self.cfg.limits)[0] if guide else None
             info = self.models[model]

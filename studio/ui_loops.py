@@ -17,7 +17,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from studio import loops, recipe, seams, session, tempo
+from studio import loops, recipe, seams, session, tempo, ui_tempo
 from studio import ui as studio_ui  # its status line, problems, progress and views (it imports this module)
 from studio.api import SAMPLE_RATE, Cancelled
 from studio.audio_io import wav_bytes
@@ -143,7 +143,8 @@ def wire(c, h, gpu) -> None:
     ``gpu``: StudioConfig.gpu, which runs the handlers that use the engine on a ZeroGPU worker."""
     lh = Loops(h)
     make, generate = (gpu(fn, h.gpu_seconds(fn)) for fn in (lh.make, lh.generate))
-    view = [c.sess, c.painter, c.status, c.takes, c.versions, c.sid_box, c.session_md, c.seen]  # ui._Handlers.view
+    view = [c.sess, c.painter, c.status, c.takes, c.versions, c.sid_box, c.session_md, c.seen,
+            *ui_tempo.tempo_outputs(c)]  # ui._Handlers.view
     shown = [c.loop_seam, c.loop_player, c.seed]
     c.loop_make.click(make, [c.sess, c.painter, c.model, c.prompt, c.seed, c.random_seed, c.steps, c.crossfade,
                                 c.loop_bars, c.loop_from], view + shown, show_progress_on=[c.status])
@@ -201,7 +202,8 @@ class Loops:
             s = session.set_source(s or session.create(self.h.cfg.sessions), made.audio,
                                    f"generated loop: “{prompt}” ({bars} bars at {grid.bpm:g} BPM, seed {seed})",
                                    made_by=recipe.to_recipe(made, {}, **self.h.engine.made_on(model)))
-            s = session.set_grid(s, Grid(grid.bpm, grid.beats_per_bar, grid.beat_unit, 0.0))
+            s = session.set_grid(s, Grid(grid.bpm, grid.beats_per_bar, grid.beat_unit, 0.0),
+                                 f"Generated as a loop at {grid.bpm:g} BPM; bar 1 at the start.")
             s, take_id = self._store(s, healed)
         except (*studio_ui.PROBLEMS, Cancelled) as e:
             return self._failed(s, painter, e, seed)

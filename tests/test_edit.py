@@ -52,6 +52,26 @@ def test_snap_to_beats_moves_edges_to_the_nearest_beat_then_the_grid():
     assert r.start == edit.snap_edge(1.0, 10.0, up=False) and r.end == edit.snap_edge(2.0, 10.0, up=True)
 
 
+def test_snapping_to_lines_closer_than_two_grid_cells_twice_is_snapping_once():
+    """Eighths of 12/8 at 200 BPM lie 0.15 s apart, less than two latent cells: a start snapped down
+    from one line lies nearer the line before it, and a plain 'nearest line' would pull it there on
+    the next snap (what the studio does at Generate after the painter snapped). line_for keeps the
+    line it came from, so the painter's edges are the ones regenerated."""
+    from studio.meter import Grid
+    lines = Grid(200, 12, 8, downbeat=0.031).lines(30.0, "beat")
+    assert min(np.diff(lines)) < 2 * edit.GRID_SECONDS
+    rng = np.random.default_rng(1)
+    moved = 0
+    for a in rng.uniform(0, 29, 400):
+        once = edit.snap_regions([Region(a, a + rng.uniform(0.2, 1.0))], 30.0, beats=lines)
+        assert edit.snap_regions(once, 30.0, beats=lines) == once
+        (r,) = once
+        nearest = lines[int(np.argmin(np.abs(np.asarray(lines) - r.start)))]
+        moved += edit.snap_edge(nearest, 30.0, up=False) != r.start  # what a plain 'nearest' would have done
+        assert edit.snap_edge(edit.line_for(lines, r.start, 30.0, False), 30.0, up=False) == r.start
+    assert moved > 20  # the case is common, so the test would fail without line_for
+
+
 GRID = edit.GRID_SECONDS
 TOL = edit.SNAP_TOLERANCE
 

@@ -13,9 +13,13 @@ from studio.api import MAX_REGIONS, Region
 def test_read_gives_typed_regions_in_the_painters_order():
     value = json.dumps({"regions": [{"id": "r2", "start": 3, "end": "4", "prompt": "choir"},
                                     {"id": "r1", "start": 1, "end": 2.5, "prompt": "  "}],
-                        "continue_seconds": 2.0, "extend_start_seconds": 1.25, "track": None, "beats": [0.5]})
+                        "continue_seconds": 2.0, "extend_start_seconds": 1.25, "track": None, "snap": "bar",
+                        "grid": {"bpm": 120, "downbeat": 0.25}, "lines": {"bar": [0.25]}})
     got = painter.read(value)
     assert got.regions == (Region(3.0, 4.0, "choir"), Region(1.0, 2.5, None)) and got.continue_seconds == 2.0
+    assert got.snap == "bar" and got.downbeat == 0.25
+    assert painter.read({"snap": "bogus", "grid": {"downbeat": "x"}}).snap == "grid"
+    assert painter.read({"grid": {"downbeat": "x"}}).downbeat is None and painter.read({}).downbeat is None
     assert got.extend_start_seconds == 1.25 and painter.read({"regions": []}).extend_start_seconds == 0.0
     assert got.error is None and got.kept == {k: json.loads(value)[k] for k in painter.KEPT}
     assert painter.read("") == painter.read(None) == painter.Painted()

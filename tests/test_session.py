@@ -453,6 +453,18 @@ def test_the_bar_grid_is_kept_with_its_version_and_follows_an_accepted_intro(tmp
     assert session.grid_of(session.reload(s)) is None
 
 
+def test_the_grid_keeps_the_line_saying_how_it_was_found_and_an_accepted_take_keeps_it(tmp_path):
+    src = clip(8.0)
+    s = session.set_source(session.create(tmp_path), src, "source")
+    assert s.current.tempo == ""  # not analysed yet
+    s = session.set_grid(s, None, "No steady beat found: set the tempo by hand or tap it.")
+    assert session.reload(s).current.tempo.startswith("No steady beat") and session.grid_of(s) is None
+    s = session.set_grid(s, Grid(120), "Found by librosa · confidence 0.90")
+    s, take = session.add_take(s, make_take(src, (Region(2.0, 3.0),)), "pads", {})
+    s = session.accept(s, take.id)
+    assert session.reload(s).current.tempo == "Found by librosa · confidence 0.90"
+
+
 def test_setting_a_grid_before_any_clip_is_one_sentence(tmp_path):
     with pytest.raises(session.SessionError, match="Load or generate a clip first"):
         session.set_grid(session.create(tmp_path), Grid(120))

@@ -15,7 +15,7 @@ pytest.importorskip("gradio")
 from studio import audio_io, session, tempo  # noqa: E402
 from studio.fake_engine import FakeEngine  # noqa: E402
 from studio.painter import read as read_painter  # noqa: E402
-from studio.ui import StudioConfig, _Handlers  # noqa: E402
+from studio.ui import VIEW_OUTPUTS, StudioConfig, _Handlers  # noqa: E402
 from studio.ui_loops import Loops, drag_html, file_stem  # noqa: E402
 
 SR = 44100
@@ -59,7 +59,8 @@ def test_without_a_stored_tempo_the_loop_is_cut_on_the_grid_found(h, tmp_path):
     step = s.live_takes[-1].settings["loop"]
     n = found.loop_samples(2)
     assert step["start"] == round(found.time(2) * SR) and step["samples"] == n
-    assert out[8].startswith("**The wrap** · before: seam ") and "healed: seam" in out[8]
+    seam = out[VIEW_OUTPUTS]  # after the view
+    assert seam.startswith("**The wrap** · before: seam ") and "healed: seam" in seam
     path, said, _ = Loops(h).export(sid, s.live_takes[-1].id, "wav32f", 1, 1)  # a loop take: its own bars
     assert audio_io.read_track(path).shape == (2, n) and f"exactly 2 bars, {n} samples" in said["value"]
     assert path.endswith(f"clicks_{found.bpm:.1f}bpm_2bars_{s.live_takes[-1].id}.wav".replace(".", "p", 1))

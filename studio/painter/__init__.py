@@ -19,7 +19,8 @@ from studio import edit
 from studio.api import Region
 
 HERE = Path(__file__).parent
-KEPT = ("regions", "continue_seconds", "extend_start_seconds", "beats")  # what the musician made, kept across re-renders
+KEPT = ("regions", "continue_seconds", "extend_start_seconds", "snap")  # what the musician made, kept across re-renders
+SNAPS = ("grid", "beat", "bar")  # what regions snap to before the latent grid: nothing more, beat or bar lines
 UNREADABLE = ("The painter's regions could not be read (the page may be out of date): reload the page "
               "and paint the regions again.")
 
@@ -35,6 +36,8 @@ class Painted:
     kept: dict = field(default_factory=dict)  # the contract's KEPT fields as sent, for the next render
     error: str | None = None
     duration: float = 0.0                     # seconds of the track shown (A); 0 before a clip is loaded
+    snap: str = "grid"                        # one of SNAPS
+    downbeat: float | None = None             # the grid's first downbeat as the painter holds it (dragged), s
 
 
 def read(value: str | dict | None) -> Painted:
@@ -52,9 +55,20 @@ def read(value: str | dict | None) -> Painted:
         duration = float(track.get("duration") or 0.0)
         return Painted(regions, _seconds("Continue-by", data.get("continue_seconds")),
                        _seconds("Extend-start-by", data.get("extend_start_seconds"), edit.MAX_INTRO_SECONDS), kept,
-                       duration=duration if math.isfinite(duration) and duration > 0 else 0.0)
+                       duration=duration if math.isfinite(duration) and duration > 0 else 0.0,
+                       snap=data.get("snap") if data.get("snap") in SNAPS else "grid", downbeat=_downbeat(data))
     except ValueError as e:
         return Painted(kept=kept, error=str(e))
+
+
+def _downbeat(data: dict) -> float | None:
+    """The grid's first downbeat in the value (seconds), or None when there is no grid or it is not a number."""
+    grid = data.get("grid")
+    try:
+        t = float(grid["downbeat"]) if isinstance(grid, dict) else math.nan
+    except (KeyError, TypeError, ValueError):
+        return None
+    return t if math.isfinite(t) else None
 
 
 def _region(i: int, item) -> Region:
