@@ -138,8 +138,8 @@ def wire_tempo(c: SimpleNamespace, h: "TempoHandlers", loaded: list) -> None:
                      concurrency_id="tempo", concurrency_limit=1)
     c.snap.input(h.set_snap, [c.sess, c.snap], out, show_progress="hidden")
     c.find_tempo.click(h.find_again, [c.sess, c.meter, c.snap], out)
-    for event in loaded:
-        event.then(h.find_tempo, [c.sess, c.snap], out, show_progress="hidden")
+    for event in loaded:  # not the status line: it says how the load went (and a run's timer there would hide it)
+        event.then(h.find_tempo, [c.sess, c.snap], out[:-1], show_progress="hidden")
 
 
 class TempoHandlers:
@@ -160,8 +160,8 @@ class TempoHandlers:
         else with tempo.detect."""
         s = self.latest(sid)
         if s is None or s.current is None or s.current.tempo:
-            return self._out(s, snap)
-        return self._detect(s, snap)
+            return self._out(s, snap)[:-1]
+        return self._detect(s, snap)[:-1]
 
     def find_again(self, sid, meter, snap):
         """The Find button: detect again in the meter picked, replacing whatever was set."""
@@ -185,11 +185,11 @@ class TempoHandlers:
             from studio import tempo  # studio/tempo.py: the one home of beat tracking (loads librosa)
             try:
                 found = tempo.detect(session.audio(s, v.id), meter=meter)
-            except ValueError as e:
-                return self._out(s, snap, e)
-            grid = found.grid
-            note = (f"Found by {TRACKERS.get(found.tracker, found.tracker)} · confidence {found.confidence:.2f}."
-                    if grid is not None else found.reason)
+                grid = found.grid
+                note = (f"Found by {TRACKERS.get(found.tracker, found.tracker)} · confidence {found.confidence:.2f}."
+                        if grid is not None else found.reason)
+            except ValueError as e:  # stored as the reason there is no grid, so the panel says it
+                grid, note = None, str(e)
         latest = self.latest(s.id)
         if latest is None or latest.current is None or latest.current.id != v.id:
             return self._out(latest, snap)  # another clip was loaded meanwhile: it gets its own turn
