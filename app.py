@@ -149,7 +149,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own requests, one line each
-    from studio.ui import StudioConfig, build_ui, media_routes
+    from studio.ui import StudioConfig, build_ui
+    from studio.ui_common import media_routes
     engine, note = make_engine(args.fake_engine, args.model, args.precision, args.ray, args.replicas)
     cuda, hardware = detect_hardware()
     if args.ray is not None:

@@ -32,7 +32,8 @@ MIN_SECONDS = 4.0        # shorter clips hold too few beats to fit a tempo
 MIN_ONSET = 0.5          # mean log-mel rise (dB) the clip's strongest onsets (99th percentile) must reach:
                          # a steady tone ~0.05 (its flux is rounding noise, periodic by chance), pads ~2, drums ~30
 MIN_CONFIDENCE = 0.35    # below it: no steady beat (the tests' pads, noise: 0.0-0.1; drums, clicks, arp: 0.5-0.9)
-ACCENT_WINDOW = 0.035    # s each side of a beat where its accent is read
+ACCENT_WINDOW = 0.035    # s each side of a beat where its accent (and, for drift, its attack) is read
+ATTACK_FRAME = 0.005     # s: the level an attack is read on (drift_ms)
 SLACK = 0.05             # s: a beat this far before the clip's start is its first (display rounding, fades)
 METER_MARGIN = 0.2       # another meter must beat 4/4 (tried first) by this much of the loudest accent
 TIE = 0.05               # accent scores this close are a tie
@@ -132,11 +133,29 @@ def drift_ms(audio: np.ndarray, grid: Grid, start: float, end: float) -> Drift:
     if len(mono) < 2 * HOP or hi - lo < 2 * grid.beat_seconds:
         return Drift(math.nan, math.nan, ())
     onset = _envelopes(mono).onset
-    beats = [lo + t for t in _librosa_beats(onset, bpm=60.0 / grid.beat_seconds) if start <= lo + t <= end]
+    tracked = _attacks(mono, _librosa_beats(onset, bpm=60.0 / grid.beat_seconds))
+    beats = [lo + t for t in tracked if start <= lo + t <= end]
     if len(beats) < 2:
         return Drift(math.nan, math.nan, tuple(beats))
     offsets = np.abs([_offset(grid, b, "beat") for b in beats]) * 1000
     return Drift(float(np.median(offsets)), float(offsets.max()), tuple(beats))
+
+
+def _attacks(mono: np.ndarray, times) -> list[float]:
+    """Each beat in ``times`` (s on ``mono``'s axis) moved onto its attack: the steepest rise of the
+    level (ATTACK_FRAME windows, a millisecond apart) within ACCENT_WINDOW of it. librosa's beats
+    are onset frames (23 ms) apart; an attack is read to about a millisecond."""
+    hop, n = TRACKER_SR // 1000, int(ATTACK_FRAME * TRACKER_SR)
+    if len(mono) < n + hop:
+        return list(times)
+    energy = np.lib.stride_tricks.sliding_window_view(np.square(mono, dtype=np.float64), n)[::hop].mean(axis=1)
+    rise = np.diff(10 * np.log10(energy + 1e-10))  # rise[i]: frame i to i + 1, as the attack enters frame i + 1
+    out = []
+    for t in times:
+        a = max(0, int((t - ACCENT_WINDOW) * TRACKER_SR - n) // hop)
+        b = min(len(rise), int((t + ACCENT_WINDOW) * TRACKER_SR - n) // hop + 1)
+        out.append(((a + int(np.argmax(rise[a:b]))) * hop + n + hop / 2) / TRACKER_SR if b > a else t)
+    return out
 
 
 _NAMES = {"librosa": "librosa", "beat_this": "Beat This!"}

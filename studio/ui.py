@@ -14,11 +14,9 @@ import hashlib
 import inspect
 import json
 import queue
-import re
 import secrets
-import urllib.parse
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
@@ -26,12 +24,13 @@ from typing import Callable
 import gradio as gr
 import numpy as np
 
-from studio import edit, fair, hub, recipe, seams, session, ui_loops, ui_tempo  # ui_loops imports this module (used at call time)
+from studio import edit, fair, fit, hub, recipe, seams, session, ui_loops, ui_tempo
 from studio.api import (CROSSFADE_MS, MAX_CFG, SAMPLE_RATE, Cancelled, EditRequest, Engine, EngineError,
                         GenerateRequest, Guidance, LoraSpec, Preview)
-from studio.audio_io import TEMP_PREFIX, AudioError, Limits, load_audio, wav_bytes
+from studio.audio_io import TEMP_PREFIX, Limits, load_audio, wav_bytes
 from studio.catalog import prompt_for_model
 from studio.painter import Painted, Painter, bind_field
+from studio.ui_common import PROBLEMS, engine_progress, file_url, status
 from studio.ui_view import ensure_view, read_view, spectrogram_rgb
 
 SYNC_SECONDS = 2.0  # how often a tab looks for changes other tabs (or a run it was reloaded during) made
@@ -52,31 +51,6 @@ class StudioConfig:
     hub_token_for_visitors: bool = False  # fetch visitors' Hub adapters with the host's login (HF_TOKEN)
     jobs_per_session: int = fair.PER_SESSION  # takes a session may have waiting or running (studio/fair.py)
     jobs_per_client: int = fair.PER_CLIENT    # the same for one client address
-
-
-MEDIA_ROUTE = "/session-file"  # /session-file/<session id>/<file in it>: a session's audio and views
-
-
-def file_url(path: Path) -> str:
-    """The page's URL of a file stored in a session: keyed by the session's id (the key a visitor
-    already holds), never by the server's path, which no visitor sees."""
-    sid, rel = session.in_session(path)
-    return f"{MEDIA_ROUTE}/{sid}/{urllib.parse.quote(rel)}"
-
-
-def media_routes(root: Path) -> list:
-    """The Starlette route serving ``file_url``'s URLs from the sessions folder ``root`` (with
-    range requests, for seeking); an unknown id or file is 404, whether or not it exists."""
-    from starlette.responses import FileResponse, PlainTextResponse
-    from starlette.routing import Route
-
-    def serve(request):
-        try:
-            path = session.served_file(root, request.path_params["sid"], request.path_params["rel"])
-        except (OSError, ValueError):
-            return PlainTextResponse("Not found.", status_code=404)
-        return FileResponse(path, headers={"Cache-Control": "no-store"})
-    return [Route(MEDIA_ROUTE + "/{sid}/{rel:path}", serve, methods=["GET", "HEAD"])]
 
 
 def painter_value(s: session.Session | None, old: Painted | None, take_id: str | None = None,
@@ -126,22 +100,35 @@ def takes_update(s: session.Session | None, selected: str | None = None, *, leav
     update the list only and leave the tab's pick alone, unless the picked take is gone (a
     timer's view, which may land after this tab picked a newer take)."""
     takes = s.live_takes if s else ()
-    choices = [(_take_choice(t, ui_tempo.take_grid(s, t)), t.id) for t in takes]
+    grids = [ui_tempo.take_grid(s, t) for t in takes]
+    fits = [_fit(s, t, grid) for t, grid in zip(takes, grids, strict=True)]
+    order = fit.ordered(list(zip(takes, grids, fits, strict=True)), fits, s.last.get("take_order", "made") if s else "")
+    choices = [(_take_choice(t, grid, found), t.id) for t, grid, found in order]
     value = selected if selected in {t.id for t in takes} else None
     if leave_selection and value == selected:
         return gr.update(choices=choices)
     return gr.update(choices=choices, value=value)
 
 
-def _take_choice(t: session.TakeRecord, grid=None) -> str:
-    """A take's line in the list: its regions in bars when its version has a grid, else in seconds."""
+def _fit(s: session.Session, t: session.TakeRecord, grid) -> fit.Fit:
+    """How well take ``t`` keeps to its track (nothing measured if its audio cannot be read)."""
+    try:
+        return fit.of_take(s, t.id, grid)
+    except (*PROBLEMS, OSError):
+        return fit.Fit((), None)
+
+
+def _take_choice(t: session.TakeRecord, grid=None, found: fit.Fit | None = None) -> str:
+    """A take's line in the list: its regions in bars when its version has a grid, else in seconds,
+    then its worst seam and its drift from the grid (``studio.fit``)."""
     if grid is not None:
         where = "bars " + ", ".join(ui_tempo.bars_label(grid, r.start, r.end, t.frames / SAMPLE_RATE)
                                     .removeprefix("bars ") for r in t.regions[:3])
     else:
         where = ", ".join(f"{r.start:.1f}–{r.end:.1f}s" for r in t.regions[:3])
     loras = "".join(f" · LoRA {Path(lo['file']).stem} ×{lo['strength']:g}" for lo in t.settings.get("loras", []))
-    return f"{session.take_label(t).capitalize()} · seed {t.seed} · {where}{loras}"
+    measured = f" · {found.text()}" if found is not None and found.text() else ""
+    return f"{session.take_label(t).capitalize()} · seed {t.seed} · {where}{measured}{loras}"
 
 
 def versions_text(s: session.Session | None) -> str:
@@ -302,7 +289,12 @@ def _lora_slots(values) -> list[tuple[Path | hub.HubFile, float]]:
 
 def _takes_panel(c) -> None:
     gr.Markdown("### Takes")
-    c.takes = gr.Radio([], label="Pick a take to hear it as B", elem_id="takes")
+    c.takes = gr.Radio([], label="Pick a take to hear it as B", elem_id="takes",
+                       info="Seams: the largest jump at a border against the original's jump there (1× flows "
+                            "as the original did), and its loudness step. Drift: how far the take's beats sit "
+                            "from the bar grid.")
+    c.take_order = gr.Radio([(words, key) for key, words in fit.ORDERS.items()], value="made",
+                            label="Order takes", elem_id="take-order")
     with gr.Row():
         c.accept_btn = gr.Button("Accept", variant="primary", elem_id="accept")
         c.discard_btn = gr.Button("Discard", elem_id="discard")
@@ -363,7 +355,7 @@ def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
     view = [c.sess, c.painter, c.status, c.takes, c.versions, c.sid_box, c.session_md, c.seen,
             *ui_tempo.tempo_outputs(c)]  # what most return
     on_take = [c.sess, c.painter, c.takes]
-    restored = [c.prompt, c.n_takes, c.strength, c.crossfade, c.snap]  # Handlers.open sets them from session.last
+    restored = [c.prompt, c.n_takes, c.strength, c.crossfade, c.snap, c.take_order]  # Handlers.open: from session.last
     opened = demo.load(h.open, [c.painter], view + restored)
     opened.then(None, [c.sid_box], None, js=_SET_URL_JS)
     c.sid_box.change(None, [c.sid_box], None, js=_SET_URL_JS)  # a session made by the first store
@@ -403,6 +395,7 @@ def _wire(demo: gr.Blocks, c, h: "_Handlers", gpu: Callable) -> None:
     # runs beside generate; no output, so it cannot overwrite the "Cancelled" that generate reports
     c.cancel_btn.click(h.cancel, None, None, concurrency_limit=None)
     c.takes.select(h.pick_take, on_take, view)
+    c.take_order.input(h.order_takes, [c.sess, c.take_order, c.takes], [c.takes], show_progress="hidden")
     c.accept_btn.click(h.accept, on_take, view).then(**ahead)
     c.discard_btn.click(h.discard, on_take, view)
     c.undo_btn.click(h.undo, on_take, view)
@@ -418,15 +411,14 @@ _SET_URL_JS = """(sid) => { const u = new URL(window.location.href);
   window.history.replaceState(null, '', u); return []; }"""
 
 VIEW_OUTPUTS = 8 + len(ui_tempo.TEMPO_OUTPUTS)  # what _Handlers.view returns (see _wire's `view`)
-PROBLEMS = (AudioError, EngineError, ValueError, KeyError)  # session.SessionError, hub.HubError are ValueErrors
 # Generations that may wait at the fair gate at once (more wait in Gradio's queue): above one
 # visitor's cap (fair.PER_CLIENT), so another visitor's take reaches the gate past a script's, and
 # well below Gradio's 40 worker threads, so page loads and timers always find one. Each holds its
 # clip in memory while it waits (at most 212 MB for a 600 s clip).
 GATE_SEATS = 16
-HUB_FOLDER = "hub-cache"
+HUB_FOLDER = "hub-cache"  # in the sessions root: visitors' Hub adapters (not a session id, so sweep leaves it)
 SAVED_NOT_SHOWN = ("The server's disk is full: what you did is saved in your session, but it cannot be shown or "
-                   "played until there is room again; try again later.")  # in the sessions root: visitors' Hub adapters (not a session id, so sweep leaves it)
+                   "played until there is room again; try again later.")
 # Context each side of the regions: auto = the whole track while it fits the model, else 15 s.
 CONTEXT_SECONDS = {"auto": None, "whole track (up to the model's limit)": 10_000.0, "5 s each side": 5.0,
                    "10 s each side": 10.0, "15 s each side": 15.0, "30 s each side": 30.0}
@@ -545,7 +537,8 @@ class _Handlers:
                 msg = session.SessionError(f"Session “{sid}” was not found (sessions unused for a while are "
                                            "deleted); load a clip to start a new one.")
         last = s.last if s else {}
-        restored = [last.get(k, gr.update()) for k in ("prompt", "n_takes", "strength", "crossfade_ms", "snap")]
+        restored = [last.get(k, gr.update()) for k in ("prompt", "n_takes", "strength", "crossfade_ms", "snap",
+                                                       "take_order")]
         return self.view(s, painter, msg, keep=False) + restored
 
     def cost(self, painter, model, steps, context):
@@ -673,7 +666,7 @@ class _Handlers:
         for k, req in enumerate(reqs):
             try:
                 with self.gate.turn(*who, _waiting(progress, flag, k, n)):
-                    take = self.engine.edit(req, _progress(progress, flag, k, n, encoded), preview=on_preview)
+                    take = self.engine.edit(req, engine_progress(progress, flag, k, n, encoded), preview=on_preview)
                 _, rec = session.add_take(s, take, req.prompt, settings, self.engine.made_on(req.model))  # s: its base
             except Cancelled:
                 flag.unlink(missing_ok=True)
@@ -701,7 +694,7 @@ class _Handlers:
                                   steps=int(steps), guidance=_guidance(cfg, apg, negative),
                                   loras=self.loras(loras, progress))
             with self.gate.turn(*self.visitor(sid, request), _waiting(progress, flag, 0, 1)):
-                take = self.engine.generate(req, _progress(progress, flag, 0, 1), preview=on_preview)
+                take = self.engine.generate(req, engine_progress(progress, flag, 0, 1), preview=on_preview)
             # stored only now: a failed or cancelled first generation leaves no session folder behind
             s = session.set_source(s or session.create(self.cfg.sessions), take.audio,
                                    f"generated: “{prompt}” (seed {seed})",
@@ -741,8 +734,21 @@ class _Handlers:
         except PROBLEMS as e:
             return none, None, None, status(e)
         label = session.take_label(s.take(take_id))
-        return (gr.update(choices=[(b.choice(), b.sample) for b in found], value=None), None, None,
+        measured = _fit(s, s.take(take_id), ui_tempo.take_grid(s, s.take(take_id))).borders
+        choices = [(b.choice(), b.border.sample) for b in measured] or [(b.choice(), b.sample) for b in found]
+        return (gr.update(choices=choices, value=None), None, None,
                 status(f"{len(found)} border{'s' * (len(found) != 1)} in {label}: pick one to loop it."))
+
+    def order_takes(self, sid, order, take_id):
+        """The takes listed in ``order`` (a key of fit.ORDERS), kept with the session for its other tabs."""
+        s = self.latest(sid)
+        if s is None or order not in fit.ORDERS:
+            return gr.update()
+        try:
+            s = session.remember(s, take_order=order)
+        except PROBLEMS:  # a full disk: this tab still orders its list
+            s = replace(s, last={**s.last, "take_order": order})
+        return takes_update(s, take_id)
 
     def seam_loop(self, sid, take_id, border, pre, post):
         """A and B looped around ``border`` (samples on the take's axis), cut from the files."""
@@ -877,25 +883,6 @@ def preview_image(p: Preview):
                      visible=True)
 
 
-def _progress(progress, flag: Path, k: int, n: int, encoded: list | None = None):
-    """An engine Progress that drives gr.Progress and raises Cancelled once the flag file exists;
-    ``encoded`` collects the frames of encoding work the engine reports (none: already encoded)."""
-    weights = {"load": 0.0, "encode": 0.05, "steps": 0.1, "decode": 0.95}
-
-    def report(stage: str, done: int, total: int) -> None:
-        if flag.exists():
-            raise Cancelled()
-        if stage == "queue":
-            progress(0.0, desc=f"Waiting for the engine: {done} job{'s' if done > 1 else ''} ahead")
-            return
-        if stage == "encode" and done < total and encoded is not None:
-            encoded.append(total)
-        span = 0.85 if stage == "steps" else 0.05
-        frac = (k + weights.get(stage, 0) + span * done / max(total, 1)) / n
-        progress(min(frac, 1.0), desc=f"Take {k + 1}/{n} · {stage} {done}/{total}")
-    return report
-
-
 def _waiting(progress, flag: Path, k: int, n: int) -> Callable[[fair.Place], None]:
     """What a take waiting at the gate hears: raises Cancelled once the flag file exists, else
     shows why it waits on the status line."""
@@ -910,14 +897,6 @@ def _waiting(progress, flag: Path, k: int, n: int) -> Callable[[fair.Place], Non
     return wait
 
 
-def status(msg):
-    """The status line's update: an exception becomes its sentence styled as an error (class
-    `error`, see app.STUDIO_CSS), a string a plain message (class `ok`); gr.update() passes."""
-    if isinstance(msg, dict):
-        return msg
-    if isinstance(msg, BaseException):
-        return gr.update(value=f"⚠️ {_sentence(msg)}", elem_classes=["error"])
-    return gr.update(value=msg, elem_classes=["ok"])
 def discard_upload(path) -> None:
     """Delete an upload's file and its per-upload folder, only inside Gradio's upload folder."""
     if not path:
@@ -930,14 +909,3 @@ def discard_upload(path) -> None:
     if file.parent != root:
         with contextlib.suppress(OSError):  # not empty: another upload of the same content
             file.parent.rmdir()
-
-
-# An absolute path in an error's text (an OSError's, a library's), not a URL's: shown by its last part only
-_SERVER_PATH = re.compile(r"(?<![\w.:/])(?:/[^/\s'\"“”]+)+/([^/\s'\"“”]+)")
-
-
-def _sentence(err) -> str:
-    """An error as the status line says it: one sentence, with no path of the server's in it."""
-    text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-    text = _SERVER_PATH.sub(r"\1", text)
-    return text if text.endswith((".", "!", "?")) else text + "."

@@ -18,7 +18,7 @@ from pathlib import Path
 import gradio as gr
 
 from studio import loops, recipe, seams, session, tempo, ui_tempo
-from studio import ui as studio_ui  # its status line, problems, progress and views (it imports this module)
+from studio.ui_common import PROBLEMS, engine_progress, file_url, status
 from studio.api import SAMPLE_RATE, Cancelled
 from studio.audio_io import wav_bytes
 from studio.meter import MAX_LOOP_BARS, METERS, Grid
@@ -131,7 +131,7 @@ def drag_html(s: session.Session | None, take_id: str | None = None) -> str:
     items += [("export", "Export", p.name, p) for p in exported[:MAX_DRAG_EXPORTS]]
     rows = "".join(
         f'<a class="sa3-drag-item" draggable="true" data-kind="{kind}" data-name="{html.escape(name)}" '
-        f'data-mime="{MIME[Path(path).suffix]}" href="{html.escape(studio_ui.file_url(path))}" '
+        f'data-mime="{MIME[Path(path).suffix]}" href="{html.escape(file_url(path))}" '
         f'download="{html.escape(name)}">⇱ {html.escape(label)} · {html.escape(name)}</a>'
         for kind, label, name, path in items)
     title = '<div class="sa3-drag-title">Drag into a DAW track or onto the desktop:</div>'
@@ -182,7 +182,7 @@ class Loops:
                                 progress=self._progress(request, progress),
                                 **_fields(model, prompt, seed, steps, crossfade))
             s, take_id = self._store(s, healed)
-        except (*studio_ui.PROBLEMS, Cancelled) as e:
+        except (*PROBLEMS, Cancelled) as e:
             return self._failed(s, painter, e, seed)
         return self._shown(s, take_id, healed, track, painter, seed, f"bars {first_bar}–{first_bar + bars - 1}{found}")
 
@@ -205,7 +205,7 @@ class Loops:
             s = session.set_grid(s, Grid(grid.bpm, grid.beats_per_bar, grid.beat_unit, 0.0),
                                  f"Generated as a loop at {grid.bpm:g} BPM; bar 1 at the start.")
             s, take_id = self._store(s, healed)
-        except (*studio_ui.PROBLEMS, Cancelled) as e:
+        except (*PROBLEMS, Cancelled) as e:
             return self._failed(s, painter, e, seed)
         return self._shown(s, take_id, healed, made.audio, painter, seed, f"a {bars}-bar loop at {grid.bpm:g} BPM")
 
@@ -213,7 +213,7 @@ class Loops:
         """The engine's progress for this tab: gr.Progress, and Cancelled once the tab's Cancel is pressed."""
         flag = self.h.cancel_flag(request)
         flag.unlink(missing_ok=True)
-        return studio_ui._progress(progress, flag, 0, 1)
+        return engine_progress(progress, flag, 0, 1)
 
     def _store(self, s, healed: loops.Healed) -> tuple[session.Session, str]:
         """Store the heal as a take of s.current; its recipe holds the loop's step so a replay remakes it."""
@@ -253,12 +253,12 @@ class Loops:
                 bars = int(bars or 0)
                 start, n = loops.cut(session.audio(s, what), grid, bars, int(first_bar or 0))
             path = session.export(s, what, fmt, name=file_stem(s, what, bars), span=(start, start + n))
-        except studio_ui.PROBLEMS as e:
-            return None, studio_ui.status(e), gr.update()
+        except PROBLEMS as e:
+            return None, status(e), gr.update()
         msg = (f"Exported **{path.name}**: exactly {bars} bar{'s' * (bars != 1)}, {n} samples "
                f"({n / SAMPLE_RATE:.3f} s), "
                f"with its settings in {path.with_suffix('.json').name}.")
-        return str(path), studio_ui.status(msg), drag_html(s, take_id)
+        return str(path), status(msg), drag_html(s, take_id)
 
     def listed(self, sid, take_id):
         """The drag-out list and the grid line, for what the tab shows now."""

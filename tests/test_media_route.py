@@ -5,7 +5,7 @@ from starlette.testclient import TestClient
 
 from studio import session
 from studio.api import SAMPLE_RATE
-from studio.ui import MEDIA_ROUTE, file_url, media_routes
+from studio.ui_common import MEDIA_ROUTE, file_url, media_routes
 
 
 def _client(root):

@@ -250,8 +250,8 @@ def test_drift_measures_a_known_offset_of_a_takes_beats():
     grid = Grid(120, 4, 4, 0.0)
     on_grid = tempo.drift_ms(_take(), grid, 4.0, 10.0)
     late = tempo.drift_ms(_take(0.040), grid, 4.0, 10.0)
-    assert on_grid.median_ms < 12 and on_grid.max_ms < 20
-    assert late.median_ms == pytest.approx(40, abs=12) and late.max_ms < 70
+    assert on_grid.median_ms < 2 and on_grid.max_ms < 3      # attacks are read to about a millisecond
+    assert late.median_ms == pytest.approx(40, abs=2) and late.max_ms < 43
     assert len(late.beats) >= 10 and all(4.0 <= t <= 10.0 for t in late.beats)
 
 

@@ -31,7 +31,8 @@ class Detected:
 def studio(tmp_path, monkeypatch):
     """(UI handlers over the fake engine, tempo handlers, a session holding a 6 s clip, the fake detect)."""
     from studio.fake_engine import FakeEngine
-    from studio.ui import StudioConfig, _Handlers, current_seconds, session_signature, status
+    from studio.ui import StudioConfig, _Handlers, current_seconds, session_signature
+    from studio.ui_common import status
     engine = FakeEngine()
     h = _Handlers(engine, StudioConfig(sessions=tmp_path, default_model="small-music"),
                   {m.name: m for m in engine.models()})
