@@ -1,6 +1,6 @@
 """``python -m studio edit --bars`` and ``python -m studio loop`` on the tiny checkpoint: bars give the
-same take as the same regions in seconds, loops are exactly their bars long, change only the span
-across their wrap, and replay from their side-cars."""
+same take as the same regions in seconds and as the studio's handlers on the same bars, loops are
+exactly their bars long, change only the span across their wrap, and replay from their side-cars."""
 from __future__ import annotations
 
 import json
@@ -30,7 +30,8 @@ def track(tmp_path):
     return path
 
 
-def test_bars_in_a_fresh_process_give_the_same_take_as_the_same_seconds(tiny_checkpoint, track, tmp_path):
+def test_bars_in_a_fresh_process_give_the_same_take_as_the_same_seconds_and_as_the_studio(
+        tiny_checkpoint, track, tmp_path):
     grid = Grid(100.0, downbeat=0.3)
     start, end = grid.parse_range("2:3")  # bar 2 begins at 2.7 s, bar 3 ends at 7.5 s
     assert (start, end) == pytest.approx((2.7, 7.5))
@@ -47,6 +48,34 @@ def test_bars_in_a_fresh_process_give_the_same_take_as_the_same_seconds(tiny_che
                                                         "downbeat": 0.3}}
     assert [(r["start"], r["end"]) for r in side["regenerated"]] == [
         (r.start, r.end) for r in edit.snap_regions([edit.Region(start, end)], 9.0)]
+
+    # The studio: the same clip, its tempo typed, bars 2-3 as the painter's typed bars give them (the
+    # browser test checks typed bars against dragged ones), the same seed: the take is the CLI's.
+    studio_take = _studio_take(tiny_checkpoint, track, tmp_path, (start, end), seed=4, steps=2, prompt="drum fill")
+    np.testing.assert_array_equal(studio_take, bars_audio)
+
+
+def _studio_take(checkpoint, track, tmp_path, region, seed, steps, prompt) -> np.ndarray:
+    """The take the studio's handlers make over the real engine, exported as the CLI writes (24-bit WAV)."""
+    from types import SimpleNamespace
+
+    from studio import painter, session, ui_tempo
+    from studio.api import CROSSFADE_MS
+    from studio.engine import RealEngine
+    from studio.ui import StudioConfig, _Handlers, current_seconds, session_signature
+    from studio.ui_common import status
+    engine = RealEngine(extra_models=(str(checkpoint),))
+    h = _Handlers(engine, StudioConfig(sessions=tmp_path / "sessions", default_model=str(checkpoint)),
+                  {m.name: m for m in engine.models()})
+    sid = h.load_file(None, painter.read({"regions": []}), str(track))[0]
+    ui_tempo.TempoHandlers(h.latest, current_seconds, status, session_signature).set_tempo(sid, 100, "4/4", 0.3, "bar")
+    typed = painter.read({"regions": [{"start": region[0], "end": region[1]}], "snap": "bar"})
+    out = h.generate(sid, typed, str(checkpoint), prompt, seed, False, 1, steps, 1.0, CROSSFADE_MS,
+                     request=SimpleNamespace(session_hash="tab", query_params={}), progress=lambda *a, **k: None)
+    assert "ready" in out[2]["value"], out[2]["value"]
+    take = session.open_session(h.cfg.sessions, sid).takes[-1]
+    path, _ = h.export(sid, "wav24", take.id)
+    return sf.read(path, dtype="float32")[0]
 
 
 def test_a_files_loop_is_exactly_its_bars_and_changes_only_across_its_wrap(tiny_checkpoint, track, tmp_path, capsys):
