@@ -49,7 +49,8 @@ class BorderFit:
             return self.border.choice()
         if self.original is None:
             return f"{self.border.choice()} · {self.seam.text()}"
-        return f"{self.border.choice()} · jump {self.excess:.1f}× the original's, {self.step_db:+.1f} dB"
+        step = round(self.step_db, 1) + 0.0  # never "-0.0 dB"
+        return f"{self.border.choice()} · jump {self.excess:.1f}× the original's, {step:+.1f} dB"
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,8 @@ def test_regions_dragged_with_bar_snapping_change_exactly_the_bars_and_typed_bar
     page.click("#generate")
     wait_status(page, "take ready")
     assert "bars 1–1, 3–3" in page.inner_text("#takes")
+    assert "seams ≤" in page.inner_text("#takes")  # its worst border against the original's (studio/fit.py)
+    page.locator("#take-order").get_by_label("smoothest seams first").check()
     out, _ = sf.read(export_current(page, tmp_path / "take.wav", "#export-take"), dtype="float32", always_2d=True)
     changed_within_painted(out, source, dragged)
     changed = np.flatnonzero(np.any(out != source, axis=1))
@@ -87,6 +89,11 @@ def test_regions_dragged_with_bar_snapping_change_exactly_the_bars_and_typed_bar
     page.press("#painter .sa3p-foot input.addbars", "Enter")
     wait_attr(page, "msg", "A bar of 4/4 has beats 1 to 4; beat 7 in '2.7–3' does not exist.")
     assert page.get_attribute("#painter .sa3p", "data-regions") == "2"
+
+    page.reload()  # the takes' order is kept with the session
+    wait_attr(page, "ready", "1")
+    wait_text(page, "#takes", "seams ≤")
+    assert page.locator("#take-order").get_by_label("smoothest seams first").is_checked()
 
 
 def test_the_painter_reads_and_names_bars_as_studio_meter_does(loaded):
