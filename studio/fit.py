@@ -131,11 +131,11 @@ def of_take(s: session.Session, take_id: str, grid: Grid | None) -> Fit:
 ORDERS = {"made": "as made", "seams": "smoothest seams first", "drift": "steadiest beat first"}
 
 
-def ordered(takes, fits, order: str) -> list:
-    """``takes`` in ``order`` (a key of ORDERS), ``fits`` giving each take's Fit (same order). Takes
-    whose measure is missing go last, in the order they were made."""
+def ordered(items: list, order: str, fit_of=lambda item: item) -> list:
+    """``items`` in ``order`` (a key of ORDERS), ``fit_of(item)`` giving each one's Fit. Items whose
+    measure is missing go last; ties and "made" keep the order they came in."""
     if order not in ("seams", "drift"):
-        return list(takes)
-    measured = [f.seam if order == "seams" else f.drift_ms for f in fits]
-    rank = sorted(range(len(takes)), key=lambda i: (math.isnan(measured[i]), np.nan_to_num(measured[i]), i))
-    return [takes[i] for i in rank]
+        return list(items)
+    measured = [fit_of(item).seam if order == "seams" else fit_of(item).drift_ms for item in items]
+    rank = sorted(range(len(items)), key=lambda i: (math.isnan(measured[i]), np.nan_to_num(measured[i]), i))
+    return [items[i] for i in rank]

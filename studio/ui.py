@@ -100,10 +100,12 @@ def takes_update(s: session.Session | None, selected: str | None = None, *, leav
     update the list only and leave the tab's pick alone, unless the picked take is gone (a
     timer's view, which may land after this tab picked a newer take)."""
     takes = s.live_takes if s else ()
-    grids = [ui_tempo.take_grid(s, t) for t in takes]
-    fits = [_fit(s, t, grid) for t, grid in zip(takes, grids, strict=True)]
-    order = fit.ordered(list(zip(takes, grids, fits, strict=True)), fits, s.last.get("take_order", "made") if s else "")
-    choices = [(_take_choice(t, grid, found), t.id) for t, grid, found in order]
+    rows = []
+    for t in takes:
+        grid = ui_tempo.take_grid(s, t)
+        rows.append((t, grid, _fit(s, t, grid)))
+    rows = fit.ordered(rows, s.last.get("take_order", "made") if s else "made", fit_of=lambda row: row[2])
+    choices = [(_take_choice(t, grid, found), t.id) for t, grid, found in rows]
     value = selected if selected in {t.id for t in takes} else None
     if leave_selection and value == selected:
         return gr.update(choices=choices)

@@ -79,9 +79,11 @@ def test_drift_reads_a_takes_late_beats_and_none_for_on_grid_ones(studio):
 
 def test_takes_sort_by_seams_or_drift_and_unmeasured_go_last():
     a, b, c = (fit.Fit((), tempo_drift(ms)) for ms in (30.0, 5.0, math.nan))
-    assert fit.ordered(["a", "b", "c"], [a, b, c], "drift") == ["b", "a", "c"]
-    assert fit.ordered(["a", "b", "c"], [a, b, c], "made") == ["a", "b", "c"]
-    assert fit.ordered(["a", "b", "c"], [a, b, c], "seams") == ["a", "b", "c"]  # none measured: as made
+    assert fit.ordered([a, b, c], "drift") == [b, a, c]
+    assert fit.ordered([a, b, c], "made") == [a, b, c]
+    assert fit.ordered([a, b, c], "seams") == [a, b, c]  # none measured: as made
+    named = fit.ordered([("a", a), ("b", b)], "drift", fit_of=lambda row: row[1])
+    assert [name for name, _ in named] == ["b", "a"]
 
 
 def tempo_drift(ms):
