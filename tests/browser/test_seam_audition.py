@@ -66,7 +66,9 @@ def test_a_border_loops_as_a_and_b(studio, browser, tmp_path):
     page.click("#seam-pick input")
     options = page.locator("ul[role=listbox] li")
     options.first.wait_for()
-    assert options.all_inner_texts() == [f"Region 1 start · {start / SR:.2f} s", f"Region 1 end · {end / SR:.2f} s"]
+    borders = [text.split(" · jump ") for text in options.all_inner_texts()]  # each with its seam (studio/fit.py)
+    assert [b[0] for b in borders] == [f"Region 1 start · {start / SR:.2f} s", f"Region 1 end · {end / SR:.2f} s"]
+    assert all(len(b) == 2 and "× the original's, " in b[1] and b[1].endswith(" dB") for b in borders)
     options.first.click()
     lo, hi = start - 2 * SR, start + 2 * SR  # 2 s of pre-roll and 2 s after, the defaults
     a, b, urls = _loops(page, lo, hi, (None, None))
