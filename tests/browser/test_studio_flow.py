@@ -78,7 +78,8 @@ def test_paint_generate_compare_accept_export(studio, browser, tmp_path):
     exported_path = export_current(page, tmp_path / "exported.wav")
     screenshot(page, "07-exported")
 
-    sidecar = json.loads(next(sessions.glob("*/exports/*.json")).read_text())
+    sid = page.url.split("session=")[1].split("&")[0]
+    sidecar = json.loads(next((sessions / sid).glob("exports/*.json")).read_text())
     assert sidecar["prompt"] == "glassy bells" and isinstance(sidecar["seed"], int)
     regions = [Region(r["start"], r["end"]) for r in sidecar["regions"]]
     assert len(regions) == 3
