@@ -8,12 +8,17 @@ from .helpers import drag_region, open_page, painted_regions, upload, wait_attr,
 # Records, in the page, every distinct image the preview shows, with its label and whether the
 # status already said the take was ready when it appeared.
 WATCH = """() => { window.shown = [];
+  // one entry per image; its label is re-read on every change, for Gradio may set the image's src
+  // and the label's text in separate updates (under load, seconds apart)
   const note = () => { const img = document.querySelector('#step-preview img');
     const src = img && img.getAttribute('src');
-    if (src && !window.shown.some((s) => s.src === src))
-      window.shown.push({src, label: document.querySelector('#step-preview')?.innerText || '',
-                         ready: (document.querySelector('#status')?.innerText || '').includes('ready')}); };
-  new MutationObserver(note).observe(document.body, {subtree: true, childList: true, attributes: true}); }"""
+    if (!src) return;
+    const label = document.querySelector('#step-preview')?.innerText || '';
+    const seen = window.shown.find((s) => s.src === src);
+    if (seen) { seen.label = label; return; }
+    window.shown.push({src, label, ready: (document.querySelector('#status')?.innerText || '').includes('ready')}); };
+  new MutationObserver(note).observe(document.body, {subtree: true, childList: true, characterData: true,
+                                                     attributes: true}); }"""
 
 
 def _painted(browser, url, tmp_path, prompt: str):
